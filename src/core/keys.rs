@@ -1,0 +1,90 @@
+//! The one place that builds Redis key names. No hash tags: each key lands on its own slot.
+
+/// Key builder for one `keyPrefix`.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// `prefix` is validated by the config (`[A-Za-z0-9_.:-]`), so it holds no glob characters.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Keys {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The key prefix, without a trailing colon.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix>:instance:<id>` — the registration hash.
+    pub fn instance(&self, id: &str) -> String {
+        format!("{}:instance:{id}", self.prefix)
+    }
+
+    /// `<prefix>:heartbeat:<id>` — the liveness string with a PX TTL.
+    pub fn heartbeat(&self, id: &str) -> String {
+        format!("{}:heartbeat:{id}", self.prefix)
+    }
+
+    /// `<prefix>:activity` — the shared stream.
+    pub fn activity(&self) -> String {
+        format!("{}:activity", self.prefix)
+    }
+
+    /// `<prefix>:network:state` — the sweeper's JSON snapshot.
+    pub fn network_state(&self) -> String {
+        format!("{}:network:state", self.prefix)
+    }
+
+    /// `<prefix>:instances` — the index zset (member id, score last beat ms).
+    pub fn instances(&self) -> String {
+        format!("{}:instances", self.prefix)
+    }
+
+    /// `<prefix>:sweeper` — the sweeper lease.
+    pub fn sweeper(&self) -> String {
+        format!("{}:sweeper", self.prefix)
+    }
+
+    /// The SCAN pattern matching every instance hash.
+    pub fn instance_pattern(&self) -> String {
+        format!("{}:instance:*", self.prefix)
+    }
+
+    /// The instance id inside an instance key, if the key is one of ours.
+    pub fn instance_id_of<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":instance:")
+            .filter(|id| !id.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_seed_layout() {
+        let k = Keys::new("perseus");
+        assert_eq!(k.instance("h:1:2:3"), "perseus:instance:h:1:2:3");
+        assert_eq!(k.heartbeat("h:1:2:3"), "perseus:heartbeat:h:1:2:3");
+        assert_eq!(k.activity(), "perseus:activity");
+        assert_eq!(k.network_state(), "perseus:network:state");
+        assert_eq!(k.instances(), "perseus:instances");
+        assert_eq!(k.sweeper(), "perseus:sweeper");
+        assert_eq!(k.instance_pattern(), "perseus:instance:*");
+    }
+
+    #[test]
+    fn custom_prefix_and_id_extraction() {
+        let k = Keys::new("t:x");
+        assert_eq!(k.activity(), "t:x:activity");
+        assert_eq!(k.instance_id_of("t:x:instance:a:b"), Some("a:b"));
+        assert_eq!(k.instance_id_of("t:x:instance:"), None);
+        assert_eq!(k.instance_id_of("other:instance:a"), None);
+        assert_eq!(k.instance_id_of("t:x:heartbeat:a"), None);
+    }
+}
