@@ -458,9 +458,11 @@ export async function startCluster(opts = {}) {
   const reserved = new Set();
   const nodes = [];
   await cleanupOnFailure(dir, nodes, async () => {
-    await Promise.all(Array.from({ length: CLUSTER_SIZE }, async () => {
-      nodes.push(await bootOnFreePort(() => freeClusterPort(reserved), (port) => makeClusterNode(dir, tls, port)));
-    }));
+    const booted = await Promise.allSettled(Array.from({ length: CLUSTER_SIZE }, () =>
+      bootOnFreePort(() => freeClusterPort(reserved), (port) => makeClusterNode(dir, tls, port))));
+    nodes.push(...booted.filter((r) => r.status === 'fulfilled').map((r) => r.value));
+    const failed = booted.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
     await createCluster(nodes);
   });
 
@@ -505,7 +507,7 @@ export async function startCluster(opts = {}) {
       await waitClusterHealthy([node], `node ${port} rejoined`, CLUSTER_TIMEOUT_MS);
     },
     /** Resolves once no slot is served by `deadPort` and all live nodes report cluster_state:ok. */
-    waitForFailover: (deadPort, timeoutMs = 15_000) => {
+    waitForFailover: async (deadPort, timeoutMs = 15_000) => {
       if (byPort(deadPort).alive) throw new Error(`node ${deadPort} is still running; kill it first`);
       return waitClusterHealthy(nodes, `failover away from ${deadPort}`, timeoutMs);
     },

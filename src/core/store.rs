@@ -50,6 +50,13 @@ struct Inner {
 
 static CRYPTO: Once = Once::new();
 
+/// Installs ring as rustls' process-wide crypto provider, once (needed before any TLS use).
+pub fn install_crypto() {
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 impl Store {
     /// Connects within `connect_timeout`. `on_status` hears later losses and recoveries.
     pub async fn connect(cfg: &ConnectionConfig, on_status: Option<StatusListener>) -> Result<Self> {
@@ -72,9 +79,7 @@ impl Store {
         response_timeout: Duration,
         on_status: Option<StatusListener>,
     ) -> Result<Self> {
-        CRYPTO.call_once(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
+        install_crypto();
         let secrets = secrets_of(cfg);
         let scrub = |e: RedisError| Error::Redis(scrub(&secrets, &describe(&e)));
         let deadline = cfg.connect_timeout;

@@ -1,0 +1,550 @@
+//! The activity stream: entry schema, validation of inputs, XADD / XRANGE / XTRIM, and the
+//! decoder that turns any entry — ours or foreign — into an [`ActivityEntry`] without failing.
+//!
+//! Non-UTF-8 bytes in a field name or value are rendered with U+FFFD (lossy UTF-8).
+
+use redis::Value;
+
+use crate::core::config::clip;
+use crate::core::error::{Error, Result};
+use crate::core::fsm::State;
+use crate::core::keys::Keys;
+use crate::core::registry::text;
+use crate::core::store::Store;
+
+/// Fields of the schema; any other field lands in [`ActivityEntry::fields`].
+pub const SCHEMA_FIELDS: [&str; 10] = [
+    "instanceId", "event", "exchange", "exchangeId", "fromState", "toState", "reason", "publicIp",
+    "hostname", "ts",
+];
+/// Limits on application fields.
+pub const MAX_FIELDS: usize = 64;
+pub const MAX_FIELD_NAME_LEN: usize = 64;
+pub const MAX_FIELD_VALUE_LEN: usize = 8192;
+pub const MAX_REASON_LEN: usize = 1024;
+pub const MAX_QUERY_LIMIT: u64 = 1_000_000;
+/// Entries read per XRANGE round trip.
+const PAGE: u64 = 10_000;
+
+/// One stream entry as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityEntry {
+    pub id: String,
+    pub time: u64,
+    pub instance_id: String,
+    pub event: String,
+    pub exchange: String,
+    pub exchange_id: Option<u64>,
+    pub from_state: Option<State>,
+    pub to_state: Option<State>,
+    pub reason: Option<String>,
+    pub public_ip: Option<String>,
+    pub hostname: Option<String>,
+    pub ts: String,
+    /// Every other field, in the order written.
+    pub fields: Vec<(String, String)>,
+}
+
+impl serde::Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// What an application (or the lifecycle) logs.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityInput {
+    pub event: String,
+    pub reason: Option<String>,
+    pub from_state: Option<State>,
+    pub to_state: Option<State>,
+    pub fields: Vec<(String, String)>,
+}
+
+/// Who writes: the constant part of every entry from one instance.
+#[derive(Debug, Clone)]
+pub struct Author {
+    pub instance_id: String,
+    pub exchange: String,
+    pub exchange_id: u64,
+    pub hostname: String,
+    pub public_ip: Option<String>,
+}
+
+/// Validates an application's input (`logActivity`).
+pub fn validate_input(input: &ActivityInput) -> Result<()> {
+    let e = &input.event;
+    let ok = (1..=64).contains(&e.len())
+        && e.starts_with(|c: char| c.is_ascii_uppercase())
+        && e
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        return Err(Error::invalid(format!(
+            "event must match /^[A-Z][A-Z0-9_]{{0,63}}$/ (got '{}')",
+            clip(e)
+        )));
+    }
+    if let Some(r) = &input.reason {
+        if r.chars().count() > MAX_REASON_LEN {
+            return Err(Error::invalid(format!(
+                "reason must be at most {MAX_REASON_LEN} characters (got {})",
+                r.chars().count()
+            )));
+        }
+    }
+    if input.fields.len() > MAX_FIELDS {
+        return Err(Error::invalid(format!(
+            "fields must have at most {MAX_FIELDS} entries (got {})",
+            input.fields.len()
+        )));
+    }
+    for (k, v) in &input.fields {
+        if SCHEMA_FIELDS.contains(&k.as_str()) {
+            return Err(Error::invalid(format!(
+                "fields.{k} would shadow a schema field; use the input's own property"
+            )));
+        }
+        if !(1..=MAX_FIELD_NAME_LEN).contains(&k.len())
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-:".contains(c))
+        {
+            return Err(Error::invalid(format!(
+                "fields keys must be 1 to {MAX_FIELD_NAME_LEN} characters of [A-Za-z0-9_.:-] (got '{}')",
+                clip(k)
+            )));
+        }
+        if v.len() > MAX_FIELD_VALUE_LEN {
+            return Err(Error::invalid(format!(
+                "fields.{k} must be at most {MAX_FIELD_VALUE_LEN} bytes (got {})",
+                v.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The flat field list of an entry, in schema order, then the input's own fields.
+pub fn encode(author: &Author, input: &ActivityInput, ts: &str) -> Vec<(String, String)> {
+    let mut f: Vec<(String, String)> = vec![
+        ("instanceId".into(), author.instance_id.clone()),
+        ("event".into(), input.event.clone()),
+        ("exchange".into(), author.exchange.clone()),
+        ("exchangeId".into(), author.exchange_id.to_string()),
+    ];
+    if let Some(s) = input.from_state {
+        f.push(("fromState".into(), s.as_str().into()));
+    }
+    if let Some(s) = input.to_state {
+        f.push(("toState".into(), s.as_str().into()));
+    }
+    if let Some(r) = &input.reason {
+        f.push(("reason".into(), r.clone()));
+    }
+    if let Some(ip) = &author.public_ip {
+        f.push(("publicIp".into(), ip.clone()));
+    }
+    f.push(("hostname".into(), author.hostname.clone()));
+    f.push(("ts".into(), ts.to_string()));
+    f.extend(input.fields.iter().cloned());
+    f
+}
+
+/// Decodes one entry from its ID and flat field list. Never fails: missing schema fields
+/// become empty strings or `None`, an odd trailing name is dropped, unknown fields are kept.
+pub fn decode(id: &str, flat: &[Value]) -> ActivityEntry {
+    let mut e = ActivityEntry {
+        id: id.to_string(),
+        time: id
+            .split('-')
+            .next()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(0),
+        instance_id: String::new(),
+        event: String::new(),
+        exchange: String::new(),
+        exchange_id: None,
+        from_state: None,
+        to_state: None,
+        reason: None,
+        public_ip: None,
+        hostname: None,
+        ts: String::new(),
+        fields: Vec::new(),
+    };
+    for pair in flat.chunks_exact(2) {
+        let (Some(k), Some(v)) = (text(&pair[0]), text(&pair[1])) else {
+            continue;
+        };
+        match k.as_str() {
+            "instanceId" => e.instance_id = v,
+            "event" => e.event = v,
+            "exchange" => e.exchange = v,
+            "exchangeId" => e.exchange_id = v.parse().ok(),
+            "fromState" => e.from_state = v.parse().ok(),
+            "toState" => e.to_state = v.parse().ok(),
+            "reason" => e.reason = Some(v),
+            "publicIp" => e.public_ip = Some(v),
+            "hostname" => e.hostname = Some(v),
+            "ts" => e.ts = v,
+            _ => e.fields.push((k, v)),
+        }
+    }
+    e
+}
+
+/// Decodes an XRANGE / XREVRANGE reply; malformed items are skipped.
+pub fn decode_range(v: Value) -> Vec<ActivityEntry> {
+    let Value::Array(items) = v else {
+        return vec![];
+    };
+    items
+        .into_iter()
+        .filter_map(|item| match item {
+            Value::Array(mut pair) if pair.len() == 2 => {
+                let fields = pair.pop()?;
+                let id = text(&pair[0])?;
+                match fields {
+                    Value::Array(flat) => Some(decode(&id, &flat)),
+                    Value::Map(m) => {
+                        let flat: Vec<Value> =
+                            m.into_iter().flat_map(|(k, v)| [k, v]).collect();
+                        Some(decode(&id, &flat))
+                    }
+                    _ => Some(decode(&id, &[])),
+                }
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A query bound as given: ms epoch (a `Date` arrives as ms) or a stream ID / `-` / `+`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bound {
+    Ms(f64),
+    Id(String),
+}
+
+/// Turns a bound into an XRANGE argument; `what` names the argument in errors.
+pub fn parse_bound(what: &str, b: &Bound) -> Result<String> {
+    match b {
+        Bound::Ms(ms) => {
+            if ms.is_finite() && *ms >= 0.0 && ms.fract() == 0.0 && *ms <= 9007199254740991.0 {
+                Ok(format!("{}", *ms as u64))
+            } else {
+                Err(Error::invalid(format!(
+                    "{what} must be a non-negative integer ms epoch, a valid Date, or a stream ID (got {ms})"
+                )))
+            }
+        }
+        Bound::Id(s) => {
+            if s == "-" || s == "+" || is_stream_id(s) {
+                Ok(s.clone())
+            } else {
+                Err(Error::invalid(format!(
+                    "{what} must be a stream ID like '1707580800000-0', '-' or '+' (got '{}')",
+                    clip(s)
+                )))
+            }
+        }
+    }
+}
+
+/// `<ms>` or `<ms>-<seq>`, both u64.
+pub fn is_stream_id(s: &str) -> bool {
+    let mut parts = s.splitn(2, '-');
+    let ms = parts.next().unwrap_or("");
+    let ok_num = |p: &str| !p.is_empty() && p.len() <= 20 && p.parse::<u64>().is_ok();
+    ok_num(ms) && parts.next().is_none_or(ok_num)
+}
+
+/// A validated query.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub since: String,
+    pub until: String,
+    pub limit: u64,
+    pub reverse: bool,
+    pub instance_id: Option<String>,
+    pub events: Option<Vec<String>>,
+}
+
+/// Builds a [`Query`] from optional parts, validating each.
+pub fn make_query(
+    since: Option<Bound>,
+    until: Option<Bound>,
+    limit: Option<f64>,
+    reverse: bool,
+    instance_id: Option<String>,
+    events: Option<Vec<String>>,
+) -> Result<Query> {
+    let since = match since {
+        Some(b) => parse_bound("since", &b)?,
+        None => "-".into(),
+    };
+    let until = match until {
+        Some(b) => parse_bound("until", &b)?,
+        None => "+".into(),
+    };
+    let limit = match limit {
+        None => 1000,
+        Some(l) if l.is_finite() && l.fract() == 0.0 && l >= 1.0 && l <= MAX_QUERY_LIMIT as f64 => l as u64,
+        Some(l) => {
+            return Err(Error::invalid(format!(
+                "limit must be an integer from 1 to {MAX_QUERY_LIMIT} (got {l})"
+            )))
+        }
+    };
+    Ok(Query {
+        since,
+        until,
+        limit,
+        reverse,
+        instance_id,
+        events,
+    })
+}
+
+/// Reads and writes one stream.
+#[derive(Clone)]
+pub struct ActivityLog {
+    store: Store,
+    key: String,
+}
+
+impl ActivityLog {
+    pub fn new(store: Store, keys: &Keys) -> Self {
+        ActivityLog {
+            store,
+            key: keys.activity(),
+        }
+    }
+
+    /// XADD `*` (server time). Not retried: a timeout may or may not have written the entry.
+    pub async fn append(&self, fields: &[(String, String)]) -> Result<String> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.key).arg("*");
+        for (k, v) in fields {
+            cmd.arg(k).arg(v);
+        }
+        self.store.query(&cmd).await
+    }
+
+    /// Runs a query, paging with COUNT and filtering here, so `limit` counts matches.
+    pub async fn query(&self, q: &Query) -> Result<Vec<ActivityEntry>> {
+        let filtered = q.instance_id.is_some() || q.events.is_some();
+        let mut out: Vec<ActivityEntry> = Vec::with_capacity(q.limit.min(PAGE) as usize);
+        let (mut lo, mut hi) = (q.since.clone(), q.until.clone());
+        loop {
+            let want = q.limit - out.len() as u64;
+            let count = if filtered { PAGE } else { want.min(PAGE) };
+            let mut cmd = redis::cmd(if q.reverse { "XREVRANGE" } else { "XRANGE" });
+            cmd.arg(&self.key);
+            if q.reverse {
+                cmd.arg(&hi).arg(&lo);
+            } else {
+                cmd.arg(&lo).arg(&hi);
+            }
+            cmd.arg("COUNT").arg(count);
+            let page = decode_range(self.store.query::<Value>(&cmd).await?);
+            let got = page.len() as u64;
+            let last_id = page.last().map(|e| e.id.clone());
+            for e in page {
+                if q.instance_id.as_ref().is_some_and(|id| *id != e.instance_id) {
+                    continue;
+                }
+                if q.events.as_ref().is_some_and(|ev| !ev.contains(&e.event)) {
+                    continue;
+                }
+                out.push(e);
+                if out.len() as u64 >= q.limit {
+                    return Ok(out);
+                }
+            }
+            match last_id {
+                Some(id) if got == count => {
+                    // Continue after the last ID seen (exclusive ranges, Redis >= 6.2).
+                    if q.reverse {
+                        hi = format!("({id}");
+                    } else {
+                        lo = format!("({id}");
+                    }
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// `XTRIM MINID ~ <server now - retention>`; the count Redis reports.
+    pub async fn trim(&self, retention_ms: u64) -> Result<u64> {
+        let now = server_time_ms(&self.store, &self.key).await?;
+        let cutoff = now.saturating_sub(retention_ms);
+        let mut cmd = redis::cmd("XTRIM");
+        cmd.arg(&self.key).arg("MINID").arg("~").arg(cutoff);
+        self.store.query(&cmd).await
+    }
+
+    /// XLEN.
+    pub async fn len(&self) -> Result<u64> {
+        let mut cmd = redis::cmd("XLEN");
+        cmd.arg(&self.key);
+        self.store.query(&cmd).await
+    }
+
+    /// The newest entry's ID, or `0-0` for an empty stream: where a tail starts.
+    pub async fn last_id(&self) -> Result<String> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(&self.key).arg("+").arg("-").arg("COUNT").arg(1);
+        let page = decode_range(self.store.query::<Value>(&cmd).await?);
+        Ok(page.first().map(|e| e.id.clone()).unwrap_or_else(|| "0-0".into()))
+    }
+
+    /// One blocking read of entries after `after`, waiting up to `block`.
+    pub async fn read_after(
+        &self,
+        after: &str,
+        block: std::time::Duration,
+        count: u64,
+    ) -> Result<Vec<ActivityEntry>> {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(after);
+        let v: Value = self.store.query(&cmd).await?;
+        Ok(decode_xread(v))
+    }
+}
+
+/// Decodes an XREAD reply for one stream (RESP2 array or RESP3 map); nil means nothing new.
+fn decode_xread(v: Value) -> Vec<ActivityEntry> {
+    match v {
+        Value::Array(streams) => streams
+            .into_iter()
+            .flat_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => decode_range(kv.pop().unwrap_or(Value::Nil)),
+                _ => vec![],
+            })
+            .collect(),
+        Value::Map(m) => m.into_iter().flat_map(|(_, v)| decode_range(v)).collect(),
+        _ => vec![],
+    }
+}
+
+/// The server's clock in ms (TIME), read on the node that owns `key`'s slot in a cluster.
+pub async fn server_time_ms(store: &Store, key: &str) -> Result<u64> {
+    // TIME takes no key; a one-key script routes it to the key's node in a cluster.
+    let script = redis::Script::new(
+        "local t = redis.call('TIME') return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)",
+    );
+    store.script(&script, &[key], &[]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips() {
+        let author = Author {
+            instance_id: "i".into(),
+            exchange: "coinbase".into(),
+            exchange_id: 7,
+            hostname: "h".into(),
+            public_ip: Some("203.0.113.7".into()),
+        };
+        let input = ActivityInput {
+            event: "STATE_CHANGE".into(),
+            reason: Some("why".into()),
+            from_state: Some(State::Idle),
+            to_state: Some(State::Registering),
+            fields: vec![("symbol".into(), "BTC-USD".into())],
+        };
+        let f = encode(&author, &input, "2026-01-01T00:00:00.000Z");
+        let flat: Vec<Value> = f.iter().flat_map(|(k, v)| [bulk(k), bulk(v)]).collect();
+        let e = decode("1707580800000-3", &flat);
+        assert_eq!(e.time, 1707580800000);
+        assert_eq!(e.instance_id, "i");
+        assert_eq!(e.exchange_id, Some(7));
+        assert_eq!(e.from_state, Some(State::Idle));
+        assert_eq!(e.to_state, Some(State::Registering));
+        assert_eq!(e.reason.as_deref(), Some("why"));
+        assert_eq!(e.public_ip.as_deref(), Some("203.0.113.7"));
+        assert_eq!(e.ts, "2026-01-01T00:00:00.000Z");
+        assert_eq!(e.fields, vec![("symbol".to_string(), "BTC-USD".to_string())]);
+    }
+
+    #[test]
+    fn decode_tolerates_foreign_entries() {
+        let flat = vec![
+            bulk("event"),
+            bulk("X"),
+            Value::BulkString(vec![0xff, 0xfe]),
+            bulk("v"),
+            bulk("exchangeId"),
+            bulk("nope"),
+            bulk("fromState"),
+            bulk("zombie"),
+            bulk("odd"),
+        ];
+        let e = decode("garbage", &flat);
+        assert_eq!(e.time, 0);
+        assert_eq!(e.event, "X");
+        assert_eq!(e.exchange_id, None);
+        assert_eq!(e.from_state, None);
+        assert_eq!(e.fields, vec![("\u{fffd}\u{fffd}".to_string(), "v".to_string())]);
+        assert!(decode_range(Value::Int(3)).is_empty());
+        assert_eq!(decode_range(Value::Array(vec![Value::Nil, Value::Array(vec![bulk("1-1"), Value::Nil])])).len(), 1);
+    }
+
+    #[test]
+    fn inputs_are_validated() {
+        let ok = ActivityInput { event: "ORDER_BOOK_RESYNC".into(), ..Default::default() };
+        assert!(validate_input(&ok).is_ok());
+        for bad in ["", "lower", "1ABC", "A-B", &"A".repeat(65)] {
+            let i = ActivityInput { event: bad.into(), ..Default::default() };
+            assert!(matches!(validate_input(&i), Err(Error::InvalidOption(m)) if m.starts_with("event")));
+        }
+        let i = ActivityInput { event: "E".into(), reason: Some("x".repeat(1025)), ..Default::default() };
+        assert!(matches!(validate_input(&i), Err(Error::InvalidOption(m)) if m.starts_with("reason")));
+        let i = ActivityInput { event: "E".into(), fields: vec![("ts".into(), "1".into())], ..Default::default() };
+        assert!(matches!(validate_input(&i), Err(Error::InvalidOption(m)) if m.starts_with("fields.ts")));
+    }
+
+    #[test]
+    fn bounds_parse_or_name_the_argument() {
+        assert_eq!(parse_bound("since", &Bound::Ms(5.0)).unwrap(), "5");
+        assert_eq!(parse_bound("since", &Bound::Id("1-2".into())).unwrap(), "1-2");
+        assert_eq!(parse_bound("until", &Bound::Id("+".into())).unwrap(), "+");
+        for bad in [Bound::Ms(-1.0), Bound::Ms(f64::NAN), Bound::Ms(1.5), Bound::Id("yesterday".into()), Bound::Id("1-".into()), Bound::Id("-1".into())] {
+            assert!(matches!(parse_bound("since", &bad), Err(Error::InvalidOption(m)) if m.starts_with("since")));
+        }
+        assert!(matches!(make_query(None, None, Some(0.0), false, None, None), Err(Error::InvalidOption(m)) if m.starts_with("limit")));
+        assert_eq!(make_query(None, None, None, false, None, None).unwrap().limit, 1000);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(id in ".{0,40}", raw in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20), 0..15)) {
+            let flat: Vec<Value> = raw.into_iter().map(Value::BulkString).collect();
+            let _ = decode(&id, &flat);
+        }
+
+        #[test]
+        fn bound_parser_never_panics(s in ".{0,40}", ms in proptest::prelude::any::<f64>()) {
+            let _ = parse_bound("since", &Bound::Id(s.clone()));
+            let _ = parse_bound("since", &Bound::Ms(ms));
+            if let Ok(v) = parse_bound("since", &Bound::Id(s)) { proptest::prop_assert!(v == "-" || v == "+" || is_stream_id(&v)); }
+        }
+    }
+}

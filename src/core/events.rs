@@ -1,0 +1,61 @@
+//! What the core tells its host. The host (the napi layer, or a test) implements [`EventSink`].
+
+use crate::core::activity::ActivityEntry;
+use crate::core::error::Error;
+use crate::core::fsm::{Event, State};
+use crate::core::registry::InstanceInfo;
+
+/// One of this instance's own lifecycle transitions.
+#[derive(Debug, Clone)]
+pub struct StateChange {
+    pub instance_id: String,
+    pub from: State,
+    pub to: State,
+    pub event: Event,
+    pub reason: Option<String>,
+    /// ISO 8601.
+    pub at: String,
+}
+
+/// Everything a network reports to its host.
+#[derive(Debug, Clone)]
+pub enum NetEvent {
+    StateChange(StateChange),
+    InstanceJoined(InstanceInfo),
+    InstanceLeft(InstanceInfo),
+    InstanceLost(InstanceInfo),
+    Activity(ActivityEntry),
+    Connection {
+        connected: bool,
+        error: Option<String>,
+    },
+    /// A background task failed (it keeps retrying).
+    Error(Error),
+    /// The lifecycle ended for good (drained, failed, or lost with 'stay-dead'): the host may
+    /// stop keeping its process alive for this network.
+    Released,
+}
+
+/// Which listeners the host has, so the core can skip work nobody hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    Activity,
+    InstanceJoined,
+    InstanceLeft,
+    InstanceLost,
+}
+
+/// The host side of events. Implementations must not block: they queue.
+pub trait EventSink: Send + Sync {
+    fn emit(&self, event: NetEvent);
+    /// Asks the host's event loop to answer, for the watchdog; a host without an event loop
+    /// (tests) answers at once. The host calls [`crate::core::heartbeat::Watchdog::pong`].
+    fn ping(&self) {}
+}
+
+/// A sink that drops everything: for tools and tests that do not listen.
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _event: NetEvent) {}
+}

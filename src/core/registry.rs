@@ -1,0 +1,320 @@
+//! Instance records: the seed's hash schema, the heartbeat payload, and reading them back.
+//! Garbage written by others is skipped (with a warning), never an error.
+
+use std::collections::{BTreeMap, HashMap};
+
+use redis::Value;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::core::config::{Discovery, Identity};
+use crate::core::error::Result;
+use crate::core::fsm::State;
+use crate::core::keys::Keys;
+use crate::core::store::Store;
+
+/// One instance as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    pub hostname: String,
+    pub exchange_id: u64,
+    pub exchange_name: String,
+    pub public_ip: Option<String>,
+    pub private_ip: Option<String>,
+    pub pid: u32,
+    pub version: String,
+    #[serde(serialize_with = "ser_state", deserialize_with = "de_state")]
+    pub state: State,
+    pub registered_at: String,
+    pub last_state_change: String,
+    pub metadata: BTreeMap<String, String>,
+    pub alive: bool,
+    pub last_heartbeat: Option<u64>,
+}
+
+fn ser_state<S: Serializer>(s: &State, ser: S) -> std::result::Result<S::Ok, S::Error> {
+    ser.serialize_str(s.as_str())
+}
+
+fn de_state<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<State, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse()
+        .map_err(|_| serde::de::Error::custom(format!("unknown state {s}")))
+}
+
+/// The heartbeat key's JSON payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatPayload {
+    pub last_beat: u64,
+    pub state: String,
+    pub exchange: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub event_loop_lag_ms: Option<u64>,
+}
+
+/// Where the seed stores "no public IP".
+pub const UNKNOWN_IP: &str = "unknown";
+
+/// The hash fields of a registration, in the seed's order, then `meta.<k>`.
+pub fn record_fields(
+    id: &Identity,
+    public_ip: Option<&str>,
+    private_ip: Option<&str>,
+    state: State,
+    registered_at: &str,
+    last_state_change: &str,
+) -> Vec<(String, String)> {
+    let mut f: Vec<(String, String)> = vec![
+        ("instanceId".into(), id.instance_id.clone()),
+        ("hostname".into(), id.hostname.clone()),
+        ("exchangeId".into(), id.exchange_id.to_string()),
+        ("exchangeName".into(), id.exchange_name.clone()),
+        ("publicIp".into(), public_ip.unwrap_or(UNKNOWN_IP).to_string()),
+        ("privateIp".into(), private_ip.unwrap_or(UNKNOWN_IP).to_string()),
+        ("pid".into(), id.pid.to_string()),
+        ("version".into(), id.version.clone()),
+        ("state".into(), state.as_str().to_string()),
+        ("registeredAt".into(), registered_at.to_string()),
+        ("lastStateChange".into(), last_state_change.to_string()),
+    ];
+    for (k, v) in &id.metadata {
+        f.push((format!("meta.{k}"), v.clone()));
+    }
+    f
+}
+
+/// Parses an instance hash (as HGETALL returns it) plus its heartbeat payload.
+/// `None` when the record is missing or not one of ours.
+pub fn parse_record(
+    key_id: &str,
+    hash: &HashMap<String, String>,
+    heartbeat: Option<&str>,
+) -> Option<InstanceInfo> {
+    let get = |k: &str| hash.get(k).map(String::as_str);
+    let ip = |k: &str| {
+        get(k)
+            .filter(|v| *v != UNKNOWN_IP && !v.is_empty())
+            .map(str::to_string)
+    };
+    let state: State = get("state")?.parse().ok()?;
+    let instance_id = get("instanceId").unwrap_or(key_id).to_string();
+    if instance_id != key_id {
+        return None;
+    }
+    let metadata = hash
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("meta.").map(|k| (k.to_string(), v.clone())))
+        .collect();
+    let beat: Option<HeartbeatPayload> = heartbeat.and_then(|h| serde_json::from_str(h).ok());
+    Some(InstanceInfo {
+        instance_id,
+        hostname: get("hostname")?.to_string(),
+        exchange_id: get("exchangeId")?.parse().ok()?,
+        exchange_name: get("exchangeName")?.to_string(),
+        public_ip: ip("publicIp"),
+        private_ip: ip("privateIp"),
+        pid: get("pid").and_then(|p| p.parse().ok()).unwrap_or(0),
+        version: get("version").unwrap_or("").to_string(),
+        state,
+        registered_at: get("registeredAt").unwrap_or("").to_string(),
+        last_state_change: get("lastStateChange").unwrap_or("").to_string(),
+        metadata,
+        alive: heartbeat.is_some(),
+        last_heartbeat: beat.map(|b| b.last_beat),
+    })
+}
+
+/// Converts an HGETALL reply (RESP2 flat array or RESP3 map) into a map, lossy on bad UTF-8.
+pub fn hash_from_value(v: Value) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    match v {
+        Value::Array(items) => {
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if let (Some(k), Some(v)) = (text(&k), text(&v)) {
+                    out.insert(k, v);
+                }
+            }
+        }
+        Value::Map(pairs) => {
+            for (k, v) in pairs {
+                if let (Some(k), Some(v)) = (text(&k), text(&v)) {
+                    out.insert(k, v);
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// A reply value as text (lossy UTF-8), if it is a string.
+pub fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// A raw instance read: its hash, heartbeat payload and heartbeat PTTL (ms; negative = none).
+pub struct RawInstance {
+    pub id: String,
+    pub hash: HashMap<String, String>,
+    pub heartbeat: Option<String>,
+    pub heartbeat_pttl: i64,
+}
+
+/// Reads and lists instance records.
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+    keys: Keys,
+}
+
+impl Registry {
+    pub fn new(store: Store, keys: Keys) -> Self {
+        Registry { store, keys }
+    }
+
+    /// The ids of every known instance: from the index, or by SCAN of the hashes.
+    pub async fn ids(&self, discovery: Discovery) -> Result<Vec<String>> {
+        match discovery {
+            Discovery::Index => {
+                let mut cmd = redis::cmd("ZRANGE");
+                cmd.arg(self.keys.instances()).arg(0).arg(-1);
+                let raw: Vec<Vec<u8>> = self.store.query(&cmd).await?;
+                Ok(raw
+                    .into_iter()
+                    .filter_map(|b| String::from_utf8(b).ok())
+                    .collect())
+            }
+            Discovery::Scan => {
+                let keys = self.store.scan_match(&self.keys.instance_pattern()).await?;
+                Ok(keys
+                    .iter()
+                    .filter_map(|k| self.keys.instance_id_of(k).map(str::to_string))
+                    .collect())
+            }
+        }
+    }
+
+    /// Reads hash, heartbeat and heartbeat PTTL of each id in one round trip.
+    pub async fn read_raw(&self, ids: &[String]) -> Result<Vec<RawInstance>> {
+        let mut cmds = Vec::with_capacity(ids.len() * 3);
+        for id in ids {
+            let mut h = redis::cmd("HGETALL");
+            h.arg(self.keys.instance(id));
+            let mut g = redis::cmd("GET");
+            g.arg(self.keys.heartbeat(id));
+            let mut p = redis::cmd("PTTL");
+            p.arg(self.keys.heartbeat(id));
+            cmds.extend([h, g, p]);
+        }
+        let replies = self.store.query_many(cmds).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        let mut it = replies.into_iter();
+        for id in ids {
+            let (Some(h), Some(g), Some(p)) = (it.next(), it.next(), it.next()) else {
+                break;
+            };
+            // A wrong-type key (someone else's data) reads as empty, never as an error.
+            let hash = h.map(hash_from_value).unwrap_or_default();
+            let heartbeat = g.ok().as_ref().and_then(text);
+            let heartbeat_pttl = match p {
+                Ok(Value::Int(n)) => n,
+                _ => -2,
+            };
+            out.push(RawInstance {
+                id: id.clone(),
+                hash,
+                heartbeat,
+                heartbeat_pttl,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One instance, or `None` when missing or unparsable.
+    pub async fn get(&self, id: &str) -> Result<Option<InstanceInfo>> {
+        let raw = self.read_raw(&[id.to_string()]).await?;
+        Ok(raw
+            .first()
+            .and_then(|r| parse_record(&r.id, &r.hash, r.heartbeat.as_deref())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::PublicIpMode;
+
+    fn identity() -> Identity {
+        Identity {
+            instance_id: "h:1:2:3".into(),
+            hostname: "h".into(),
+            exchange_id: 1,
+            exchange_name: "coinbase".into(),
+            version: "1.2.3".into(),
+            pid: 2,
+            metadata: BTreeMap::from([("region".into(), "eu".into())]),
+            public_ip: PublicIpMode::Disabled,
+        }
+    }
+
+    #[test]
+    fn record_has_the_seed_fields_in_order() {
+        let f = record_fields(&identity(), None, Some("10.0.0.1"), State::Running, "t0", "t1");
+        let names: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "instanceId", "hostname", "exchangeId", "exchangeName", "publicIp", "privateIp",
+                "pid", "version", "state", "registeredAt", "lastStateChange", "meta.region"
+            ]
+        );
+        assert_eq!(f[4].1, "unknown");
+    }
+
+    #[test]
+    fn record_round_trips_through_parse() {
+        let f = record_fields(&identity(), Some("203.0.113.7"), None, State::Draining, "t0", "t1");
+        let hash: HashMap<String, String> = f.into_iter().collect();
+        let beat = HeartbeatPayload {
+            last_beat: 1700000000000,
+            state: "running".into(),
+            exchange: "coinbase".into(),
+            event_loop_lag_ms: Some(3),
+        };
+        let json = serde_json::to_string(&beat).unwrap();
+        assert_eq!(
+            json,
+            r#"{"lastBeat":1700000000000,"state":"running","exchange":"coinbase","eventLoopLagMs":3}"#
+        );
+        let info = parse_record("h:1:2:3", &hash, Some(&json)).unwrap();
+        assert_eq!(info.public_ip.as_deref(), Some("203.0.113.7"));
+        assert_eq!(info.private_ip, None);
+        assert_eq!(info.state, State::Draining);
+        assert_eq!(info.metadata["region"], "eu");
+        assert!(info.alive);
+        assert_eq!(info.last_heartbeat, Some(1700000000000));
+    }
+
+    #[test]
+    fn garbage_records_are_rejected_not_fatal() {
+        let mut hash: HashMap<String, String> = record_fields(&identity(), None, None, State::Running, "a", "b")
+            .into_iter()
+            .collect();
+        assert!(parse_record("h:1:2:3", &hash, Some("not json")).is_some());
+        hash.insert("state".into(), "zombie".into());
+        assert!(parse_record("h:1:2:3", &hash, None).is_none());
+        assert!(parse_record("x", &HashMap::new(), None).is_none());
+        let mut other = HashMap::new();
+        other.insert("state".into(), "running".into());
+        assert!(parse_record("x", &other, None).is_none());
+    }
+}

@@ -1,0 +1,218 @@
+//! One sweeper for the whole network: a lease elects it, it sees each death as the heartbeat
+//! key expires, and a compare-and-set on the dead peer's hash guarantees one HEARTBEAT_LOST
+//! entry per death however many instances sweep.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::activity::{ActivityInput, Author};
+use crate::core::error::Result;
+use crate::core::fsm::State;
+use crate::core::network::{iso_now, Network};
+use crate::core::registry::{parse_record, InstanceInfo};
+
+/// The sweeper's snapshot of the network (`<prefix>:network:state`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkState {
+    pub updated_at: String,
+    pub updated_by: String,
+    pub instances: Vec<InstanceInfo>,
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// Acquire or renew the lease: returns 1 when this instance holds it, else the negated
+/// remaining PTTL of the other holder's lease (so a contender knows when to try again).
+const LEASE: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return -redis.call('PTTL', KEYS[1])
+";
+
+/// Release the lease only if we hold it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Flip a live record to dead; returns the previous state when this call won, else false.
+const MARK_DEAD: &str = r"
+local s = redis.call('HGET', KEYS[1], 'state')
+if (not s) or s == 'dead' then return false end
+redis.call('HSET', KEYS[1], 'state', 'dead', 'lastStateChange', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return s
+";
+
+/// Runs while the instance is started: competes for the lease and sweeps while holding it.
+pub(crate) async fn run(net: Network) {
+    let timing = net.config().timing.clone();
+    // The lease lasts one heartbeat TTL and is renewed every heartbeat interval, so when the
+    // sweeper dies its lease lapses about when its own heartbeat does.
+    let lease = timing.heartbeat_ttl;
+    let renew_every = timing.heartbeat_interval;
+    let mut next_sweep = Instant::now();
+    let mut failing = false;
+    loop {
+        let wait = match try_lease(&net, lease).await {
+            Ok(None) => {
+                if Instant::now() >= next_sweep {
+                    match sweep(&net).await {
+                        Ok(soonest) => {
+                            failing = false;
+                            let by_interval = timing.sweep_interval;
+                            let by_expiry = soonest
+                                .map(|ms| Duration::from_millis(ms.max(0) as u64 + 2))
+                                .unwrap_or(by_interval);
+                            next_sweep = Instant::now() + by_interval.min(by_expiry);
+                        }
+                        Err(e) => {
+                            if !failing {
+                                net.report_error(e, "sweep failed");
+                            }
+                            failing = true;
+                            next_sweep = Instant::now() + timing.sweep_interval;
+                        }
+                    }
+                }
+                next_sweep
+                    .saturating_duration_since(Instant::now())
+                    .min(renew_every)
+            }
+            Ok(Some(other_ttl)) => {
+                // Someone else sweeps: try again when their lease would lapse.
+                next_sweep = Instant::now();
+                Duration::from_millis(other_ttl.max(1) as u64 + 1).min(timing.sweep_interval)
+            }
+            Err(e) => {
+                if !failing {
+                    net.report_error(e, "sweeper lease failed");
+                }
+                failing = true;
+                timing.heartbeat_interval
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// `Ok(None)`: we hold the lease. `Ok(Some(ms))`: another holder's lease has `ms` left.
+async fn try_lease(net: &Network, lease: Duration) -> Result<Option<i64>> {
+    let store = net.store().await?;
+    let key = net.keys().sweeper();
+    let lease_ms = lease.as_millis().to_string();
+    let r: i64 = store
+        .script(
+            &redis::Script::new(LEASE),
+            &[&key],
+            &[net.instance_id(), &lease_ms],
+        )
+        .await?;
+    Ok(if r == 1 { None } else { Some(-r) })
+}
+
+/// Gives the lease up (on drain), so another instance takes over at once.
+pub(crate) async fn release(net: &Network) -> Result<()> {
+    let store = net.store().await?;
+    let key = net.keys().sweeper();
+    let _: i64 = store
+        .script(&redis::Script::new(RELEASE), &[&key], &[net.instance_id()])
+        .await?;
+    Ok(())
+}
+
+/// One sweep. Returns the soonest remaining heartbeat PTTL (ms) among live instances.
+pub(crate) async fn sweep(net: &Network) -> Result<Option<i64>> {
+    let store = net.store().await?;
+    let registry = net.registry().await?;
+    let keys = net.keys();
+    let ids = registry.ids(net.config().discovery).await?;
+    let raw = registry.read_raw(&ids).await?;
+    let dead_ttl = net.config().timing.dead_instance_ttl.as_millis().to_string();
+    let mut soonest: Option<i64> = None;
+    let mut instances = Vec::with_capacity(raw.len());
+    let mut expired = Vec::new();
+    for r in raw {
+        if r.hash.is_empty() {
+            if r.heartbeat.is_none() {
+                expired.push(r.id);
+            }
+            continue;
+        }
+        let Some(mut info) = parse_record(&r.id, &r.hash, r.heartbeat.as_deref()) else {
+            continue;
+        };
+        if r.heartbeat_pttl >= 0 {
+            soonest = Some(soonest.map_or(r.heartbeat_pttl, |s| s.min(r.heartbeat_pttl)));
+        } else if r.heartbeat.is_none() && info.state != State::Dead {
+            let at = iso_now();
+            let won: Option<String> = store
+                .script(
+                    &redis::Script::new(MARK_DEAD),
+                    &[&keys.instance(&r.id)],
+                    &[&at, &dead_ttl],
+                )
+                .await?;
+            if let Some(prev) = won {
+                let from = prev.parse().ok();
+                info.state = State::Dead;
+                info.last_state_change = at;
+                write_lost_entry(net, &info, from).await?;
+            }
+        }
+        instances.push(info);
+    }
+    for id in &expired {
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(keys.instances()).arg(id);
+        let _: i64 = store.query(&cmd).await?;
+    }
+    let mut counts: BTreeMap<String, u64> =
+        State::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
+    for i in &instances {
+        *counts.entry(i.state.as_str().to_string()).or_default() += 1;
+    }
+    let snapshot = NetworkState {
+        updated_at: iso_now(),
+        updated_by: net.instance_id().to_string(),
+        instances,
+        counts,
+    };
+    let json = serde_json::to_string(&snapshot).unwrap_or_default();
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(keys.network_state()).arg(json);
+    let _: () = store.query(&cmd).await?;
+    Ok(soonest)
+}
+
+async fn write_lost_entry(net: &Network, lost: &InstanceInfo, from: Option<State>) -> Result<()> {
+    let author = Author {
+        instance_id: lost.instance_id.clone(),
+        exchange: lost.exchange_name.clone(),
+        exchange_id: lost.exchange_id,
+        hostname: lost.hostname.clone(),
+        public_ip: lost.public_ip.clone(),
+    };
+    let input = ActivityInput {
+        event: "HEARTBEAT_LOST".into(),
+        reason: Some("heartbeat expired".into()),
+        from_state: from,
+        to_state: Some(State::Dead),
+        fields: vec![("reporter".into(), net.instance_id().to_string())],
+    };
+    net.append_as(&author, &input).await?;
+    net.logger().warn(
+        serde_json::json!({ "lostInstanceId": lost.instance_id }),
+        "peer lost: heartbeat expired",
+    );
+    Ok(())
+}
