@@ -14,8 +14,16 @@ use crate::core::store::Store;
 
 /// Fields of the schema; any other field lands in [`ActivityEntry::fields`].
 pub const SCHEMA_FIELDS: [&str; 10] = [
-    "instanceId", "event", "exchange", "exchangeId", "fromState", "toState", "reason", "publicIp",
-    "hostname", "ts",
+    "instanceId",
+    "event",
+    "exchange",
+    "exchangeId",
+    "fromState",
+    "toState",
+    "reason",
+    "publicIp",
+    "hostname",
+    "ts",
 ];
 /// Limits on application fields.
 pub const MAX_FIELDS: usize = 64;
@@ -31,25 +39,40 @@ const PAGE: u64 = 10_000;
 #[serde(rename_all = "camelCase")]
 pub struct ActivityEntry {
     pub id: String,
+    #[serde(serialize_with = "crate::core::registry::int")]
     pub time: u64,
     pub instance_id: String,
     pub event: String,
     pub exchange: String,
+    #[serde(serialize_with = "crate::core::registry::opt_int")]
     pub exchange_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from_state: Option<State>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub to_state: Option<State>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     pub ts: String,
     /// Every other field, in the order written.
+    #[serde(serialize_with = "pairs_as_map")]
     pub fields: Vec<(String, String)>,
 }
 
-impl serde::Serialize for State {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+/// Serialises ordered pairs as an object (a later duplicate name wins, as in JS).
+fn pairs_as_map<S: serde::Serializer>(
+    pairs: &[(String, String)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(pairs.len()))?;
+    for (k, v) in pairs {
+        m.serialize_entry(k, v)?;
     }
+    m.end()
 }
 
 /// What an application (or the lifecycle) logs.
@@ -77,8 +100,7 @@ pub fn validate_input(input: &ActivityInput) -> Result<()> {
     let e = &input.event;
     let ok = (1..=64).contains(&e.len())
         && e.starts_with(|c: char| c.is_ascii_uppercase())
-        && e
-            .chars()
+        && e.chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
     if !ok {
         return Err(Error::invalid(format!(
@@ -209,8 +231,7 @@ pub fn decode_range(v: Value) -> Vec<ActivityEntry> {
                 match fields {
                     Value::Array(flat) => Some(decode(&id, &flat)),
                     Value::Map(m) => {
-                        let flat: Vec<Value> =
-                            m.into_iter().flat_map(|(k, v)| [k, v]).collect();
+                        let flat: Vec<Value> = m.into_iter().flat_map(|(k, v)| [k, v]).collect();
                         Some(decode(&id, &flat))
                     }
                     _ => Some(decode(&id, &[])),
@@ -291,7 +312,9 @@ pub fn make_query(
     };
     let limit = match limit {
         None => 1000,
-        Some(l) if l.is_finite() && l.fract() == 0.0 && l >= 1.0 && l <= MAX_QUERY_LIMIT as f64 => l as u64,
+        Some(l) if l.is_finite() && l.fract() == 0.0 && l >= 1.0 && l <= MAX_QUERY_LIMIT as f64 => {
+            l as u64
+        }
         Some(l) => {
             return Err(Error::invalid(format!(
                 "limit must be an integer from 1 to {MAX_QUERY_LIMIT} (got {l})"
@@ -353,7 +376,10 @@ impl ActivityLog {
             let got = page.len() as u64;
             let last_id = page.last().map(|e| e.id.clone());
             for e in page {
-                if q.instance_id.as_ref().is_some_and(|id| *id != e.instance_id) {
+                if q.instance_id
+                    .as_ref()
+                    .is_some_and(|id| *id != e.instance_id)
+                {
                     continue;
                 }
                 if q.events.as_ref().is_some_and(|ev| !ev.contains(&e.event)) {
@@ -399,7 +425,10 @@ impl ActivityLog {
         let mut cmd = redis::cmd("XREVRANGE");
         cmd.arg(&self.key).arg("+").arg("-").arg("COUNT").arg(1);
         let page = decode_range(self.store.query::<Value>(&cmd).await?);
-        Ok(page.first().map(|e| e.id.clone()).unwrap_or_else(|| "0-0".into()))
+        Ok(page
+            .first()
+            .map(|e| e.id.clone())
+            .unwrap_or_else(|| "0-0".into()))
     }
 
     /// One blocking read of entries after `after`, waiting up to `block`.
@@ -428,7 +457,9 @@ fn decode_xread(v: Value) -> Vec<ActivityEntry> {
         Value::Array(streams) => streams
             .into_iter()
             .flat_map(|s| match s {
-                Value::Array(mut kv) if kv.len() == 2 => decode_range(kv.pop().unwrap_or(Value::Nil)),
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    decode_range(kv.pop().unwrap_or(Value::Nil))
+                }
                 _ => vec![],
             })
             .collect(),
@@ -481,7 +512,10 @@ mod tests {
         assert_eq!(e.reason.as_deref(), Some("why"));
         assert_eq!(e.public_ip.as_deref(), Some("203.0.113.7"));
         assert_eq!(e.ts, "2026-01-01T00:00:00.000Z");
-        assert_eq!(e.fields, vec![("symbol".to_string(), "BTC-USD".to_string())]);
+        assert_eq!(
+            e.fields,
+            vec![("symbol".to_string(), "BTC-USD".to_string())]
+        );
     }
 
     #[test]
@@ -502,35 +536,84 @@ mod tests {
         assert_eq!(e.event, "X");
         assert_eq!(e.exchange_id, None);
         assert_eq!(e.from_state, None);
-        assert_eq!(e.fields, vec![("\u{fffd}\u{fffd}".to_string(), "v".to_string())]);
+        assert_eq!(
+            e.fields,
+            vec![("\u{fffd}\u{fffd}".to_string(), "v".to_string())]
+        );
         assert!(decode_range(Value::Int(3)).is_empty());
-        assert_eq!(decode_range(Value::Array(vec![Value::Nil, Value::Array(vec![bulk("1-1"), Value::Nil])])).len(), 1);
+        assert_eq!(
+            decode_range(Value::Array(vec![
+                Value::Nil,
+                Value::Array(vec![bulk("1-1"), Value::Nil])
+            ]))
+            .len(),
+            1
+        );
     }
 
     #[test]
     fn inputs_are_validated() {
-        let ok = ActivityInput { event: "ORDER_BOOK_RESYNC".into(), ..Default::default() };
+        let ok = ActivityInput {
+            event: "ORDER_BOOK_RESYNC".into(),
+            ..Default::default()
+        };
         assert!(validate_input(&ok).is_ok());
         for bad in ["", "lower", "1ABC", "A-B", &"A".repeat(65)] {
-            let i = ActivityInput { event: bad.into(), ..Default::default() };
-            assert!(matches!(validate_input(&i), Err(Error::InvalidOption(m)) if m.starts_with("event")));
+            let i = ActivityInput {
+                event: bad.into(),
+                ..Default::default()
+            };
+            assert!(
+                matches!(validate_input(&i), Err(Error::InvalidOption(m)) if m.starts_with("event"))
+            );
         }
-        let i = ActivityInput { event: "E".into(), reason: Some("x".repeat(1025)), ..Default::default() };
-        assert!(matches!(validate_input(&i), Err(Error::InvalidOption(m)) if m.starts_with("reason")));
-        let i = ActivityInput { event: "E".into(), fields: vec![("ts".into(), "1".into())], ..Default::default() };
-        assert!(matches!(validate_input(&i), Err(Error::InvalidOption(m)) if m.starts_with("fields.ts")));
+        let i = ActivityInput {
+            event: "E".into(),
+            reason: Some("x".repeat(1025)),
+            ..Default::default()
+        };
+        assert!(
+            matches!(validate_input(&i), Err(Error::InvalidOption(m)) if m.starts_with("reason"))
+        );
+        let i = ActivityInput {
+            event: "E".into(),
+            fields: vec![("ts".into(), "1".into())],
+            ..Default::default()
+        };
+        assert!(
+            matches!(validate_input(&i), Err(Error::InvalidOption(m)) if m.starts_with("fields.ts"))
+        );
     }
 
     #[test]
     fn bounds_parse_or_name_the_argument() {
         assert_eq!(parse_bound("since", &Bound::Ms(5.0)).unwrap(), "5");
-        assert_eq!(parse_bound("since", &Bound::Id("1-2".into())).unwrap(), "1-2");
+        assert_eq!(
+            parse_bound("since", &Bound::Id("1-2".into())).unwrap(),
+            "1-2"
+        );
         assert_eq!(parse_bound("until", &Bound::Id("+".into())).unwrap(), "+");
-        for bad in [Bound::Ms(-1.0), Bound::Ms(f64::NAN), Bound::Ms(1.5), Bound::Id("yesterday".into()), Bound::Id("1-".into()), Bound::Id("-1".into())] {
-            assert!(matches!(parse_bound("since", &bad), Err(Error::InvalidOption(m)) if m.starts_with("since")));
+        for bad in [
+            Bound::Ms(-1.0),
+            Bound::Ms(f64::NAN),
+            Bound::Ms(1.5),
+            Bound::Id("yesterday".into()),
+            Bound::Id("1-".into()),
+            Bound::Id("-1".into()),
+        ] {
+            assert!(
+                matches!(parse_bound("since", &bad), Err(Error::InvalidOption(m)) if m.starts_with("since"))
+            );
         }
-        assert!(matches!(make_query(None, None, Some(0.0), false, None, None), Err(Error::InvalidOption(m)) if m.starts_with("limit")));
-        assert_eq!(make_query(None, None, None, false, None, None).unwrap().limit, 1000);
+        assert!(
+            matches!(make_query(None, None, Some(0.0), false, None, None), Err(Error::InvalidOption(m)) if m.starts_with("limit"))
+        );
+        assert_eq!(
+            make_query(None, None, None, false, None, None)
+                .unwrap()
+                .limit,
+            1000
+        );
     }
 
     proptest::proptest! {

@@ -409,7 +409,11 @@ fn connection_config(o: &RawOptions, env_redis_url: Option<String>) -> Result<Co
 
 fn identity(o: &RawOptions) -> Result<Identity> {
     let exchange_id = match o.exchange_id {
-        None => return Err(Error::invalid("exchangeId is required (a safe integer >= 0)")),
+        None => {
+            return Err(Error::invalid(
+                "exchangeId is required (a safe integer >= 0)",
+            ))
+        }
         Some(v) if v.is_finite() && v.fract() == 0.0 && (0.0..=9007199254740991.0).contains(&v) => {
             v as u64
         }
@@ -524,7 +528,9 @@ fn metadata(entries: Vec<(String, String)>) -> Result<BTreeMap<String, String>> 
     let mut out = BTreeMap::new();
     for (k, v) in entries {
         if !(1..=MAX_METADATA_KEY_LEN).contains(&k.len())
-            || !k.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
         {
             return Err(Error::invalid(format!(
                 "metadata keys must be 1 to {MAX_METADATA_KEY_LEN} characters of [A-Za-z0-9_.-] (got '{}')",
@@ -562,8 +568,8 @@ fn timing(o: &RawOptions) -> Result<Timing> {
         Some(d) if d.is_zero() => None,
         Some(d) => Some(d),
     };
-    let trim = ms_opt("trimIntervalMs", o.trim_interval_ms, 10.0)?
-        .unwrap_or(Duration::from_secs(3600));
+    let trim =
+        ms_opt("trimIntervalMs", o.trim_interval_ms, 10.0)?.unwrap_or(Duration::from_secs(3600));
     let dead = ms_opt("deadInstanceTtlMs", o.dead_instance_ttl_ms, 1.0)?
         .unwrap_or(Duration::from_secs(24 * 3600));
     let stall = match ms_opt("eventLoopStallMs", o.event_loop_stall_ms, 0.0)? {
@@ -638,14 +644,19 @@ mod tests {
     #[test]
     fn defaults_follow_the_api() {
         let c = Config::from_options(base(), None).unwrap();
-        assert!(matches!(&c.connection.target, Target::Standalone(u) if u == "redis://127.0.0.1:6379"));
+        assert!(
+            matches!(&c.connection.target, Target::Standalone(u) if u == "redis://127.0.0.1:6379")
+        );
         assert_eq!(c.key_prefix, "perseus");
         assert_eq!(c.connection.connect_timeout, Duration::from_millis(5000));
         assert_eq!(c.connection.command_timeout, Duration::from_millis(5000));
         assert_eq!(c.timing.heartbeat_interval, Duration::from_secs(15));
         assert_eq!(c.timing.heartbeat_ttl, Duration::from_secs(45));
         assert_eq!(c.timing.sweep_interval, Duration::from_secs(15));
-        assert_eq!(c.timing.activity_retention, Some(Duration::from_millis(DEFAULT_RETENTION_MS)));
+        assert_eq!(
+            c.timing.activity_retention,
+            Some(Duration::from_millis(DEFAULT_RETENTION_MS))
+        );
         assert_eq!(c.timing.trim_interval, Duration::from_secs(3600));
         assert_eq!(c.timing.dead_instance_ttl, Duration::from_secs(86400));
         assert_eq!(c.timing.event_loop_stall, Some(Duration::from_secs(60)));
@@ -654,14 +665,18 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Info);
         assert_eq!(c.identity.version, "0.0.0");
         assert!(c.identity.instance_id.starts_with("host-a:1:42:"));
-        assert!(matches!(c.identity.public_ip, PublicIpMode::Detect { ref endpoints, timeout }
-            if endpoints.len() == 3 && timeout == Duration::from_secs(5)));
+        assert!(
+            matches!(c.identity.public_ip, PublicIpMode::Detect { ref endpoints, timeout }
+            if endpoints.len() == 3 && timeout == Duration::from_secs(5))
+        );
     }
 
     #[test]
     fn env_url_is_used_when_redis_url_is_unset() {
         let c = Config::from_options(base(), Some("redis://10.1.2.3:7000".into())).unwrap();
-        assert!(matches!(&c.connection.target, Target::Standalone(u) if u == "redis://10.1.2.3:7000"));
+        assert!(
+            matches!(&c.connection.target, Target::Standalone(u) if u == "redis://10.1.2.3:7000")
+        );
         let mut o = base();
         o.redis_url = Some("redis://h:1".into());
         let c = Config::from_options(o, Some("redis://10.1.2.3:7000".into())).unwrap();
@@ -693,39 +708,122 @@ mod tests {
             (Box::new(|o| o.exchange_id = Some(-1.0)), "exchangeId"),
             (Box::new(|o| o.exchange_id = Some(1.5)), "exchangeId"),
             (Box::new(|o| o.exchange_id = Some(f64::NAN)), "exchangeId"),
-            (Box::new(|o| o.exchange_id = Some(9007199254740992.0)), "exchangeId"),
+            (
+                Box::new(|o| o.exchange_id = Some(9007199254740992.0)),
+                "exchangeId",
+            ),
             (Box::new(|o| o.exchange_id = None), "exchangeId"),
-            (Box::new(|o| o.exchange_name = Some("".into())), "exchangeName"),
-            (Box::new(|o| o.exchange_name = Some("coin base".into())), "exchangeName"),
-            (Box::new(|o| o.exchange_name = Some("x".repeat(65))), "exchangeName"),
-            (Box::new(|o| o.instance_id = Some("a b".into())), "instanceId"),
-            (Box::new(|o| o.instance_id = Some("a*b".into())), "instanceId"),
-            (Box::new(|o| o.instance_id = Some("a{b}".into())), "instanceId"),
-            (Box::new(|o| o.instance_id = Some("a\u{7}".into())), "instanceId"),
+            (
+                Box::new(|o| o.exchange_name = Some("".into())),
+                "exchangeName",
+            ),
+            (
+                Box::new(|o| o.exchange_name = Some("coin base".into())),
+                "exchangeName",
+            ),
+            (
+                Box::new(|o| o.exchange_name = Some("x".repeat(65))),
+                "exchangeName",
+            ),
+            (
+                Box::new(|o| o.instance_id = Some("a b".into())),
+                "instanceId",
+            ),
+            (
+                Box::new(|o| o.instance_id = Some("a*b".into())),
+                "instanceId",
+            ),
+            (
+                Box::new(|o| o.instance_id = Some("a{b}".into())),
+                "instanceId",
+            ),
+            (
+                Box::new(|o| o.instance_id = Some("a\u{7}".into())),
+                "instanceId",
+            ),
             (Box::new(|o| o.instance_id = Some("é".into())), "instanceId"),
-            (Box::new(|o| o.instance_id = Some("x".repeat(257))), "instanceId"),
+            (
+                Box::new(|o| o.instance_id = Some("x".repeat(257))),
+                "instanceId",
+            ),
             (Box::new(|o| o.instance_id = Some("".into())), "instanceId"),
-            (Box::new(|o| { o.heartbeat_interval_ms = Some(1000.0); o.heartbeat_ttl_ms = Some(1000.0) }), "heartbeatTtlMs"),
-            (Box::new(|o| o.heartbeat_interval_ms = Some(49.0)), "heartbeatIntervalMs"),
-            (Box::new(|o| o.redis_url = Some("http://localhost".into())), "redisUrl"),
-            (Box::new(|o| o.redis_url = Some("not a url".into())), "redisUrl"),
-            (Box::new(|o| o.redis_url = Some("redis://h/abc".into())), "redisUrl"),
+            (
+                Box::new(|o| {
+                    o.heartbeat_interval_ms = Some(1000.0);
+                    o.heartbeat_ttl_ms = Some(1000.0)
+                }),
+                "heartbeatTtlMs",
+            ),
+            (
+                Box::new(|o| o.heartbeat_interval_ms = Some(49.0)),
+                "heartbeatIntervalMs",
+            ),
+            (
+                Box::new(|o| o.redis_url = Some("http://localhost".into())),
+                "redisUrl",
+            ),
+            (
+                Box::new(|o| o.redis_url = Some("not a url".into())),
+                "redisUrl",
+            ),
+            (
+                Box::new(|o| o.redis_url = Some("redis://h/abc".into())),
+                "redisUrl",
+            ),
             (Box::new(|o| o.cluster_nodes = Some(vec![])), "clusterNodes"),
-            (Box::new(|o| o.cluster_nodes = Some(vec!["tcp://x".into()])), "clusterNodes[0]"),
+            (
+                Box::new(|o| o.cluster_nodes = Some(vec!["tcp://x".into()])),
+                "clusterNodes[0]",
+            ),
             (Box::new(|o| o.key_prefix = Some("a b".into())), "keyPrefix"),
             (Box::new(|o| o.key_prefix = Some("a*".into())), "keyPrefix"),
-            (Box::new(|o| o.connect_timeout_ms = Some(0.0)), "connectTimeoutMs"),
-            (Box::new(|o| o.command_timeout_ms = Some(-5.0)), "commandTimeoutMs"),
-            (Box::new(|o| o.metadata = Some((0..65).map(|i| (format!("k{i}"), "v".into())).collect())), "metadata"),
-            (Box::new(|o| o.metadata = Some(vec![("bad key".into(), "v".into())])), "metadata"),
-            (Box::new(|o| o.metadata = Some(vec![("k".into(), "v".repeat(1025))])), "metadata.k"),
-            (Box::new(|o| o.public_ip = Some(PublicIpOption::Fixed("nope".into()))), "publicIp"),
-            (Box::new(|o| o.public_ip_endpoints = Some(vec!["ftp://x".into()])), "publicIpEndpoints[0]"),
-            (Box::new(|o| o.discovery = Some("gossip".into())), "discovery"),
-            (Box::new(|o| o.on_heartbeat_lost = Some("retry".into())), "onHeartbeatLost"),
+            (
+                Box::new(|o| o.connect_timeout_ms = Some(0.0)),
+                "connectTimeoutMs",
+            ),
+            (
+                Box::new(|o| o.command_timeout_ms = Some(-5.0)),
+                "commandTimeoutMs",
+            ),
+            (
+                Box::new(|o| {
+                    o.metadata = Some((0..65).map(|i| (format!("k{i}"), "v".into())).collect())
+                }),
+                "metadata",
+            ),
+            (
+                Box::new(|o| o.metadata = Some(vec![("bad key".into(), "v".into())])),
+                "metadata",
+            ),
+            (
+                Box::new(|o| o.metadata = Some(vec![("k".into(), "v".repeat(1025))])),
+                "metadata.k",
+            ),
+            (
+                Box::new(|o| o.public_ip = Some(PublicIpOption::Fixed("nope".into()))),
+                "publicIp",
+            ),
+            (
+                Box::new(|o| o.public_ip_endpoints = Some(vec!["ftp://x".into()])),
+                "publicIpEndpoints[0]",
+            ),
+            (
+                Box::new(|o| o.discovery = Some("gossip".into())),
+                "discovery",
+            ),
+            (
+                Box::new(|o| o.on_heartbeat_lost = Some("retry".into())),
+                "onHeartbeatLost",
+            ),
             (Box::new(|o| o.log_level = Some("loud".into())), "logLevel"),
-            (Box::new(|o| o.activity_retention_ms = Some(-1.0)), "activityRetentionMs"),
-            (Box::new(|o| o.tls_ca_cert = Some("garbage".into())), "tlsCaCert"),
+            (
+                Box::new(|o| o.activity_retention_ms = Some(-1.0)),
+                "activityRetentionMs",
+            ),
+            (
+                Box::new(|o| o.tls_ca_cert = Some("garbage".into())),
+                "tlsCaCert",
+            ),
             (Box::new(|o| o.password = Some("".into())), "password"),
             (Box::new(|o| o.version = Some("1 0".into())), "version"),
             (Box::new(|o| o.hostname = Some("".into())), "hostname"),
@@ -734,7 +832,10 @@ mod tests {
             let mut o = base();
             mutate(&mut o);
             let msg = err_of(o);
-            assert!(msg.starts_with(name), "message {msg:?} should start with {name}");
+            assert!(
+                msg.starts_with(name),
+                "message {msg:?} should start with {name}"
+            );
         }
     }
 
@@ -761,6 +862,9 @@ mod tests {
 
     #[test]
     fn make_instance_id_matches_the_seed() {
-        assert_eq!(make_instance_id("DESKTOP-ABC", 1, 12345, 1707580800000), "DESKTOP-ABC:1:12345:1707580800000");
+        assert_eq!(
+            make_instance_id("DESKTOP-ABC", 1, 12345, 1707580800000),
+            "DESKTOP-ABC:1:12345:1707580800000"
+        );
     }
 }

@@ -6,12 +6,14 @@ use crate::core::fsm::{Event, State};
 use crate::core::registry::InstanceInfo;
 
 /// One of this instance's own lifecycle transitions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StateChange {
     pub instance_id: String,
     pub from: State,
     pub to: State,
     pub event: Event,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// ISO 8601.
     pub at: String,
@@ -51,6 +53,8 @@ pub trait EventSink: Send + Sync {
     /// Asks the host's event loop to answer, for the watchdog; a host without an event loop
     /// (tests) answers at once. The host calls [`crate::core::heartbeat::Watchdog::pong`].
     fn ping(&self) {}
+    /// The network is closed: release every host handle (after queued events are delivered).
+    fn close(&self) {}
 }
 
 /// A sink that drops everything: for tools and tests that do not listen.

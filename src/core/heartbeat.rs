@@ -94,8 +94,10 @@ pub(crate) async fn run(net: Network) {
         };
         if stalled {
             stalled = false;
-            net.logger()
-                .info(serde_json::json!({}), "event loop answers again: heartbeats resumed");
+            net.logger().info(
+                serde_json::json!({}),
+                "event loop answers again: heartbeats resumed",
+            );
         }
         if watchdog.start_ping() {
             net.sink().ping();

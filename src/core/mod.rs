@@ -1,15 +1,15 @@
 //! The pure core: everything Perseus does, with no knowledge of Node.
 
+pub mod activity;
 pub mod config;
 pub mod error;
-pub mod fsm;
-pub mod keys;
-pub mod store;
-pub mod activity;
 pub mod events;
-pub mod ip;
-pub mod logging;
-pub mod registry;
+pub mod fsm;
 pub mod heartbeat;
+pub mod ip;
+pub mod keys;
+pub mod logging;
 pub mod network;
+pub mod registry;
+pub mod store;
 pub mod sweeper;

@@ -92,6 +92,16 @@ struct Life {
 impl Network {
     /// A member in state `idle`. No I/O happens until a method needs Redis.
     pub fn new(cfg: Config, sink: Arc<dyn EventSink>, log_sink: Option<Arc<dyn LogSink>>) -> Self {
+        Self::with_watchdog(cfg, sink, log_sink, Arc::new(Watchdog::default()))
+    }
+
+    /// Like [`Network::new`], sharing a watchdog the host answers (its `pong`).
+    pub fn with_watchdog(
+        cfg: Config,
+        sink: Arc<dyn EventSink>,
+        log_sink: Option<Arc<dyn LogSink>>,
+        watchdog: Arc<Watchdog>,
+    ) -> Self {
         let log = Logger::new(cfg.log_level, log_sink, &cfg.identity.instance_id);
         let public_ip = match &cfg.identity.public_ip {
             PublicIpMode::Fixed(ip) => Some(ip.clone()),
@@ -110,7 +120,7 @@ impl Network {
                 log,
                 sink,
                 store: OnceCell::new(),
-                watchdog: Arc::new(Watchdog::default()),
+                watchdog,
                 lifecycle: tokio::sync::Mutex::new(()),
                 life: Mutex::new(Life {
                     state: Some(State::Idle),
@@ -270,7 +280,12 @@ impl Network {
     async fn persist_transition(&self, c: &StateChange) -> Result<()> {
         let store = self.store().await?;
         let ttl = if c.to == State::Dead {
-            self.inner.cfg.timing.dead_instance_ttl.as_millis().to_string()
+            self.inner
+                .cfg
+                .timing
+                .dead_instance_ttl
+                .as_millis()
+                .to_string()
         } else {
             String::new()
         };
@@ -296,8 +311,22 @@ impl Network {
     pub async fn start(&self) -> Result<InstanceInfo> {
         let _guard = self.inner.lifecycle.lock().await;
         self.ensure_open()?;
+        let from = self.state();
+        if next_state(from, Event::Register).is_none() {
+            return Err(Error::IllegalTransition {
+                from,
+                event: Event::Register,
+            });
+        }
+        // Connect first, so REGISTER (idle → registering) is recorded in Redis like every
+        // other transition; a connect failure still takes idle → registering → dead.
+        let connected = self.store().await.map(|_| ());
         self.transition(Event::Register, None).await?;
-        match self.register().await {
+        let registered = match connected {
+            Ok(()) => self.register().await,
+            Err(e) => Err(e),
+        };
+        match registered {
             Ok(()) => {
                 self.transition(Event::Registered, None).await?;
                 self.spawn_background();
@@ -331,7 +360,9 @@ impl Network {
         if let PublicIpMode::Detect { endpoints, timeout } = &self.inner.cfg.identity.public_ip {
             if self.life().public_ip.is_none() {
                 let (net, endpoints, timeout) = (self.clone(), endpoints.clone(), *timeout);
-                let task = tokio::spawn(async move { net.detect_and_store_public_ip(&endpoints, timeout).await });
+                let task = tokio::spawn(async move {
+                    net.detect_and_store_public_ip(&endpoints, timeout).await
+                });
                 self.life().tasks.push(task);
             }
         }
@@ -540,10 +571,9 @@ impl Network {
         let _guard = self.inner.lifecycle.lock().await;
         self.ensure_open()?;
         self.transition(Event::Error, Some(reason.clone())).await?;
-        self.inner.log.error(
-            serde_json::json!({ "reason": reason }),
-            "instance failed",
-        );
+        self.inner
+            .log
+            .error(serde_json::json!({ "reason": reason }), "instance failed");
         self.stop_background();
         let _ = sweeper::release(self).await;
         let entry = self
@@ -571,7 +601,9 @@ impl Network {
             return;
         }
         self.stop_background();
-        let _ = self.transition(Event::HeartbeatLost, Some(why.to_string())).await;
+        let _ = self
+            .transition(Event::HeartbeatLost, Some(why.to_string()))
+            .await;
         match self.inner.cfg.on_heartbeat_lost {
             OnHeartbeatLost::StayDead => self.inner.sink.emit(NetEvent::Released),
             OnHeartbeatLost::Rejoin => {
@@ -628,6 +660,7 @@ impl Network {
             t.abort();
         }
         self.inner.sink.emit(NetEvent::Released);
+        self.inner.sink.close();
         if let Err(e) = drained {
             self.inner.log.warn(
                 serde_json::json!({ "error": e.to_string() }),
@@ -833,9 +866,10 @@ async fn activity_trimmer(net: Network, retention: Duration) {
     loop {
         tokio::time::sleep(every).await;
         match net.trim_activity(Some(retention.as_millis() as u64)).await {
-            Ok(n) => net
-                .logger()
-                .debug(serde_json::json!({ "removed": n }), "activity stream trimmed"),
+            Ok(n) => net.logger().debug(
+                serde_json::json!({ "removed": n }),
+                "activity stream trimmed",
+            ),
             Err(e) => net.report_error(e, "activity trim failed"),
         }
     }

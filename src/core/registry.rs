@@ -18,23 +18,37 @@ use crate::core::store::Store;
 pub struct InstanceInfo {
     pub instance_id: String,
     pub hostname: String,
+    #[serde(serialize_with = "int")]
     pub exchange_id: u64,
     pub exchange_name: String,
     pub public_ip: Option<String>,
     pub private_ip: Option<String>,
     pub pid: u32,
     pub version: String,
-    #[serde(serialize_with = "ser_state", deserialize_with = "de_state")]
+    #[serde(deserialize_with = "de_state")]
     pub state: State,
     pub registered_at: String,
     pub last_state_change: String,
     pub metadata: BTreeMap<String, String>,
     pub alive: bool,
+    #[serde(serialize_with = "opt_int")]
     pub last_heartbeat: Option<u64>,
 }
 
-fn ser_state<S: Serializer>(s: &State, ser: S) -> std::result::Result<S::Ok, S::Error> {
-    ser.serialize_str(s.as_str())
+/// Integers are written as i64 so JS hosts get numbers, not BigInts (all our values are
+/// ms epochs and ids far below 2^53).
+pub(crate) fn int<S: Serializer>(v: &u64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_i64(i64::try_from(*v).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn opt_int<S: Serializer>(
+    v: &Option<u64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => int(v, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn de_state<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<State, D::Error> {
@@ -71,8 +85,14 @@ pub fn record_fields(
         ("hostname".into(), id.hostname.clone()),
         ("exchangeId".into(), id.exchange_id.to_string()),
         ("exchangeName".into(), id.exchange_name.clone()),
-        ("publicIp".into(), public_ip.unwrap_or(UNKNOWN_IP).to_string()),
-        ("privateIp".into(), private_ip.unwrap_or(UNKNOWN_IP).to_string()),
+        (
+            "publicIp".into(),
+            public_ip.unwrap_or(UNKNOWN_IP).to_string(),
+        ),
+        (
+            "privateIp".into(),
+            private_ip.unwrap_or(UNKNOWN_IP).to_string(),
+        ),
         ("pid".into(), id.pid.to_string()),
         ("version".into(), id.version.clone()),
         ("state".into(), state.as_str().to_string()),
@@ -268,13 +288,30 @@ mod tests {
 
     #[test]
     fn record_has_the_seed_fields_in_order() {
-        let f = record_fields(&identity(), None, Some("10.0.0.1"), State::Running, "t0", "t1");
+        let f = record_fields(
+            &identity(),
+            None,
+            Some("10.0.0.1"),
+            State::Running,
+            "t0",
+            "t1",
+        );
         let names: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             names,
             [
-                "instanceId", "hostname", "exchangeId", "exchangeName", "publicIp", "privateIp",
-                "pid", "version", "state", "registeredAt", "lastStateChange", "meta.region"
+                "instanceId",
+                "hostname",
+                "exchangeId",
+                "exchangeName",
+                "publicIp",
+                "privateIp",
+                "pid",
+                "version",
+                "state",
+                "registeredAt",
+                "lastStateChange",
+                "meta.region"
             ]
         );
         assert_eq!(f[4].1, "unknown");
@@ -282,7 +319,14 @@ mod tests {
 
     #[test]
     fn record_round_trips_through_parse() {
-        let f = record_fields(&identity(), Some("203.0.113.7"), None, State::Draining, "t0", "t1");
+        let f = record_fields(
+            &identity(),
+            Some("203.0.113.7"),
+            None,
+            State::Draining,
+            "t0",
+            "t1",
+        );
         let hash: HashMap<String, String> = f.into_iter().collect();
         let beat = HeartbeatPayload {
             last_beat: 1700000000000,
@@ -306,9 +350,10 @@ mod tests {
 
     #[test]
     fn garbage_records_are_rejected_not_fatal() {
-        let mut hash: HashMap<String, String> = record_fields(&identity(), None, None, State::Running, "a", "b")
-            .into_iter()
-            .collect();
+        let mut hash: HashMap<String, String> =
+            record_fields(&identity(), None, None, State::Running, "a", "b")
+                .into_iter()
+                .collect();
         assert!(parse_record("h:1:2:3", &hash, Some("not json")).is_some());
         hash.insert("state".into(), "zombie".into());
         assert!(parse_record("h:1:2:3", &hash, None).is_none());

@@ -59,7 +59,10 @@ pub fn install_crypto() {
 
 impl Store {
     /// Connects within `connect_timeout`. `on_status` hears later losses and recoveries.
-    pub async fn connect(cfg: &ConnectionConfig, on_status: Option<StatusListener>) -> Result<Self> {
+    pub async fn connect(
+        cfg: &ConnectionConfig,
+        on_status: Option<StatusListener>,
+    ) -> Result<Self> {
         Self::connect_with(cfg, cfg.command_timeout, on_status).await
     }
 
@@ -180,7 +183,10 @@ impl Store {
     /// Runs independent single-key commands as one round trip: a pipeline on a standalone
     /// server, concurrent requests on a cluster (each goes to its own slot's node). Each
     /// command keeps its own result so one bad key cannot fail the others.
-    pub async fn query_many(&self, cmds: Vec<Cmd>) -> Result<Vec<std::result::Result<Value, String>>> {
+    pub async fn query_many(
+        &self,
+        cmds: Vec<Cmd>,
+    ) -> Result<Vec<std::result::Result<Value, String>>> {
         if cmds.is_empty() {
             return Ok(vec![]);
         }
@@ -272,7 +278,11 @@ impl Store {
         let mut cursor: u64 = 0;
         loop {
             let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
             let value = match (&node, self.conn()) {
                 (Some((host, port)), Conn::Cluster(mut c)) => {
                     let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
@@ -284,11 +294,7 @@ impl Store {
                 _ => self.query::<Value>(&cmd).await?,
             };
             let (next, batch): (u64, Vec<Vec<u8>>) = self.convert(value)?;
-            out.extend(
-                batch
-                    .into_iter()
-                    .filter_map(|k| String::from_utf8(k).ok()),
-            );
+            out.extend(batch.into_iter().filter_map(|k| String::from_utf8(k).ok()));
             if next == 0 {
                 return Ok(());
             }
@@ -311,7 +317,8 @@ impl Store {
         if let Value::ServerError(e) = &v {
             return Err(Error::Redis(scrub(&self.inner.secrets, &format!("{e:?}"))));
         }
-        T::from_redis_value(v).map_err(|e| Error::Redis(format!("unexpected reply from Redis: {e}")))
+        T::from_redis_value(v)
+            .map_err(|e| Error::Redis(format!("unexpected reply from Redis: {e}")))
     }
 
     /// Applies the timeout and tracks connection health around one request.

@@ -137,7 +137,12 @@ pub(crate) async fn sweep(net: &Network) -> Result<Option<i64>> {
     let keys = net.keys();
     let ids = registry.ids(net.config().discovery).await?;
     let raw = registry.read_raw(&ids).await?;
-    let dead_ttl = net.config().timing.dead_instance_ttl.as_millis().to_string();
+    let dead_ttl = net
+        .config()
+        .timing
+        .dead_instance_ttl
+        .as_millis()
+        .to_string();
     let mut soonest: Option<i64> = None;
     let mut instances = Vec::with_capacity(raw.len());
     let mut expired = Vec::new();
@@ -176,8 +181,10 @@ pub(crate) async fn sweep(net: &Network) -> Result<Option<i64>> {
         cmd.arg(keys.instances()).arg(id);
         let _: i64 = store.query(&cmd).await?;
     }
-    let mut counts: BTreeMap<String, u64> =
-        State::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
+    let mut counts: BTreeMap<String, u64> = State::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect();
     for i in &instances {
         *counts.entry(i.state.as_str().to_string()).or_default() += 1;
     }

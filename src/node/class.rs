@@ -1,0 +1,371 @@
+//! `PerseusNetwork`: the JS class over [`crate::core::network::Network`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{Function, JsValue, Object, This, Unknown};
+use napi::Env;
+use napi_derive::napi;
+
+use crate::core::activity::make_query;
+use crate::core::config::{clip, Config};
+use crate::core::error::Error as CoreError;
+use crate::core::network::Network;
+use crate::node::convert::{read_activity_input, read_options, Json, Reader};
+use crate::node::errors::js_error;
+use crate::node::events::{tail_topic, Listeners, NodeSink, EVENT_NAMES};
+use crate::node::runtime::{promise, rejected, runtime};
+
+/// A member of the Perseus network. See index.d.ts / API.md for the contract.
+#[napi]
+pub struct PerseusNetwork {
+    net: Network,
+    sink: Arc<NodeSink>,
+    listeners: Rc<RefCell<Listeners>>,
+}
+
+#[napi]
+impl PerseusNetwork {
+    /// Validates synchronously (TypeError with code ERR_PERSEUS_INVALID_OPTION); does no I/O.
+    #[napi(constructor, ts_args_type = "options: PerseusOptions")]
+    pub fn new(env: Env, options: Option<Unknown>) -> napi::Result<Self> {
+        let fail = |e: CoreError| js_error(&env, &e);
+        let reader = Reader::new(options, "options", "")
+            .map_err(fail)?
+            .ok_or_else(|| {
+                fail(CoreError::invalid(
+                    "options must be an object with exchangeId and exchangeName",
+                ))
+            })?;
+        let mut raw = read_options(&reader).map_err(fail)?;
+        raw.pid = Some(std::process::id());
+        let logger = match reader.raw("logger").map_err(fail)? {
+            None => None,
+            Some(v) if v.get_type()? == napi::ValueType::Object => {
+                Some(v.coerce_to_object()?.create_ref::<false>()?)
+            }
+            Some(_) => {
+                return Err(fail(CoreError::invalid(
+                    "logger must be a pino-compatible object",
+                )))
+            }
+        };
+        let cfg = Config::from_options(raw, std::env::var("REDIS_URL").ok()).map_err(fail)?;
+        let has_logger = logger.is_some();
+        let listeners = Rc::new(RefCell::new(Listeners::default()));
+        let watchdog = Arc::new(crate::core::heartbeat::Watchdog::default());
+        let sink = NodeSink::new(&env, listeners.clone(), logger, watchdog.clone())?;
+        let log_sink: Option<Arc<dyn crate::core::logging::LogSink>> =
+            if has_logger { Some(sink.clone()) } else { None };
+        let net = Network::with_watchdog(cfg, sink.clone(), log_sink, watchdog);
+        Ok(PerseusNetwork {
+            net,
+            sink,
+            listeners,
+        })
+    }
+
+    #[napi(getter)]
+    pub fn instance_id(&self) -> String {
+        self.net.instance_id().to_string()
+    }
+
+    #[napi(getter, ts_return_type = "InstanceState")]
+    pub fn state(&self) -> &'static str {
+        self.net.state().as_str()
+    }
+
+    /// idle → registering → running.
+    #[napi(ts_return_type = "Promise<InstanceInfo>")]
+    pub fn start<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        if !self.net.is_closed() {
+            self.sink.hold(env, true);
+        }
+        let net = self.net.clone();
+        promise(env, async move { net.start().await }, |_, v| Ok(Json(v)))
+    }
+
+    /// running → draining → dead. Idempotent.
+    #[napi(ts_args_type = "reason?: string", ts_return_type = "Promise<void>")]
+    pub fn drain<'e>(&self, env: &'e Env, reason: Option<Unknown>) -> napi::Result<Object<'e>> {
+        let reason = match optional_reason(reason) {
+            Ok(r) => r,
+            Err(e) => return rejected(env, e),
+        };
+        let net = self.net.clone();
+        promise(env, async move { net.drain(reason).await }, |_, ()| Ok(()))
+    }
+
+    /// registering|running → dead (ERROR).
+    #[napi(ts_args_type = "reason: string", ts_return_type = "Promise<void>")]
+    pub fn fail<'e>(&self, env: &'e Env, reason: Option<Unknown>) -> napi::Result<Object<'e>> {
+        let reason = match optional_reason(reason).and_then(|r| {
+            r.ok_or_else(|| {
+                CoreError::invalid("reason is required (a string of at most 1024 characters)")
+            })
+        }) {
+            Ok(r) => r,
+            Err(e) => return rejected(env, e),
+        };
+        let net = self.net.clone();
+        promise(env, async move { net.fail(reason).await }, |_, ()| Ok(()))
+    }
+
+    /// Drains when running, then releases everything. Idempotent.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        self.listeners.borrow_mut().clear();
+        let net = self.net.clone();
+        promise(env, async move { net.close().await }, |_, ()| Ok(()))
+    }
+
+    /// Adds a listener.
+    #[napi(
+        ts_generic_types = "K extends keyof PerseusEvents",
+        ts_args_type = "event: K, listener: (payload: PerseusEvents[K]) => void",
+        ts_return_type = "this"
+    )]
+    pub fn on<'e>(
+        &self,
+        env: &'e Env,
+        this: This<'e>,
+        event: Unknown,
+        listener: Unknown,
+    ) -> napi::Result<This<'e>> {
+        let (name, f) = self.event_args(env, event, listener)?;
+        self.listeners.borrow_mut().add(name, f.create_ref()?);
+        if tail_topic(name).is_some() && !self.net.is_closed() {
+            let _guard = runtime()?.enter();
+            self.net.set_tail(true);
+        }
+        Ok(this)
+    }
+
+    /// Removes a listener added with `on`.
+    #[napi(
+        ts_generic_types = "K extends keyof PerseusEvents",
+        ts_args_type = "event: K, listener: (payload: PerseusEvents[K]) => void",
+        ts_return_type = "this"
+    )]
+    pub fn off<'e>(
+        &self,
+        env: &'e Env,
+        this: This<'e>,
+        event: Unknown,
+        listener: Unknown,
+    ) -> napi::Result<This<'e>> {
+        let (name, f) = self.event_args(env, event, listener)?;
+        let mut listeners = self.listeners.borrow_mut();
+        listeners.remove(env, name, &f);
+        if tail_topic(name).is_some() && !listeners.any_tail_listener() {
+            self.net.set_tail(false);
+        }
+        Ok(this)
+    }
+
+    fn event_args<'a>(
+        &self,
+        env: &Env,
+        event: Unknown<'a>,
+        listener: Unknown<'a>,
+    ) -> napi::Result<(
+        &'static str,
+        Function<'a, Unknown<'static>, Unknown<'static>>,
+    )> {
+        let fail = |e: CoreError| js_error(env, &e);
+        let name = crate::node::convert::as_string("event", event).map_err(fail)?;
+        let name = EVENT_NAMES
+            .iter()
+            .find(|n| **n == name)
+            .copied()
+            .ok_or_else(|| {
+                fail(CoreError::invalid(format!(
+                    "event must be one of {} (got '{}')",
+                    EVENT_NAMES.join(", "),
+                    clip(&name)
+                )))
+            })?;
+        if listener.get_type()? != napi::ValueType::Function {
+            return Err(fail(CoreError::invalid("listener must be a function")));
+        }
+        let f = unsafe { listener.cast::<Function<Unknown<'static>, Unknown<'static>>>() }?;
+        Ok((name, f))
+    }
+
+    #[napi(
+        ts_args_type = "options?: { includeDead?: boolean }",
+        ts_return_type = "Promise<InstanceInfo[]>"
+    )]
+    pub fn list_instances<'e>(
+        &self,
+        env: &'e Env,
+        options: Option<Unknown>,
+    ) -> napi::Result<Object<'e>> {
+        let include_dead = match Reader::new(options, "options", "options.")
+            .and_then(|r| r.map(|r| r.boolean("includeDead")).transpose())
+        {
+            Ok(v) => v.flatten().unwrap_or(false),
+            Err(e) => return rejected(env, e),
+        };
+        let net = self.net.clone();
+        promise(
+            env,
+            async move { net.list_instances(include_dead).await },
+            |_, v| Ok(Json(v)),
+        )
+    }
+
+    #[napi(
+        ts_args_type = "instanceId: string",
+        ts_return_type = "Promise<InstanceInfo | null>"
+    )]
+    pub fn get_instance<'e>(
+        &self,
+        env: &'e Env,
+        instance_id: Option<Unknown>,
+    ) -> napi::Result<Object<'e>> {
+        let id = match instance_id
+            .ok_or_else(|| CoreError::invalid("instanceId is required"))
+            .and_then(|v| crate::node::convert::as_string("instanceId", v))
+        {
+            Ok(id) => id,
+            Err(e) => return rejected(env, e),
+        };
+        let net = self.net.clone();
+        promise(env, async move { net.get_instance(&id).await }, |_, v| {
+            Ok(Json(v))
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<NetworkState | null>")]
+    pub fn network_state<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let net = self.net.clone();
+        promise(env, async move { net.network_state().await }, |_, v| {
+            Ok(Json(v))
+        })
+    }
+
+    #[napi(
+        ts_args_type = "input: ActivityInput",
+        ts_return_type = "Promise<string>"
+    )]
+    pub fn log_activity<'e>(
+        &self,
+        env: &'e Env,
+        input: Option<Unknown>,
+    ) -> napi::Result<Object<'e>> {
+        let input = match Reader::new(input, "input", "input.").and_then(|r| {
+            r.ok_or_else(|| CoreError::invalid("input must be an object with an event"))
+                .and_then(|r| read_activity_input(&r))
+        }) {
+            Ok(i) => i,
+            Err(e) => return rejected(env, e),
+        };
+        let net = self.net.clone();
+        promise(
+            env,
+            async move { net.log_activity(input).await },
+            |_, id| Ok(id),
+        )
+    }
+
+    #[napi(
+        ts_args_type = "query?: ActivityQuery",
+        ts_return_type = "Promise<ActivityEntry[]>"
+    )]
+    pub fn query_activity<'e>(
+        &self,
+        env: &'e Env,
+        query: Option<Unknown>,
+    ) -> napi::Result<Object<'e>> {
+        let q = (|| {
+            let Some(r) = Reader::new(query, "query", "")? else {
+                return make_query(None, None, None, false, None, None);
+            };
+            let events = match r.raw("event")? {
+                None => None,
+                Some(v) if v.is_array().unwrap_or(false) => r.strings("event")?,
+                Some(v) => Some(vec![crate::node::convert::as_string("event", v)?]),
+            };
+            make_query(
+                r.bound("since")?,
+                r.bound("until")?,
+                r.number("limit")?,
+                r.boolean("reverse")?.unwrap_or(false),
+                r.string("instanceId")?,
+                events,
+            )
+        })();
+        let q = match q {
+            Ok(q) => q,
+            Err(e) => return rejected(env, e),
+        };
+        let net = self.net.clone();
+        promise(env, async move { net.query_activity(&q).await }, |_, v| {
+            Ok(Json(v))
+        })
+    }
+
+    #[napi(
+        ts_args_type = "retentionMs?: number",
+        ts_return_type = "Promise<number>"
+    )]
+    pub fn trim_activity<'e>(
+        &self,
+        env: &'e Env,
+        retention_ms: Option<Unknown>,
+    ) -> napi::Result<Object<'e>> {
+        let retention = match retention_ms
+            .map(|v| {
+                crate::node::convert::as_number("retentionMs", v).and_then(|n| {
+                    crate::core::config::ms_opt("retentionMs", Some(n), 0.0)
+                        .map(|d| d.map(|d| d.as_millis() as u64).unwrap_or(0))
+                })
+            })
+            .transpose()
+        {
+            Ok(r) => r,
+            Err(e) => return rejected(env, e),
+        };
+        let net = self.net.clone();
+        promise(
+            env,
+            async move { net.trim_activity(retention).await },
+            |_, n| Ok(n as f64),
+        )
+    }
+
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn activity_length<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let net = self.net.clone();
+        promise(env, async move { net.activity_length().await }, |_, n| {
+            Ok(n as f64)
+        })
+    }
+}
+
+impl Drop for PerseusNetwork {
+    /// Garbage-collected without close(): stop background tasks so nothing runs for an
+    /// object nobody can reach.
+    fn drop(&mut self) {
+        self.net.abort();
+        crate::core::events::EventSink::close(self.sink.as_ref());
+    }
+}
+
+fn optional_reason(v: Option<Unknown>) -> Result<Option<String>, CoreError> {
+    let Some(v) = v else { return Ok(None) };
+    if v.get_type().map_err(crate::node::convert::napi_err)? == napi::ValueType::Undefined {
+        return Ok(None);
+    }
+    let s = crate::node::convert::as_string("reason", v)?;
+    if s.chars().count() > crate::core::activity::MAX_REASON_LEN {
+        return Err(CoreError::invalid(format!(
+            "reason must be at most {} characters (got {})",
+            crate::core::activity::MAX_REASON_LEN,
+            s.chars().count()
+        )));
+    }
+    Ok(Some(s))
+}
