@@ -469,10 +469,10 @@ async fn sweeper_reports_a_crashed_peer_once() {
     let (a, a_cap) = mk();
     let (b, _b_cap) = mk();
     let (a_id, b_id) = (a.instance_id().to_string(), b.instance_id().to_string());
+    // A tails before anything is written (an empty stream: the tail reads from 0-0).
     a.set_tail(true);
-    a.start().await.unwrap();
-    // Make sure A's tail is live before B joins.
     tokio::time::sleep(ms(200)).await;
+    // B starts first, so B holds the sweeper lease: its crash must hand the role to A.
     b.start().await.unwrap();
     assert!(
         a_cap
@@ -482,7 +482,14 @@ async fn sweeper_reports_a_crashed_peer_once() {
             .await,
         "A never saw B join"
     );
+    a.start().await.unwrap();
     tokio::time::sleep(ms(300)).await;
+    let lease_key = format!("{prefix}:sweeper");
+    assert_eq!(
+        r.get(&lease_key),
+        Some(b_id.clone()),
+        "B should hold the lease"
+    );
 
     let stream = format!("{prefix}:activity");
     let lost_entries = || -> Vec<(String, Vec<(String, String)>)> {
@@ -524,6 +531,11 @@ async fn sweeper_reports_a_crashed_peer_once() {
         "A never emitted instanceLost for B"
     );
 
+    assert_eq!(
+        r.get(&lease_key),
+        Some(a_id.clone()),
+        "A took the lease over"
+    );
     tokio::time::sleep(ms(1000)).await;
     assert_eq!(lost_entries().len(), 1, "duplicate HEARTBEAT_LOST entries");
     assert_eq!(a.state(), State::Running);
@@ -1400,4 +1412,69 @@ async fn list_instances_by_index_and_scan() {
         n.close().await.unwrap();
     }
     scan.close().await.unwrap();
+}
+
+// ─── close ───────────────────────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_drains_then_rejects_everything() {
+    let srv = RedisServer::start();
+    let r = srv.client();
+    let prefix = uniq("pc");
+    let (net, cap) = network(opts(&srv.url(), &prefix));
+    let id = net.instance_id().to_string();
+    net.start().await.unwrap();
+    net.set_tail(true);
+    net.close().await.expect("close");
+    assert!(net.is_closed());
+    assert!(!net.is_tailing());
+    assert_eq!(net.state(), State::Dead);
+    assert_eq!(
+        cap.transitions()[2..],
+        [
+            (State::Running, Event::Drain, State::Draining),
+            (State::Draining, Event::Drained, State::Dead),
+        ]
+    );
+    assert!(!r.exists(&format!("{prefix}:heartbeat:{id}")));
+    assert_eq!(
+        r.hget(&format!("{prefix}:instance:{id}"), "state")
+            .as_deref(),
+        Some("dead")
+    );
+    let evs = stream_events(&r.xrange(&format!("{prefix}:activity")), &id);
+    assert!(evs.contains(&ev("DEREGISTERED", None, None)), "{evs:?}");
+    // The lease is given back at once.
+    assert!(!r.exists(&format!("{prefix}:sweeper")));
+
+    net.close().await.expect("second close");
+    assert!(matches!(net.start().await, Err(Error::Closed)));
+    assert!(matches!(net.drain(None).await, Err(Error::Closed)));
+    assert!(matches!(net.fail("x".into()).await, Err(Error::Closed)));
+    assert!(matches!(
+        net.log_activity(ActivityInput {
+            event: "X".into(),
+            ..Default::default()
+        })
+        .await,
+        Err(Error::Closed)
+    ));
+    assert!(matches!(net.list_instances(true).await, Err(Error::Closed)));
+    assert!(matches!(
+        net.query_activity(&make_query(None, None, None, false, None, None).unwrap())
+            .await,
+        Err(Error::Closed)
+    ));
+    assert!(matches!(net.trim_activity(None).await, Err(Error::Closed)));
+    assert!(matches!(
+        net.trim_activity(Some(1000)).await,
+        Err(Error::Closed)
+    ));
+    net.set_tail(true);
+    assert!(!net.is_tailing(), "a closed network must not tail");
+    // A network closed before it ever started never touches Redis.
+    let (idle, _) = network(opts(&srv.url(), &prefix));
+    idle.close().await.unwrap();
+    assert_eq!(idle.state(), State::Idle);
+    assert!(matches!(idle.start().await, Err(Error::Closed)));
 }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every test of the project, against throwaway Redis servers the tests start themselves.
+# Usage: npm test   (or: bash scripts/test.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/ensure-redis.sh
+[ -d node_modules/@napi-rs/cli ] || npm ci --no-audit --no-fund
+
+echo "== format and lints"
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+echo "== build the addon (release)"
+npx napi build --platform --release
+
+echo "== contract: index.d.ts against API.md"
+if [ -x ../shared/contract/check.sh ] || [ -f ../shared/contract/check.sh ]; then
+  bash ../shared/contract/check.sh
+else
+  echo "../shared/contract/check.sh not found: contract check skipped" >&2
+fi
+
+echo "== cargo tests (core, real Redis)"
+cargo test --no-default-features --quiet 2>&1 | tail -n 40
+
+echo "== node tests (real Redis)"
+node --test --test-concurrency=2 __test__/
