@@ -704,7 +704,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_values_naming_the_option() {
-        let cases: Vec<(Box<dyn Fn(&mut RawOptions)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut RawOptions)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|o| o.exchange_id = Some(-1.0)), "exchangeId"),
             (Box::new(|o| o.exchange_id = Some(1.5)), "exchangeId"),
             (Box::new(|o| o.exchange_id = Some(f64::NAN)), "exchangeId"),

@@ -91,8 +91,10 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    type Record = (LogLevel, Map<String, Value>, String);
+
     #[derive(Default)]
-    struct Capture(Mutex<Vec<(LogLevel, Map<String, Value>, String)>>);
+    struct Capture(Mutex<Vec<Record>>);
     impl LogSink for Capture {
         fn log(&self, level: LogLevel, fields: Map<String, Value>, msg: String) {
             self.0.lock().unwrap().push((level, fields, msg));

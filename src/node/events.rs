@@ -93,7 +93,7 @@ impl Listeners {
 
 /// What crosses from the runtime to the JS thread.
 pub enum Msg {
-    Event(NetEvent),
+    Event(Box<NetEvent>),
     Log(LogLevel, Map<String, Value>, String),
     Ping,
 }
@@ -164,7 +164,7 @@ fn set_hold(slot: &Mutex<Option<Tsfn>>, env: &Env, on: bool) {
 
 impl EventSink for NodeSink {
     fn emit(&self, event: NetEvent) {
-        self.send(Msg::Event(event));
+        self.send(Msg::Event(Box::new(event)));
     }
     fn ping(&self) {
         self.send(Msg::Ping);
@@ -186,8 +186,10 @@ impl Dispatcher {
         match msg {
             Msg::Ping => self.watchdog.pong(),
             Msg::Log(level, fields, text) => self.log(env, level, fields, &text),
-            Msg::Event(NetEvent::Released) => set_hold(&self.tsfn, env, false),
-            Msg::Event(ev) => self.emit(env, ev),
+            Msg::Event(ev) => match *ev {
+                NetEvent::Released => set_hold(&self.tsfn, env, false),
+                ev => self.emit(env, ev),
+            },
         }
     }
 

@@ -1,6 +1,9 @@
 //! The napi-rs layer: converts options, records and events between JS and the core.
 //! No behaviour lives here.
 
+// In a test build napi-derive does not register exports, so they look unused.
+#![cfg_attr(test, allow(dead_code))]
+
 mod class;
 mod convert;
 mod errors;
