@@ -1478,3 +1478,48 @@ async fn close_drains_then_rejects_everything() {
     assert_eq!(idle.state(), State::Idle);
     assert!(matches!(idle.start().await, Err(Error::Closed)));
 }
+
+// ─── 9b. a long outage ───────────────────────────────────────────────────────────
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_outage_goes_dead_then_rejoins() {
+    let mut srv = RedisServer::start();
+    let prefix = uniq("p9l");
+    let (net, cap) = network(opts(&srv.url(), &prefix));
+    let id = net.instance_id().to_string();
+    net.start().await.unwrap();
+    tokio::time::sleep(ms(200)).await;
+
+    srv.kill();
+    // Longer than the heartbeat TTL: the instance must consider itself lost.
+    assert!(
+        cap.wait_for(ms(2000), |evs| evs.iter().any(|e| matches!(
+            e,
+            NetEvent::StateChange(c) if c.event == Event::HeartbeatLost
+        )))
+        .await,
+        "no HEARTBEAT_LOST while Redis was down; transitions {:?}",
+        cap.transitions()
+    );
+    assert_eq!(net.state(), State::Dead);
+    srv.restart();
+    let r = srv.client();
+    let inst_key = format!("{prefix}:instance:{id}");
+    let back = eventually(ms(4000), || {
+        r.hget(&inst_key, "state").as_deref() == Some("running")
+    })
+    .await;
+    assert!(back, "never rejoined; transitions {:?}", cap.transitions());
+    assert_eq!(net.state(), State::Running);
+    assert_eq!(
+        cap.transitions()[2..],
+        [
+            (State::Running, Event::HeartbeatLost, State::Dead),
+            (State::Idle, Event::Register, State::Registering),
+            (State::Registering, Event::Registered, State::Running),
+        ]
+    );
+    assert_eq!(r.pttl(&inst_key), -1);
+    assert!(eventually(ms(1000), || r.exists(&format!("{prefix}:heartbeat:{id}"))).await);
+    net.close().await.unwrap();
+}

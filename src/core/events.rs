@@ -50,9 +50,11 @@ pub enum Topic {
 /// The host side of events. Implementations must not block: they queue.
 pub trait EventSink: Send + Sync {
     fn emit(&self, event: NetEvent);
-    /// Asks the host's event loop to answer, for the watchdog; a host without an event loop
-    /// (tests) answers at once. The host calls [`crate::core::heartbeat::Watchdog::pong`].
-    fn ping(&self) {}
+    /// Asks the host's event loop to answer the watchdog (the host calls `watchdog.pong()`
+    /// from its loop). A host without an event loop keeps this default: it answers at once.
+    fn ping(&self, watchdog: &std::sync::Arc<crate::core::heartbeat::Watchdog>) {
+        watchdog.pong();
+    }
     /// The network is closed: release every host handle (after queued events are delivered).
     fn close(&self) {}
 }

@@ -100,7 +100,7 @@ pub(crate) async fn run(net: Network) {
             );
         }
         if watchdog.start_ping() {
-            net.sink().ping();
+            net.sink().ping(&watchdog);
         }
         match net.beat(Some(lag)).await {
             Ok(BeatOutcome::Alive) => {

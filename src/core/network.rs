@@ -329,6 +329,10 @@ impl Network {
         match registered {
             Ok(()) => {
                 self.transition(Event::Registered, None).await?;
+                // One beat now, so the payload says `running` before the first interval ends.
+                if let Err(e) = self.beat(None).await {
+                    self.report_error(e, "heartbeat failed");
+                }
                 self.spawn_background();
                 Ok(self.local_info())
             }

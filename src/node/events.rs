@@ -166,7 +166,8 @@ impl EventSink for NodeSink {
     fn emit(&self, event: NetEvent) {
         self.send(Msg::Event(Box::new(event)));
     }
-    fn ping(&self) {
+    fn ping(&self, _watchdog: &Arc<Watchdog>) {
+        // Answered by the dispatcher on the JS thread (it holds the same watchdog).
         self.send(Msg::Ping);
     }
     fn close(&self) {

@@ -8,13 +8,12 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use perseus_native::core::config::{Config, LogLevel, PublicIpOption, RawOptions};
 use perseus_native::core::events::{EventSink, NetEvent};
 use perseus_native::core::fsm::{Event, State};
-use perseus_native::core::heartbeat::Watchdog;
 use perseus_native::core::logging::LogSink;
 use perseus_native::core::network::Network;
 
@@ -286,21 +285,15 @@ pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> 
         .map(|(_, v)| v.as_str())
 }
 
-/// Records every event; answers watchdog pings at once (no event loop here).
+/// Records every event; watchdog pings get the default answer (at once: no event loop here).
 #[derive(Default)]
 pub struct Capture {
     events: Mutex<Vec<NetEvent>>,
-    watchdog: OnceLock<Arc<Watchdog>>,
 }
 
 impl EventSink for Capture {
     fn emit(&self, event: NetEvent) {
         self.events.lock().unwrap().push(event);
-    }
-    fn ping(&self) {
-        if let Some(w) = self.watchdog.get() {
-            w.pong();
-        }
     }
 }
 
@@ -400,6 +393,5 @@ pub fn network_with_logs(o: RawOptions, logs: Option<Arc<Logs>>) -> (Network, Ar
     let cap = Arc::new(Capture::default());
     let log_sink: Option<Arc<dyn LogSink>> = logs.map(|l| l as Arc<dyn LogSink>);
     let net = Network::new(cfg, cap.clone(), log_sink);
-    let _ = cap.watchdog.set(net.watchdog());
     (net, cap)
 }
