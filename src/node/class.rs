@@ -115,7 +115,6 @@ impl PerseusNetwork {
     /// Drains when running, then releases everything. Idempotent.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
-        self.listeners.borrow_mut().clear();
         let net = self.net.clone();
         promise(env, async move { net.close().await }, |_, ()| Ok(()))
     }

@@ -96,6 +96,8 @@ pub enum Msg {
     Event(Box<NetEvent>),
     Log(LogLevel, Map<String, Value>, String),
     Ping,
+    /// The network is closed: drop listeners and stop holding the process.
+    Closed,
 }
 
 type Tsfn = ThreadsafeFunction<Msg, (), (), Status, false, true, 0>;
@@ -171,7 +173,9 @@ impl EventSink for NodeSink {
         self.send(Msg::Ping);
     }
     fn close(&self) {
-        // Dropping releases the threadsafe function; queued calls are still delivered.
+        // Listeners hear everything queued before this; dropping the function then releases
+        // it (queued calls are still delivered first).
+        self.send(Msg::Closed);
         self.tsfn.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
@@ -186,6 +190,10 @@ impl Dispatcher {
     fn dispatch(&self, env: &Env, msg: Msg) {
         match msg {
             Msg::Ping => self.watchdog.pong(),
+            Msg::Closed => {
+                self.listeners.borrow_mut().clear();
+                set_hold(&self.tsfn, env, false);
+            }
             Msg::Log(level, fields, text) => self.log(env, level, fields, &text),
             Msg::Event(ev) => match *ev {
                 NetEvent::Released => set_hold(&self.tsfn, env, false),
