@@ -105,6 +105,13 @@ pub(crate) async fn run(net: Network) {
         match net.beat(Some(lag)).await {
             Ok(BeatOutcome::Alive) => {
                 last_ok = Instant::now();
+                if net.logger().enabled(crate::core::config::LogLevel::Trace) {
+                    net.logger().log(
+                        crate::core::config::LogLevel::Trace,
+                        serde_json::json!({ "eventLoopLagMs": lag }),
+                        "heartbeat",
+                    );
+                }
                 if failing {
                     failing = false;
                     net.logger()

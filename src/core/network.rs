@@ -82,6 +82,7 @@ struct Life {
     public_ip: Option<String>,
     private_ip: Option<String>,
     registered_at: String,
+    last_state_change: String,
     /// Heartbeat, sweeper, trimmer, public-IP detection: stopped when the lifecycle ends.
     tasks: Vec<JoinHandle<()>>,
     /// Waits for Redis after a self-loss with 'rejoin'.
@@ -261,6 +262,7 @@ impl Network {
             reason: reason.clone(),
             at: iso_now(),
         };
+        self.life().last_state_change = change.at.clone();
         if self.inner.store.initialized() {
             if let Err(e) = self.persist_transition(&change).await {
                 self.inner.log.warn(
@@ -392,13 +394,14 @@ impl Network {
     }
 
     async fn write_record(&self, store: &Store) -> Result<()> {
-        let (state, public_ip, private_ip, registered_at) = {
+        let (state, public_ip, private_ip, registered_at, last_change) = {
             let l = self.life();
             (
                 l.state.unwrap_or(State::Dead),
                 l.public_ip.clone(),
                 l.private_ip.clone(),
                 l.registered_at.clone(),
+                l.last_state_change.clone(),
             )
         };
         let fields = record_fields(
@@ -407,7 +410,7 @@ impl Network {
             private_ip.as_deref(),
             state,
             &registered_at,
-            &iso_now(),
+            &last_change,
         );
         let args: Vec<String> = fields.into_iter().flat_map(|(k, v)| [k, v]).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -512,7 +515,7 @@ impl Network {
             version: id.version.clone(),
             state: l.state.unwrap_or(State::Dead),
             registered_at: l.registered_at.clone(),
-            last_state_change: iso_now(),
+            last_state_change: l.last_state_change.clone(),
             metadata: id.metadata.clone(),
             alive: true,
             last_heartbeat: Some(now_ms()),
@@ -626,6 +629,14 @@ impl Network {
                 return;
             };
             if store.query::<Value>(&redis::cmd("PING")).await.is_err() {
+                continue;
+            }
+            // A hung event loop must not look alive: rejoin only once it answers again.
+            if let heartbeat::Gate::Stalled(_) = self
+                .inner
+                .watchdog
+                .gate(self.inner.cfg.timing.event_loop_stall)
+            {
                 continue;
             }
             {

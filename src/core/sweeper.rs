@@ -194,6 +194,10 @@ pub(crate) async fn sweep(net: &Network) -> Result<Option<i64>> {
         instances,
         counts,
     };
+    net.logger().debug(
+        serde_json::json!({ "instances": snapshot.instances.len(), "soonestExpiryMs": soonest }),
+        "sweep done",
+    );
     let json = serde_json::to_string(&snapshot).unwrap_or_default();
     let mut cmd = redis::cmd("SET");
     cmd.arg(keys.network_state()).arg(json);

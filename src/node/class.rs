@@ -55,7 +55,13 @@ impl PerseusNetwork {
         let has_logger = logger.is_some();
         let listeners = Rc::new(RefCell::new(Listeners::default()));
         let watchdog = Arc::new(crate::core::heartbeat::Watchdog::default());
-        let sink = NodeSink::new(&env, listeners.clone(), logger, watchdog.clone())?;
+        let sink = NodeSink::new(
+            &env,
+            &cfg.identity.instance_id,
+            listeners.clone(),
+            logger,
+            watchdog.clone(),
+        )?;
         let log_sink: Option<Arc<dyn crate::core::logging::LogSink>> =
             if has_logger { Some(sink.clone()) } else { None };
         let net = Network::with_watchdog(cfg, sink.clone(), log_sink, watchdog);
@@ -79,7 +85,10 @@ impl PerseusNetwork {
     /// idle → registering → running.
     #[napi(ts_return_type = "Promise<InstanceInfo>")]
     pub fn start<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
-        if !self.net.is_closed() {
+        // Hold the process only for a start that can happen; a refused one must not leak a hold.
+        let legal =
+            crate::core::fsm::next_state(self.net.state(), crate::core::fsm::Event::Register);
+        if !self.net.is_closed() && legal.is_some() {
             self.sink.hold(env, true);
         }
         let net = self.net.clone();

@@ -104,6 +104,7 @@ type Tsfn = ThreadsafeFunction<Msg, (), (), Status, false, true, 0>;
 
 /// The JS-thread half: what the threadsafe function's callback needs.
 struct Dispatcher {
+    instance_id: String,
     listeners: Rc<RefCell<Listeners>>,
     logger: Option<ObjectRef<false>>,
     watchdog: Arc<Watchdog>,
@@ -119,12 +120,14 @@ impl NodeSink {
     /// Builds the weak threadsafe function and its dispatcher.
     pub fn new(
         env: &Env,
+        instance_id: &str,
         listeners: Rc<RefCell<Listeners>>,
         logger: Option<ObjectRef<false>>,
         watchdog: Arc<Watchdog>,
     ) -> napi::Result<Arc<NodeSink>> {
         let slot: Arc<Mutex<Option<Tsfn>>> = Arc::new(Mutex::new(None));
         let dispatcher = Dispatcher {
+            instance_id: instance_id.to_string(),
             listeners,
             logger,
             watchdog,
@@ -230,6 +233,7 @@ impl Dispatcher {
                 if listeners.is_empty() {
                     // Unlike a bare EventEmitter, an unheard error is logged, never thrown.
                     let mut f = Map::new();
+                    f.insert("instanceId".into(), self.instance_id.clone().into());
                     f.insert("code".into(), e.code().into());
                     self.log(env, LogLevel::Error, f, &format!("background error: {e}"));
                     return;
@@ -251,6 +255,7 @@ impl Dispatcher {
             let outcome = l.borrow_back(env).and_then(|f| f.call(payload));
             if let Err(e) = outcome {
                 let mut f = Map::new();
+                f.insert("instanceId".into(), self.instance_id.clone().into());
                 f.insert("event".into(), name.into());
                 f.insert("error".into(), e.reason.clone().into());
                 self.log(env, LogLevel::Error, f, "an event listener threw; ignored");
