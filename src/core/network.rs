@@ -74,6 +74,9 @@ struct Inner {
     lifecycle: tokio::sync::Mutex<()>,
     life: Mutex<Life>,
     closed: AtomicBool,
+    /// `false` while a tail is starting and has not yet fixed its start point: our own
+    /// appends wait for it, so a listener attached before a write always hears that write.
+    tail_ready: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -129,6 +132,7 @@ impl Network {
                     ..Default::default()
                 }),
                 closed: AtomicBool::new(false),
+                tail_ready: tokio::sync::watch::Sender::new(true),
             }),
         }
     }
@@ -226,6 +230,9 @@ impl Network {
 
     /// Appends an entry written on behalf of `author` (the sweeper writes for lost peers).
     pub(crate) async fn append_as(&self, author: &Author, input: &ActivityInput) -> Result<String> {
+        let mut ready = self.inner.tail_ready.subscribe();
+        let limit = self.inner.cfg.connection.connect_timeout;
+        let _ = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
         let fields = activity::encode(author, input, &iso_now());
         self.activity_log().await?.append(&fields).await
     }
@@ -674,6 +681,7 @@ impl Network {
         if let Some(t) = self.life().tail.take() {
             t.abort();
         }
+        self.inner.tail_ready.send_replace(true);
         self.inner.sink.emit(NetEvent::Released);
         self.inner.sink.close();
         if let Err(e) = drained {
@@ -692,6 +700,7 @@ impl Network {
         if let Some(t) = self.life().tail.take() {
             t.abort();
         }
+        self.inner.tail_ready.send_replace(true);
     }
 
     // ─── Queries ────────────────────────────────────────────────────────────────
@@ -773,6 +782,7 @@ impl Network {
         let mut life = self.life();
         match (on, life.tail.is_some()) {
             (true, false) if !self.is_closed() => {
+                self.inner.tail_ready.send_replace(false);
                 let net = self.clone();
                 life.tail = Some(tokio::spawn(async move { net.tail().await }));
             }
@@ -780,6 +790,7 @@ impl Network {
                 if let Some(t) = life.tail.take() {
                     t.abort();
                 }
+                self.inner.tail_ready.send_replace(true);
             }
             _ => {}
         }
@@ -805,6 +816,7 @@ impl Network {
                 let log = reader.as_ref().expect("set above");
                 if last.is_none() {
                     last = Some(log.last_id().await?);
+                    self.inner.tail_ready.send_replace(true);
                 }
                 let after = last.clone().unwrap_or_else(|| "0-0".into());
                 let entries = log.read_after(&after, TAIL_BLOCK, 500).await?;
@@ -822,6 +834,8 @@ impl Network {
                 }
                 Err(Error::Closed) => return,
                 Err(e) => {
+                    // Writers must not wait on a tail that cannot start.
+                    self.inner.tail_ready.send_replace(true);
                     if !failing {
                         self.report_error(e, "activity tail failed; retrying");
                     }
