@@ -25,4 +25,4 @@ echo "== cargo tests (core, real Redis)"
 cargo test --no-default-features --quiet 2>&1 | tail -n 40
 
 echo "== node tests (real Redis)"
-node --test --test-concurrency=2 __test__/
+node --test --test-concurrency=2 __test__/*.test.mjs
