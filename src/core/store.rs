@@ -39,12 +39,19 @@ pub struct Store {
 
 struct Inner {
     conn: std::sync::Mutex<Conn>,
+    /// Cluster only: a second connection whose client never retries by itself, for commands
+    /// that must not be sent twice (`XADD *`). The cluster client re-sends a request whose
+    /// connection dropped, and a dropped reply does not mean the server did not execute it:
+    /// with CLIENT KILL during a write loop that doubled ~1 in 800 entries.
+    once: Option<ClusterConnection>,
     cfg: ConnectionConfig,
     /// Secrets to scrub from any error text: the password option and URL passwords.
     secrets: Vec<String>,
     response_timeout: Duration,
     connected: AtomicBool,
     strikes: AtomicU32,
+    /// A replacement connection is being made (after repeated timeouts).
+    replacing: AtomicBool,
     on_status: Option<StatusListener>,
 }
 
@@ -63,16 +70,19 @@ impl Store {
         cfg: &ConnectionConfig,
         on_status: Option<StatusListener>,
     ) -> Result<Self> {
-        Self::connect_with(cfg, cfg.command_timeout, on_status).await
+        Self::connect_with(cfg, cfg.command_timeout, on_status, true).await
     }
 
     /// A second, independent connection of the same kind whose commands may block for up to
-    /// `block` (for `XREAD BLOCK`, which would stall a shared connection).
+    /// `block` (for `XREAD BLOCK`, which would stall a shared connection). It reports no
+    /// `connection` status of its own: the shared connection speaks for the link, so one
+    /// outage is one disconnected/connected pair, not one per connection.
     pub async fn dedicated(&self, block: Duration) -> Result<Self> {
         Self::connect_with(
             &self.inner.cfg,
             self.inner.cfg.command_timeout + block,
-            self.inner.on_status.clone(),
+            None,
+            false,
         )
         .await
     }
@@ -81,37 +91,38 @@ impl Store {
         cfg: &ConnectionConfig,
         response_timeout: Duration,
         on_status: Option<StatusListener>,
+        with_once: bool,
     ) -> Result<Self> {
         install_crypto();
         let secrets = secrets_of(cfg);
-        let scrub = |e: RedisError| Error::Redis(scrub(&secrets, &describe(&e)));
+        let scrub =
+            |e: RedisError| Error::Redis(connect_failure(cfg, &scrub(&secrets, &describe(&e))));
         let deadline = cfg.connect_timeout;
         let fut = async {
             match &cfg.target {
                 Target::Standalone(url) => {
                     let client = standalone_client(cfg, url).map_err(scrub)?;
-                    let mgr_cfg = ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(cfg.connect_timeout))
-                        .set_response_timeout(Some(response_timeout))
-                        .set_number_of_retries(2)
-                        .set_min_delay(Duration::from_millis(50))
-                        .set_max_delay(Duration::from_millis(1000));
+                    let mgr_cfg = manager_config(cfg, response_timeout);
                     ConnectionManager::new_with_config(client, mgr_cfg)
                         .await
-                        .map(Conn::Single)
+                        .map(|c| (Conn::Single(c), None))
                         .map_err(scrub)
                 }
                 Target::Cluster(nodes) => {
-                    let client = cluster_client(cfg, nodes, response_timeout).map_err(scrub)?;
-                    client
-                        .get_async_connection()
-                        .await
-                        .map(Conn::Cluster)
-                        .map_err(scrub)
+                    let client = cluster_client(cfg, nodes, response_timeout, 3).map_err(scrub)?;
+                    let conn = client.get_async_connection().await.map_err(scrub)?;
+                    let once = if with_once {
+                        let client =
+                            cluster_client(cfg, nodes, response_timeout, 0).map_err(scrub)?;
+                        Some(client.get_async_connection().await.map_err(scrub)?)
+                    } else {
+                        None
+                    };
+                    Ok((Conn::Cluster(conn), once))
                 }
             }
         };
-        let conn = match tokio::time::timeout(deadline, fut).await {
+        let (conn, once) = match tokio::time::timeout(deadline, fut).await {
             Ok(r) => r?,
             Err(_) => {
                 return Err(Error::Timeout(format!(
@@ -125,11 +136,13 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 conn: std::sync::Mutex::new(conn),
+                once,
                 cfg: cfg.clone(),
                 secrets,
                 response_timeout,
                 connected: AtomicBool::new(true),
                 strikes: AtomicU32::new(0),
+                replacing: AtomicBool::new(false),
                 on_status,
             }),
         };
@@ -150,18 +163,105 @@ impl Store {
         self.conn_guard().clone()
     }
 
-    /// Runs one command with the command timeout.
+    /// Runs one command with the command timeout. A failure names the command (and its key),
+    /// e.g. `XADD perseus:activity failed: NOPERM this user has no permissions to run the
+    /// 'xadd' command`.
+    ///
+    /// A read-only command that fails because the link dropped (the server closed it, e.g.
+    /// `CLIENT KILL`, a restart or a failover) is sent once more on the reconnected link: the
+    /// multiplexed connection only notices a dropped socket when it next writes, so the first
+    /// command after a drop would fail although the server is fine. Writes are never re-sent
+    /// (`XADD *` is not idempotent).
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let mut conn = self.conn();
-        let value = self
-            .timed(async {
-                match &mut conn {
-                    Conn::Single(c) => c.req_packed_command(cmd).await,
-                    Conn::Cluster(c) => c.req_packed_command(cmd).await,
-                }
-            })
-            .await?;
+        if let Some(once) = &self.inner.once {
+            if !is_idempotent(cmd) {
+                return self.query_once(cmd, once.clone()).await;
+            }
+        }
+        let value = self.query_raw(cmd).await.map_err(|(e, _)| e)?;
         self.convert(value)
+            .map_err(|e| labelled(e, || cmd_label(cmd)))
+    }
+
+    /// One command on the shared connection (read-only ones retried once after a dropped
+    /// link). The reply may be a `Value::ServerError`. A failure comes labelled, with whether
+    /// it is about the key's data (a per-key error) rather than the link, the cluster's state
+    /// or the user's rights.
+    async fn query_raw(&self, cmd: &Cmd) -> std::result::Result<Value, (Error, bool)> {
+        let retry = is_read_only(cmd);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = self.conn();
+            let may_retry = retry && attempt == 1;
+            match self
+                .timed_with(
+                    async {
+                        match &mut conn {
+                            Conn::Single(c) => c.req_packed_command(cmd).await,
+                            Conn::Cluster(c) => c.req_packed_command(cmd).await,
+                        }
+                    },
+                    !may_retry,
+                )
+                .await
+            {
+                Ok(v) => return Ok(v),
+                Err((_, Some(e))) if may_retry && is_dropped(&e) => continue,
+                Err((err, e)) => {
+                    let data = e.as_ref().is_some_and(|e| {
+                        is_data_error(redis::ServerError::try_from(e.clone()).ok().as_ref())
+                    });
+                    return Err((labelled(err, || cmd_label(cmd)), data));
+                }
+            }
+        }
+    }
+
+    /// Cluster: sends a non-idempotent command at most once. It is sent again only when the
+    /// server provably did not run it (a redirect or a cluster-state refusal: MOVED, TRYAGAIN,
+    /// CLUSTERDOWN, MASTERDOWN, LOADING; or the connection was refused), until the command
+    /// timeout. A dropped link or a timeout surfaces to the caller: the entry may or may not
+    /// have been written.
+    async fn query_once<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        mut conn: ClusterConnection,
+    ) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + self.inner.response_timeout;
+        let mut wait = Duration::from_millis(25);
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = async {
+                match tokio::time::timeout(remaining, conn.req_packed_command(cmd)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "timed out",
+                    ))),
+                }
+            };
+            let (err, retryable) = match attempt.await {
+                Ok(v) => {
+                    self.set_connected(true, None);
+                    return self.convert(v).map_err(|e| labelled(e, || cmd_label(cmd)));
+                }
+                Err(e) => {
+                    let retryable = was_not_run(&e);
+                    (e, retryable)
+                }
+            };
+            if retryable && tokio::time::Instant::now() + wait < deadline {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(400));
+                continue;
+            }
+            let mapped = self.map_err(err.clone());
+            if is_link_failure(&err) || retryable {
+                self.set_connected(false, Some(mapped.to_string()));
+            }
+            return Err(labelled(mapped, || cmd_label(cmd)));
+        }
     }
 
     /// Runs a pipeline (standalone only: cluster pipelines must stay in one slot, so callers
@@ -190,32 +290,47 @@ impl Store {
         if cmds.is_empty() {
             return Ok(vec![]);
         }
+        // Only an error about one key's data (say WRONGTYPE on someone else's key) stays per
+        // key. A failed link, a cluster in failover (CLUSTERDOWN, TRYAGAIN, MOVED...) or a
+        // refusal of the user (ACL, auth) fails the whole call: reading such a key as absent
+        // would let a sweeper declare a live instance dead, or prune its index entry.
         if self.is_cluster() {
-            let futs = cmds.iter().map(|c| self.query::<Value>(c));
+            let labels: Vec<String> = cmds.iter().map(cmd_label).collect();
+            let futs = cmds.iter().map(|c| self.query_raw(c));
             let results = join_all(futs).await;
-            // A connection-level failure fails the whole call; a per-key error stays per key.
             let mut out = Vec::with_capacity(results.len());
-            for r in results {
+            for (r, label) in results.into_iter().zip(labels) {
                 match r {
-                    Ok(v) => out.push(Ok(v)),
-                    Err(Error::Redis(m)) => out.push(Err(m)),
-                    Err(e) => return Err(e),
+                    Ok(v) => match self.reply_error(&v) {
+                        None => out.push(Ok(v)),
+                        Some((text, true)) => out.push(Err(format!("{label} failed: {text}"))),
+                        Some((text, false)) => {
+                            return Err(Error::Redis(format!("{label} failed: {text}")))
+                        }
+                    },
+                    Err((Error::Redis(m), true)) => out.push(Err(m)),
+                    Err((e, _)) => return Err(e),
                 }
             }
             Ok(out)
         } else {
+            let labels: Vec<String> = cmds.iter().map(cmd_label).collect();
             let mut pipe = redis::pipe();
             for c in cmds {
                 pipe.add_command(c);
             }
             let values = self.pipeline(&pipe).await?;
-            Ok(values
-                .into_iter()
-                .map(|v| match v {
-                    Value::ServerError(e) => Err(scrub(&self.inner.secrets, &format!("{e:?}"))),
-                    v => Ok(v),
-                })
-                .collect())
+            let mut out = Vec::with_capacity(values.len());
+            for (v, label) in values.into_iter().zip(labels) {
+                match self.reply_error(&v) {
+                    None => out.push(Ok(v)),
+                    Some((text, true)) => out.push(Err(format!("{label} failed: {text}"))),
+                    Some((text, false)) => {
+                        return Err(Error::Redis(format!("{label} failed: {text}")))
+                    }
+                }
+            }
+            Ok(out)
         }
     }
 
@@ -233,6 +348,12 @@ impl Store {
         for a in args {
             inv.arg(*a);
         }
+        let label = || {
+            format!(
+                "Lua script on {}",
+                keys.first().copied().unwrap_or("no key")
+            )
+        };
         let mut conn = self.conn();
         let value: Value = self
             .timed(async {
@@ -241,8 +362,9 @@ impl Store {
                     Conn::Cluster(c) => inv.invoke_async(c).await,
                 }
             })
-            .await?;
-        self.convert(value)
+            .await
+            .map_err(|e| labelled(e, label))?;
+        self.convert(value).map_err(|e| labelled(e, label))
     }
 
     /// Every key matching `pattern`: SCAN on the server, or on every master of a cluster
@@ -315,7 +437,10 @@ impl Store {
 
     fn convert<T: FromRedisValue>(&self, v: Value) -> Result<T> {
         if let Value::ServerError(e) = &v {
-            return Err(Error::Redis(scrub(&self.inner.secrets, &format!("{e:?}"))));
+            return Err(Error::Redis(scrub(
+                &self.inner.secrets,
+                &server_error_text(e),
+            )));
         }
         T::from_redis_value(v)
             .map_err(|e| Error::Redis(format!("unexpected reply from Redis: {e}")))
@@ -326,6 +451,28 @@ impl Store {
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T> {
+        self.timed_with(fut, true).await.map_err(|(e, _)| e)
+    }
+
+    /// Whether a server error reply of `query_raw` is about the key's data.
+    fn reply_error(&self, v: &Value) -> Option<(String, bool)> {
+        match v {
+            Value::ServerError(se) => Some((
+                scrub(&self.inner.secrets, &server_error_text(se)),
+                is_data_error(Some(se)),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Like [`Store::timed`]; the error comes with the client's own error (none when our timer
+    /// fired). With `report_drop` false a dropped link (an I/O failure other than a timeout,
+    /// see [`is_dropped`]) is not reported as a disconnection: the caller retries first.
+    async fn timed_with<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+        report_drop: bool,
+    ) -> std::result::Result<T, (Error, Option<RedisError>)> {
         let limit = self.inner.response_timeout + Duration::from_millis(50);
         match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => {
@@ -335,13 +482,13 @@ impl Store {
             }
             Ok(Err(e)) => {
                 let err = self.map_err(e.clone());
-                if is_link_failure(&e) {
+                if is_link_failure(&e) && (report_drop || !is_dropped(&e)) {
                     self.set_connected(false, Some(err.to_string()));
-                    if e.is_timeout() {
-                        self.strike().await;
-                    }
                 }
-                Err(err)
+                if e.is_timeout() {
+                    self.strike();
+                }
+                Err((err, Some(e)))
             }
             Err(_) => {
                 let err = Error::Timeout(format!(
@@ -349,26 +496,38 @@ impl Store {
                     self.inner.response_timeout.as_millis()
                 ));
                 self.set_connected(false, Some(err.to_string()));
-                self.strike().await;
-                Err(err)
+                self.strike();
+                Err((err, None))
             }
         }
     }
 
-    /// Counts a timeout; after a few in a row, replaces a standalone connection.
-    async fn strike(&self) {
+    /// Counts a timeout; after a few in a row, replaces a standalone connection in the
+    /// background (the caller's command has already timed out: it must not also wait for a
+    /// reconnect to a server that may be frozen).
+    fn strike(&self) {
         let n = self.inner.strikes.fetch_add(1, Ordering::Relaxed) + 1;
         if n < TIMEOUT_STRIKES || self.is_cluster() {
             return;
         }
+        if self.inner.replacing.swap(true, Ordering::AcqRel) {
+            return;
+        }
         self.inner.strikes.store(0, Ordering::Relaxed);
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.replace_connection().await;
+            me.inner.replacing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Makes a fresh standalone connection and swaps it in, if one can be made in time.
+    async fn replace_connection(&self) {
         if let Target::Standalone(url) = &self.inner.cfg.target {
             let Ok(client) = standalone_client(&self.inner.cfg, url) else {
                 return;
             };
-            let mgr_cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.inner.cfg.connect_timeout))
-                .set_response_timeout(Some(self.inner.response_timeout));
+            let mgr_cfg = manager_config(&self.inner.cfg, self.inner.response_timeout);
             if let Ok(Ok(m)) = tokio::time::timeout(
                 self.inner.cfg.connect_timeout,
                 ConnectionManager::new_with_config(client, mgr_cfg),
@@ -391,6 +550,59 @@ impl Store {
     }
 }
 
+/// The standalone connection manager's settings (the first connection and replacements).
+fn manager_config(cfg: &ConnectionConfig, response_timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(cfg.connect_timeout))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(1000))
+}
+
+/// Whether the server provably did not run the command that got this error.
+fn was_not_run(e: &RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    S::Moved | S::TryAgain | S::ClusterDown | S::MasterDown | S::BusyLoading
+                )
+        )
+}
+
+/// Commands the cluster client may safely re-send by itself (everything the core sends but
+/// XADD: a second `XADD *` writes a second entry).
+fn is_idempotent(cmd: &Cmd) -> bool {
+    !matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"XADD"))
+}
+
+/// Commands that only read: safe to send again after the link dropped.
+fn is_read_only(cmd: &Cmd) -> bool {
+    const READS: &[&str] = &[
+        "PING",
+        "GET",
+        "EXISTS",
+        "PTTL",
+        "HGET",
+        "HGETALL",
+        "ZRANGE",
+        "XRANGE",
+        "XREVRANGE",
+        "XLEN",
+        "XREAD",
+        "SCAN",
+    ];
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => READS
+            .iter()
+            .any(|r| r.as_bytes().eq_ignore_ascii_case(name)),
+        _ => false,
+    }
+}
+
 /// Whether an error means the link (not the command) failed.
 fn is_link_failure(e: &RedisError) -> bool {
     e.is_io_error()
@@ -400,9 +612,124 @@ fn is_link_failure(e: &RedisError) -> bool {
         || e.is_unrecoverable_error()
 }
 
-/// The error's text, with the command-level detail Redis gave.
+/// The error's text, with the command-level detail Redis gave: a server error reads as Redis
+/// wrote it (`NOPERM this user has no permissions to run the 'xadd' command`), not as the
+/// crate's debug form.
 fn describe(e: &RedisError) -> String {
-    e.to_string()
+    match redis::ServerError::try_from(e.clone()) {
+        Ok(se) => server_error_text(&se),
+        Err(_) => e.to_string(),
+    }
+}
+
+/// `CODE detail`, as the server sent it.
+fn server_error_text(e: &redis::ServerError) -> String {
+    match e.details() {
+        Some(d) => format!("{} {d}", e.code()),
+        None => e.code().to_string(),
+    }
+}
+
+/// Commands whose first argument is their one key (every single-key command the core sends).
+const KEY_FIRST: &[&str] = &[
+    "GET",
+    "SET",
+    "DEL",
+    "EXISTS",
+    "PEXPIRE",
+    "PTTL",
+    "HGET",
+    "HGETALL",
+    "HSET",
+    "ZADD",
+    "ZRANGE",
+    "ZREM",
+    "XADD",
+    "XRANGE",
+    "XREVRANGE",
+    "XTRIM",
+    "XLEN",
+];
+
+/// `XADD perseus:activity`: the command's name, plus its key for single-key commands (keys
+/// are never secret; values are never included).
+fn cmd_label(cmd: &Cmd) -> String {
+    let mut args = cmd.args_iter().filter_map(|a| match a {
+        redis::Arg::Simple(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    });
+    let name = args.next().unwrap_or_default().to_ascii_uppercase();
+    if KEY_FIRST.contains(&name.as_str()) {
+        if let Some(key) = args.next() {
+            return format!("{name} {key}");
+        }
+    }
+    if name == "XREAD" {
+        let rest: Vec<String> = args.collect();
+        if let Some(i) = rest.iter().position(|a| a.eq_ignore_ascii_case("STREAMS")) {
+            if let Some(key) = rest.get(i + 1) {
+                return format!("{name} {key}");
+            }
+        }
+    }
+    name
+}
+
+/// Prefixes a Redis error or timeout with what was being done; other kinds pass unchanged.
+fn labelled(e: Error, label: impl FnOnce() -> String) -> Error {
+    match e {
+        Error::Redis(m) => {
+            // Redis 7 does not name the refused command when a script calls it.
+            let hint = if m.contains("can't run this command") {
+                " (a command the script calls is not allowed for this ACL user: see ACL LOG and docs/ACL.md)"
+            } else {
+                ""
+            };
+            Error::Redis(format!("{} failed: {m}{hint}", label()))
+        }
+        Error::Timeout(m) => Error::Timeout(format!("{} timed out: {m}", label())),
+        e => e,
+    }
+}
+
+/// Whether a server error is about the data of the key a command named (WRONGTYPE, ERR...),
+/// not about the user's rights (NOPERM, NOAUTH) or the cluster's state (MOVED, CLUSTERDOWN,
+/// LOADING...). `None` (no server error: the link failed) is not.
+fn is_data_error(e: Option<&redis::ServerError>) -> bool {
+    use redis::ServerErrorKind as S;
+    match e {
+        None => false,
+        Some(se) => match se.kind() {
+            Some(S::ResponseError | S::ExecAbort | S::NoScript | S::NotBusy | S::NoSub) => true,
+            Some(_) => false,
+            None => !matches!(se.code(), "NOAUTH" | "WRONGPASS" | "NOPERM"),
+        },
+    }
+}
+
+/// Whether the link dropped under the command (an I/O failure other than a timeout): a
+/// read-only command may be sent again on the reconnected link.
+fn is_dropped(e: &RedisError) -> bool {
+    is_link_failure(e) && !e.is_timeout()
+}
+
+/// A connect failure with where it went, and a hint when the TLS handshake failed.
+fn connect_failure(cfg: &ConnectionConfig, msg: &str) -> String {
+    let target = crate::core::config::redact_target(&cfg.target);
+    let lower = msg.to_ascii_lowercase();
+    let hint = if lower.contains("certificate")
+        || lower.contains("tls")
+        || lower.contains("handshake")
+    {
+        if cfg.tls_ca_cert.is_some() {
+            " (TLS: the server's certificate is not trusted by tlsCaCert, or does not name this host)"
+        } else {
+            " (TLS: the server's certificate is not trusted; set tlsCaCert to the PEM of the CA that signed it)"
+        }
+    } else {
+        ""
+    };
+    format!("could not connect to Redis at {target}: {msg}{hint}")
 }
 
 /// Replaces every secret in `text` with `***`.
@@ -474,16 +801,20 @@ fn standalone_client(cfg: &ConnectionConfig, url: &str) -> redis::RedisResult<Cl
     Client::open(info)
 }
 
+/// `retries`: how often the client itself retries a request (redirects, cluster-state errors,
+/// and dropped connections, for which it re-sends the command). 0 for the send-once client.
 fn cluster_client(
     cfg: &ConnectionConfig,
     nodes: &[String],
     response_timeout: Duration,
+    retries: u32,
 ) -> redis::RedisResult<redis::cluster::ClusterClient> {
     let mut b = ClusterClientBuilder::new(nodes.iter().map(|s| s.as_str()))
         .connection_timeout(cfg.connect_timeout)
         .response_timeout(response_timeout)
-        // No silent re-send of a timed-out write: a timeout surfaces to the caller.
-        .retries(3)
+        // No silent re-send of a timed-out write: a timeout surfaces to the caller (our own
+        // timer is at most the response timeout + 50 ms).
+        .retries(retries)
         .min_retry_wait(50)
         .max_retry_wait(1000);
     if let Some(u) = &cfg.username {
@@ -536,6 +867,101 @@ mod tests {
     fn scrub_removes_every_secret() {
         let s = vec!["p@ss".to_string(), "other".to_string()];
         assert_eq!(scrub(&s, "auth p@ss failed, other"), "auth *** failed, ***");
+    }
+
+    #[test]
+    fn labels_name_the_command_and_its_key_only() {
+        let mut x = redis::cmd("XADD");
+        x.arg("perseus:activity")
+            .arg("*")
+            .arg("secret-field")
+            .arg("v");
+        assert_eq!(cmd_label(&x), "XADD perseus:activity");
+        let mut r = redis::cmd("XREAD");
+        r.arg("COUNT")
+            .arg(5)
+            .arg("BLOCK")
+            .arg(10)
+            .arg("STREAMS")
+            .arg("p:activity")
+            .arg("0-0");
+        assert_eq!(cmd_label(&r), "XREAD p:activity");
+        assert_eq!(cmd_label(&redis::cmd("PING")), "PING");
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(0).arg("MATCH").arg("p:*");
+        assert_eq!(cmd_label(&scan), "SCAN");
+    }
+
+    #[test]
+    fn only_reads_are_retried() {
+        for name in ["GET", "hgetall", "XRANGE", "XREAD", "SCAN", "PING", "PTTL"] {
+            assert!(is_read_only(&redis::cmd(name)), "{name}");
+        }
+        for name in ["XADD", "SET", "DEL", "HSET", "ZADD", "XTRIM", "EVALSHA"] {
+            assert!(!is_read_only(&redis::cmd(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn refusals_fail_whole_calls_other_errors_stay_per_key() {
+        let parse = |raw: &[u8]| match redis::parse_redis_value(raw).unwrap() {
+            Value::ServerError(se) => se,
+            v => panic!("not an error: {v:?}"),
+        };
+        assert!(is_data_error(Some(&parse(
+            b"-WRONGTYPE Operation against a key\r\n"
+        ))));
+        assert!(is_data_error(Some(&parse(
+            b"-ERR value is not an integer\r\n"
+        ))));
+        assert!(!is_data_error(Some(&parse(
+            b"-NOPERM this user has no permissions\r\n"
+        ))));
+        assert!(!is_data_error(Some(&parse(
+            b"-CLUSTERDOWN The cluster is down\r\n"
+        ))));
+        assert!(!is_data_error(Some(&parse(
+            b"-MOVED 3999 127.0.0.1:6381\r\n"
+        ))));
+        assert!(!is_data_error(Some(&parse(
+            b"-TRYAGAIN Multiple keys request\r\n"
+        ))));
+        assert!(!is_data_error(None));
+        let e = labelled(
+            Error::Redis("ERR The user executing the script can't run this command".into()),
+            || "Lua script on k".into(),
+        );
+        assert!(e.to_string().starts_with("Lua script on k failed: ERR"));
+        assert!(e.to_string().contains("ACL LOG"));
+        let t = labelled(
+            Error::Timeout("Redis did not answer within 5 ms".into()),
+            || "XLEN k".into(),
+        );
+        assert!(
+            matches!(t, Error::Timeout(ref m) if m == "XLEN k timed out: Redis did not answer within 5 ms")
+        );
+    }
+
+    #[test]
+    fn tls_connect_failures_get_a_hint_and_no_secret() {
+        let mut cfg = ConnectionConfig {
+            target: Target::Standalone("rediss://u:pw@h:1".into()),
+            username: None,
+            password: None,
+            tls_ca_cert: None,
+            tls_insecure: false,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+        };
+        let m = connect_failure(&cfg, "invalid peer certificate: UnknownIssuer");
+        assert!(m.contains("set tlsCaCert"), "{m}");
+        assert!(!m.contains("pw@"), "{m}");
+        cfg.tls_ca_cert = Some("pem".into());
+        assert!(
+            connect_failure(&cfg, "invalid peer certificate: UnknownIssuer")
+                .contains("not trusted by tlsCaCert")
+        );
+        assert!(!connect_failure(&cfg, "Connection refused (os error 111)").contains("TLS"));
     }
 
     #[test]

@@ -58,6 +58,7 @@ impl PerseusNetwork {
         let sink = NodeSink::new(
             &env,
             &cfg.identity.instance_id,
+            cfg.log_level,
             listeners.clone(),
             logger,
             watchdog.clone(),

@@ -105,6 +105,7 @@ type Tsfn = ThreadsafeFunction<Msg, (), (), Status, false, true, 0>;
 /// The JS-thread half: what the threadsafe function's callback needs.
 struct Dispatcher {
     instance_id: String,
+    level: LogLevel,
     listeners: Rc<RefCell<Listeners>>,
     logger: Option<ObjectRef<false>>,
     watchdog: Arc<Watchdog>,
@@ -121,6 +122,7 @@ impl NodeSink {
     pub fn new(
         env: &Env,
         instance_id: &str,
+        level: LogLevel,
         listeners: Rc<RefCell<Listeners>>,
         logger: Option<ObjectRef<false>>,
         watchdog: Arc<Watchdog>,
@@ -128,6 +130,7 @@ impl NodeSink {
         let slot: Arc<Mutex<Option<Tsfn>>> = Arc::new(Mutex::new(None));
         let dispatcher = Dispatcher {
             instance_id: instance_id.to_string(),
+            level,
             listeners,
             logger,
             watchdog,
@@ -265,6 +268,9 @@ impl Dispatcher {
 
     /// Calls `logger[level](fields, msg)`; without a logger, warn and error go to stderr.
     fn log(&self, env: &Env, level: LogLevel, fields: Map<String, Value>, msg: &str) {
+        if level < self.level || self.level == LogLevel::Silent {
+            return;
+        }
         let Some(logger) = &self.logger else {
             if level >= LogLevel::Warn {
                 let mut f = fields;
