@@ -9,7 +9,7 @@ use crate::core::config::clip;
 use crate::core::error::{Error, Result};
 use crate::core::fsm::State;
 use crate::core::keys::Keys;
-use crate::core::registry::text;
+use crate::core::registry::{into_text, text};
 use crate::core::store::Store;
 
 /// Fields of the schema; any other field lands in [`ActivityEntry::fields`].
@@ -31,8 +31,10 @@ pub const MAX_FIELD_NAME_LEN: usize = 64;
 pub const MAX_FIELD_VALUE_LEN: usize = 8192;
 pub const MAX_REASON_LEN: usize = 1024;
 pub const MAX_QUERY_LIMIT: u64 = 1_000_000;
-/// Entries read per XRANGE round trip.
+/// Entries read per XRANGE round trip when filtering (most may be dropped).
 const PAGE: u64 = 10_000;
+/// Entries read per round trip when every entry read is returned.
+const BIG_PAGE: u64 = 100_000;
 
 /// One stream entry as the API shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -176,7 +178,7 @@ pub fn encode(author: &Author, input: &ActivityInput, ts: &str) -> Vec<(String, 
 
 /// Decodes one entry from its ID and flat field list. Never fails: missing schema fields
 /// become empty strings or `None`, an odd trailing name is dropped, unknown fields are kept.
-pub fn decode(id: &str, flat: &[Value]) -> ActivityEntry {
+pub fn decode(id: &str, flat: Vec<Value>) -> ActivityEntry {
     let mut e = ActivityEntry {
         id: id.to_string(),
         time: id
@@ -196,8 +198,9 @@ pub fn decode(id: &str, flat: &[Value]) -> ActivityEntry {
         ts: String::new(),
         fields: Vec::new(),
     };
-    for pair in flat.chunks_exact(2) {
-        let (Some(k), Some(v)) = (text(&pair[0]), text(&pair[1])) else {
+    let mut it = flat.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        let (Some(k), Some(v)) = (into_text(k), into_text(v)) else {
             continue;
         };
         match k.as_str() {
@@ -229,12 +232,12 @@ pub fn decode_range(v: Value) -> Vec<ActivityEntry> {
                 let fields = pair.pop()?;
                 let id = text(&pair[0])?;
                 match fields {
-                    Value::Array(flat) => Some(decode(&id, &flat)),
+                    Value::Array(flat) => Some(decode(&id, flat)),
                     Value::Map(m) => {
                         let flat: Vec<Value> = m.into_iter().flat_map(|(k, v)| [k, v]).collect();
-                        Some(decode(&id, &flat))
+                        Some(decode(&id, flat))
                     }
-                    _ => Some(decode(&id, &[])),
+                    _ => Some(decode(&id, vec![])),
                 }
             }
             _ => None,
@@ -363,7 +366,8 @@ impl ActivityLog {
         let (mut lo, mut hi) = (q.since.clone(), q.until.clone());
         loop {
             let want = q.limit - out.len() as u64;
-            let count = if filtered { PAGE } else { want.min(PAGE) };
+            // Unfiltered, every entry read is returned: ask for all of it in one round trip.
+            let count = if filtered { PAGE } else { want.min(BIG_PAGE) };
             let mut cmd = redis::cmd(if q.reverse { "XREVRANGE" } else { "XRANGE" });
             cmd.arg(&self.key);
             if q.reverse {
@@ -503,7 +507,7 @@ mod tests {
         };
         let f = encode(&author, &input, "2026-01-01T00:00:00.000Z");
         let flat: Vec<Value> = f.iter().flat_map(|(k, v)| [bulk(k), bulk(v)]).collect();
-        let e = decode("1707580800000-3", &flat);
+        let e = decode("1707580800000-3", flat);
         assert_eq!(e.time, 1707580800000);
         assert_eq!(e.instance_id, "i");
         assert_eq!(e.exchange_id, Some(7));
@@ -531,7 +535,7 @@ mod tests {
             bulk("zombie"),
             bulk("odd"),
         ];
-        let e = decode("garbage", &flat);
+        let e = decode("garbage", flat);
         assert_eq!(e.time, 0);
         assert_eq!(e.event, "X");
         assert_eq!(e.exchange_id, None);
@@ -620,7 +624,7 @@ mod tests {
         #[test]
         fn decode_never_panics(id in ".{0,40}", raw in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20), 0..15)) {
             let flat: Vec<Value> = raw.into_iter().map(Value::BulkString).collect();
-            let _ = decode(&id, &flat);
+            let _ = decode(&id, flat);
         }
 
         #[test]

@@ -181,6 +181,21 @@ pub fn text(v: &Value) -> Option<String> {
     }
 }
 
+/// Like [`text`], but takes the reply value and reuses its bytes when they are valid UTF-8
+/// (the common case): no copy per field on large stream reads.
+pub fn into_text(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
+        Value::SimpleString(s) => Some(s),
+        Value::VerbatimString { text, .. } => Some(text),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
 /// A raw instance read: its hash, heartbeat payload and heartbeat PTTL (ms; negative = none).
 pub struct RawInstance {
     pub id: String,

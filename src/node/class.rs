@@ -12,7 +12,7 @@ use crate::core::activity::make_query;
 use crate::core::config::{clip, Config};
 use crate::core::error::Error as CoreError;
 use crate::core::network::Network;
-use crate::node::convert::{read_activity_input, read_options, Json, Reader};
+use crate::node::convert::{read_activity_input, read_options, Json, JsonText, Reader};
 use crate::node::errors::js_error;
 use crate::node::events::{tail_topic, Listeners, NodeSink, EVENT_NAMES};
 use crate::node::runtime::{promise, rejected, runtime};
@@ -220,8 +220,12 @@ impl PerseusNetwork {
         let net = self.net.clone();
         promise(
             env,
-            async move { net.list_instances(include_dead).await },
-            |_, v| Ok(Json(v)),
+            async move {
+                net.list_instances(include_dead)
+                    .await
+                    .map(|v| JsonText::of(&v))
+            },
+            |_, v| Ok(v),
         )
     }
 
@@ -311,9 +315,11 @@ impl PerseusNetwork {
             Err(e) => return rejected(env, e),
         };
         let net = self.net.clone();
-        promise(env, async move { net.query_activity(&q).await }, |_, v| {
-            Ok(Json(v))
-        })
+        promise(
+            env,
+            async move { net.query_activity(&q).await.map(|v| JsonText::of(&v)) },
+            |_, v| Ok(v),
+        )
     }
 
     #[napi(
