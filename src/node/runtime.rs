@@ -1,12 +1,20 @@
 //! The one place that owns the addon's tokio runtime and turns core futures into promises.
+//!
+//! Promises are settled through one weak threadsafe function per JS thread (main thread or
+//! worker), not one per promise: wake-ups of the JS thread coalesce under load, and the
+//! function is referenced only while promises are pending, so a pending call keeps Node alive
+//! and an idle addon never does.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::OnceLock;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use futures_util::FutureExt;
-use napi::bindgen_prelude::{Object, ToNapiValue};
-use napi::Env;
+use napi::bindgen_prelude::{JsValue, Object, ToNapiValue};
+use napi::{sys, Env};
 
 use crate::core::error::Error as CoreError;
 use crate::node::errors::js_error;
@@ -29,7 +37,161 @@ pub fn runtime() -> napi::Result<&'static tokio::runtime::Runtime> {
         .map_err(|e| napi::Error::from_reason(e.clone()))
 }
 
-type Resolver<D> = Box<dyn FnOnce(Env) -> napi::Result<D> + Send>;
+/// Work to run on the JS thread: settles one promise.
+type Settle = Box<dyn FnOnce(&Env) + Send>;
+
+/// The JS thread's settler: a raw threadsafe function whose callback runs each queued
+/// [`Settle`] directly (no JS function call per promise), and the count of pending promises.
+struct Settler {
+    link: Arc<Link>,
+    pending: Cell<usize>,
+}
+
+/// What runtime threads hold: the function, and whether Node has finalized it (at env
+/// teardown, e.g. a terminated worker), after which it must not be called.
+struct Link {
+    tsfn: AtomicPtr<sys::napi_threadsafe_function__>,
+    alive: RwLock<bool>,
+}
+
+// SAFETY: a threadsafe function may be called from any thread; `alive` guards its lifetime.
+unsafe impl Send for Link {}
+unsafe impl Sync for Link {}
+
+impl Link {
+    /// Queues `settle` for the JS thread; dropped when the function is gone.
+    fn send(&self, settle: Settle) {
+        let alive = self.alive.read().unwrap_or_else(|p| p.into_inner());
+        if !*alive {
+            return;
+        }
+        let data = Box::into_raw(Box::new(settle));
+        // SAFETY: the function is alive (checked under the lock finalization takes).
+        let status = unsafe {
+            sys::napi_call_threadsafe_function(
+                self.tsfn.load(Ordering::Acquire),
+                data.cast(),
+                sys::ThreadsafeFunctionCallMode::nonblocking,
+            )
+        };
+        if status != sys::Status::napi_ok {
+            // SAFETY: not queued, so still ours.
+            drop(unsafe { Box::from_raw(data) });
+        }
+    }
+}
+
+thread_local! {
+    static SETTLER: RefCell<Option<Rc<Settler>>> = const { RefCell::new(None) };
+}
+
+unsafe extern "C" fn run_settle(
+    env: sys::napi_env,
+    _js_callback: sys::napi_value,
+    _context: *mut std::ffi::c_void,
+    data: *mut std::ffi::c_void,
+) {
+    // SAFETY: `data` is a `Box<Settle>` queued by `Link::send`.
+    let settle = unsafe { Box::from_raw(data.cast::<Settle>()) };
+    if env.is_null() {
+        return; // torn down: drop without settling
+    }
+    let env = Env::from_raw(env);
+    (settle)(&env);
+    release_one(&env);
+}
+
+unsafe extern "C" fn finalized(
+    _env: sys::napi_env,
+    data: *mut std::ffi::c_void,
+    _hint: *mut std::ffi::c_void,
+) {
+    // SAFETY: `data` is the `Arc<Link>` leaked in `settler`.
+    let link = unsafe { Arc::from_raw(data.cast::<Link>()) };
+    *link.alive.write().unwrap_or_else(|p| p.into_inner()) = false;
+}
+
+fn settler(env: &Env) -> napi::Result<Rc<Settler>> {
+    if let Some(s) = SETTLER.with(|s| s.borrow().clone()) {
+        return Ok(s);
+    }
+    let name = env.create_string("perseusSettle")?;
+    let mut tsfn = std::ptr::null_mut();
+    // The link's address is needed by the finalizer before the function exists: allocate
+    // it first, fill in the pointer after creation.
+    let link = Arc::new(Link {
+        tsfn: AtomicPtr::new(std::ptr::null_mut()),
+        alive: RwLock::new(true),
+    });
+    let for_finalizer = Arc::into_raw(link.clone());
+    // SAFETY: valid env and out-pointer; no JS function (the callback settles directly).
+    let status = unsafe {
+        sys::napi_create_threadsafe_function(
+            env.raw(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            name.raw(),
+            0,
+            1,
+            for_finalizer as *mut std::ffi::c_void,
+            Some(finalized),
+            std::ptr::null_mut(),
+            Some(run_settle),
+            &mut tsfn,
+        )
+    };
+    if status != sys::Status::napi_ok {
+        // SAFETY: the finalizer will never run; take the reference back.
+        drop(unsafe { Arc::from_raw(for_finalizer) });
+        return Err(napi::Error::from_reason(
+            "could not create the promise settler",
+        ));
+    }
+    link.tsfn.store(tsfn, Ordering::Release);
+    // SAFETY: on the JS thread; an idle settler must not hold the event loop.
+    unsafe { sys::napi_unref_threadsafe_function(env.raw(), tsfn) };
+    let s = Rc::new(Settler {
+        link,
+        pending: Cell::new(0),
+    });
+    SETTLER.with(|slot| *slot.borrow_mut() = Some(s.clone()));
+    Ok(s)
+}
+
+/// One more pending promise: the first one makes the function hold the event loop.
+fn hold_one(env: &Env, s: &Settler) {
+    if s.pending.get() == 0 {
+        // SAFETY: on the JS thread that owns the function.
+        unsafe {
+            sys::napi_ref_threadsafe_function(env.raw(), s.link.tsfn.load(Ordering::Acquire))
+        };
+    }
+    s.pending.set(s.pending.get() + 1);
+}
+
+/// A promise settled: the last one lets the event loop go.
+fn release_one(env: &Env) {
+    SETTLER.with(|slot| {
+        if let Some(s) = slot.borrow().as_ref() {
+            let n = s.pending.get().saturating_sub(1);
+            s.pending.set(n);
+            if n == 0 {
+                // SAFETY: on the JS thread that owns the function.
+                unsafe {
+                    sys::napi_unref_threadsafe_function(
+                        env.raw(),
+                        s.link.tsfn.load(Ordering::Acquire),
+                    )
+                };
+            }
+        }
+    });
+}
+
+/// A `napi_deferred` may be settled only on its JS thread; it travels there untouched.
+struct Deferred(sys::napi_deferred);
+// SAFETY: the pointer is only dereferenced (settled) on the JS thread, by the settler.
+unsafe impl Send for Deferred {}
 
 /// Runs `fut` on the runtime and returns a promise settled on the JS thread: `map` converts
 /// the value there, an error becomes a coded JS error, and a panic becomes a rejection.
@@ -41,19 +203,45 @@ where
     M: FnOnce(&Env, T) -> napi::Result<D> + Send + 'static,
 {
     let rt = runtime()?;
-    let (deferred, promise) = env.create_deferred::<D, Resolver<D>>()?;
+    let settler = settler(env)?;
+    let mut raw_deferred = std::ptr::null_mut();
+    let mut raw_promise = std::ptr::null_mut();
+    // SAFETY: plain napi call on the JS thread with valid out-pointers.
+    let status =
+        unsafe { sys::napi_create_promise(env.raw(), &mut raw_deferred, &mut raw_promise) };
+    if status != sys::Status::napi_ok {
+        return Err(napi::Error::from_reason("could not create a promise"));
+    }
+    hold_one(env, &settler);
+    let deferred = Deferred(raw_deferred);
+    let link = settler.link.clone();
     rt.spawn(async move {
         let outcome = AssertUnwindSafe(fut).catch_unwind().await;
-        deferred.resolve(Box::new(move |env: Env| match outcome {
-            Ok(Ok(v)) => map(&env, v),
-            Ok(Err(e)) => Err(js_error(&env, &e)),
-            Err(panic) => Err(js_error(
-                &env,
-                &CoreError::Redis(format!("internal error (a bug): {}", panic_text(&panic))),
-            )),
-        }));
+        let settle: Settle = Box::new(move |env: &Env| {
+            let deferred = deferred;
+            let result = match outcome {
+                Ok(Ok(v)) => map(env, v),
+                Ok(Err(e)) => Err(js_error(env, &e)),
+                Err(panic) => Err(js_error(
+                    env,
+                    &CoreError::Redis(format!("internal error (a bug): {}", panic_text(&panic))),
+                )),
+            };
+            // SAFETY: on the JS thread that created the deferred; each is settled once.
+            unsafe {
+                match result.and_then(|d| D::to_napi_value(env.raw(), d)) {
+                    Ok(value) => sys::napi_resolve_deferred(env.raw(), deferred.0, value),
+                    Err(e) => {
+                        let reason = ToNapiValue::to_napi_value(env.raw(), e)
+                            .unwrap_or(std::ptr::null_mut());
+                        sys::napi_reject_deferred(env.raw(), deferred.0, reason)
+                    }
+                };
+            }
+        });
+        link.send(settle);
     });
-    Ok(promise)
+    Ok(Object::from_raw(env.raw(), raw_promise))
 }
 
 /// A rejected promise for an argument error found before any work started.
