@@ -28,7 +28,7 @@ pub struct PerseusNetwork {
 #[napi]
 impl PerseusNetwork {
     /// Validates synchronously (TypeError with code ERR_PERSEUS_INVALID_OPTION); does no I/O.
-    #[napi(constructor, ts_args_type = "options: PerseusOptions")]
+    #[napi(catch_unwind, constructor, ts_args_type = "options: PerseusOptions")]
     pub fn new(env: Env, options: Option<Unknown>) -> napi::Result<Self> {
         let fail = |e: CoreError| js_error(&env, &e);
         let reader = Reader::new(options, "options", "")
@@ -73,18 +73,18 @@ impl PerseusNetwork {
         })
     }
 
-    #[napi(getter)]
+    #[napi(catch_unwind, getter)]
     pub fn instance_id(&self) -> String {
         self.net.instance_id().to_string()
     }
 
-    #[napi(getter, ts_return_type = "InstanceState")]
+    #[napi(catch_unwind, getter, ts_return_type = "InstanceState")]
     pub fn state(&self) -> &'static str {
         self.net.state().as_str()
     }
 
     /// idle → registering → running.
-    #[napi(ts_return_type = "Promise<InstanceInfo>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<InstanceInfo>")]
     pub fn start<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
         // Hold the process only for a start that can happen; a refused one must not leak a hold.
         let legal =
@@ -97,7 +97,11 @@ impl PerseusNetwork {
     }
 
     /// running → draining → dead. Idempotent.
-    #[napi(ts_args_type = "reason?: string", ts_return_type = "Promise<void>")]
+    #[napi(
+        catch_unwind,
+        ts_args_type = "reason?: string",
+        ts_return_type = "Promise<void>"
+    )]
     pub fn drain<'e>(&self, env: &'e Env, reason: Option<Unknown>) -> napi::Result<Object<'e>> {
         let reason = match optional_reason(reason) {
             Ok(r) => r,
@@ -108,7 +112,11 @@ impl PerseusNetwork {
     }
 
     /// registering|running → dead (ERROR).
-    #[napi(ts_args_type = "reason: string", ts_return_type = "Promise<void>")]
+    #[napi(
+        catch_unwind,
+        ts_args_type = "reason: string",
+        ts_return_type = "Promise<void>"
+    )]
     pub fn fail<'e>(&self, env: &'e Env, reason: Option<Unknown>) -> napi::Result<Object<'e>> {
         let reason = match optional_reason(reason).and_then(|r| {
             r.ok_or_else(|| {
@@ -123,7 +131,7 @@ impl PerseusNetwork {
     }
 
     /// Drains when running, then releases everything. Idempotent.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn close<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
         let net = self.net.clone();
         promise(env, async move { net.close().await }, |_, ()| Ok(()))
@@ -131,6 +139,7 @@ impl PerseusNetwork {
 
     /// Adds a listener.
     #[napi(
+        catch_unwind,
         ts_generic_types = "K extends keyof PerseusEvents",
         ts_args_type = "event: K, listener: (payload: PerseusEvents[K]) => void",
         ts_return_type = "this"
@@ -153,6 +162,7 @@ impl PerseusNetwork {
 
     /// Removes a listener added with `on`.
     #[napi(
+        catch_unwind,
         ts_generic_types = "K extends keyof PerseusEvents",
         ts_args_type = "event: K, listener: (payload: PerseusEvents[K]) => void",
         ts_return_type = "this"
@@ -203,6 +213,7 @@ impl PerseusNetwork {
     }
 
     #[napi(
+        catch_unwind,
         ts_args_type = "options?: { includeDead?: boolean }",
         ts_return_type = "Promise<InstanceInfo[]>"
     )]
@@ -230,6 +241,7 @@ impl PerseusNetwork {
     }
 
     #[napi(
+        catch_unwind,
         ts_args_type = "instanceId: string",
         ts_return_type = "Promise<InstanceInfo | null>"
     )]
@@ -251,7 +263,7 @@ impl PerseusNetwork {
         })
     }
 
-    #[napi(ts_return_type = "Promise<NetworkState | null>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<NetworkState | null>")]
     pub fn network_state<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
         let net = self.net.clone();
         promise(env, async move { net.network_state().await }, |_, v| {
@@ -260,6 +272,7 @@ impl PerseusNetwork {
     }
 
     #[napi(
+        catch_unwind,
         ts_args_type = "input: ActivityInput",
         ts_return_type = "Promise<string>"
     )]
@@ -284,6 +297,7 @@ impl PerseusNetwork {
     }
 
     #[napi(
+        catch_unwind,
         ts_args_type = "query?: ActivityQuery",
         ts_return_type = "Promise<ActivityEntry[]>"
     )]
@@ -323,6 +337,7 @@ impl PerseusNetwork {
     }
 
     #[napi(
+        catch_unwind,
         ts_args_type = "retentionMs?: number",
         ts_return_type = "Promise<number>"
     )]
@@ -351,7 +366,7 @@ impl PerseusNetwork {
         )
     }
 
-    #[napi(ts_return_type = "Promise<number>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
     pub fn activity_length<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
         let net = self.net.clone();
         promise(env, async move { net.activity_length().await }, |_, n| {

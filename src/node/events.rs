@@ -143,7 +143,10 @@ impl NodeSink {
             .callee_handled::<false>()
             .weak::<true>()
             .build_callback(move |ctx| {
-                dispatcher.dispatch(&ctx.env, ctx.value);
+                // A bug here must not unwind into Node: drop the message instead.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    dispatcher.dispatch(&ctx.env, ctx.value)
+                }));
                 Ok(())
             })?;
         *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(tsfn);

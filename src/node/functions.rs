@@ -14,6 +14,7 @@ use crate::node::runtime::{promise, rejected};
 
 /// Pure FSM step: the next state, or null when (from, event) is not legal.
 #[napi(
+    catch_unwind,
     js_name = "nextState",
     ts_args_type = "from: InstanceState, event: LifecycleEvent",
     ts_return_type = "InstanceState | null"
@@ -43,6 +44,7 @@ pub fn next_state_js(
 
 /// `${hostname}:${exchangeId}:${pid}:${startedAtMs}`
 #[napi(
+    catch_unwind,
     js_name = "makeInstanceId",
     ts_args_type = "hostname: string, exchangeId: number, pid: number, startedAtMs: number"
 )]
@@ -76,7 +78,7 @@ pub fn make_instance_id_js(
 }
 
 /// First non-internal IPv4 address of this host's interfaces, else null.
-#[napi(js_name = "privateIp")]
+#[napi(catch_unwind, js_name = "privateIp")]
 pub fn private_ip_js() -> Option<String> {
     ip::private_ip()
 }
@@ -84,6 +86,7 @@ pub fn private_ip_js() -> Option<String> {
 /// Never rejects for a failed detection: null when no endpoint gave a valid address.
 /// Malformed options reject with ERR_PERSEUS_INVALID_OPTION.
 #[napi(
+    catch_unwind,
     js_name = "detectPublicIp",
     ts_args_type = "options?: PublicIpOptions",
     ts_return_type = "Promise<string | null>"

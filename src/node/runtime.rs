@@ -97,7 +97,8 @@ unsafe extern "C" fn run_settle(
         return; // torn down: drop without settling
     }
     let env = Env::from_raw(env);
-    (settle)(&env);
+    // A bug here must not unwind into Node (an extern "C" frame).
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (settle)(&env)));
     release_one(&env);
 }
 
