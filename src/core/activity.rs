@@ -31,10 +31,8 @@ pub const MAX_FIELD_NAME_LEN: usize = 64;
 pub const MAX_FIELD_VALUE_LEN: usize = 8192;
 pub const MAX_REASON_LEN: usize = 1024;
 pub const MAX_QUERY_LIMIT: u64 = 1_000_000;
-/// Entries read per XRANGE round trip when filtering (most may be dropped).
+/// Entries read per XRANGE round trip.
 const PAGE: u64 = 10_000;
-/// Entries read per round trip when every entry read is returned.
-const BIG_PAGE: u64 = 100_000;
 
 /// One stream entry as the API shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -245,6 +243,18 @@ pub fn decode_range(v: Value) -> Vec<ActivityEntry> {
         .collect()
 }
 
+/// How many entries a range reply holds, and the ID of the last one (for the next page).
+fn page_extent(v: &Value) -> (u64, Option<String>) {
+    let Value::Array(items) = v else {
+        return (0, None);
+    };
+    let last = items.last().and_then(|item| match item {
+        Value::Array(pair) => pair.first().and_then(text),
+        _ => None,
+    });
+    (items.len() as u64, last)
+}
+
 /// A query bound as given: ms epoch (a `Date` arrives as ms) or a stream ID / `-` / `+`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Bound {
@@ -361,25 +371,69 @@ impl ActivityLog {
 
     /// Runs a query, paging with COUNT and filtering here, so `limit` counts matches.
     pub async fn query(&self, q: &Query) -> Result<Vec<ActivityEntry>> {
-        let filtered = q.instance_id.is_some() || q.events.is_some();
         let mut out: Vec<ActivityEntry> = Vec::with_capacity(q.limit.min(PAGE) as usize);
-        let (mut lo, mut hi) = (q.since.clone(), q.until.clone());
-        loop {
-            let want = q.limit - out.len() as u64;
-            // Unfiltered, every entry read is returned: ask for all of it in one round trip.
-            let count = if filtered { PAGE } else { want.min(BIG_PAGE) };
-            let mut cmd = redis::cmd(if q.reverse { "XREVRANGE" } else { "XRANGE" });
-            cmd.arg(&self.key);
-            if q.reverse {
-                cmd.arg(&hi).arg(&lo);
-            } else {
-                cmd.arg(&lo).arg(&hi);
+        self.each_match(q, |e| {
+            out.push(e);
+            true
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Runs a query straight to a JSON array (the form the Node layer hands to `JSON.parse`):
+    /// each page is serialised while the next one is read, and no entry vector is kept.
+    pub async fn query_json(&self, q: &Query) -> Result<String> {
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+        buf.push(b'[');
+        self.each_match(q, |e| {
+            if buf.len() > 1 {
+                buf.push(b',');
             }
-            cmd.arg("COUNT").arg(count);
-            let page = decode_range(self.store.query::<Value>(&cmd).await?);
-            let got = page.len() as u64;
-            let last_id = page.last().map(|e| e.id.clone());
-            for e in page {
+            // Serialising owned strings and numbers into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut buf, &e);
+            true
+        })
+        .await?;
+        buf.push(b']');
+        Ok(String::from_utf8(buf).unwrap_or_else(|_| "[]".into()))
+    }
+
+    /// Feeds every entry matching `q` to `sink`, in order, up to `q.limit`. Pages of
+    /// [`PAGE`] are read one ahead: Redis and the reply parser work on page k+1 while page k
+    /// is decoded and handed over.
+    async fn each_match(
+        &self,
+        q: &Query,
+        mut sink: impl FnMut(ActivityEntry) -> bool,
+    ) -> Result<()> {
+        let filtered = q.instance_id.is_some() || q.events.is_some();
+        let mut delivered: u64 = 0;
+        let (mut lo, mut hi) = (q.since.clone(), q.until.clone());
+        let first = q.limit.min(PAGE);
+        let mut pending = Some((first, self.spawn_page(q.reverse, &lo, &hi, first)));
+        while let Some((count, task)) = pending.take() {
+            let raw = task
+                .await
+                .map_err(|e| Error::Redis(format!("query task failed: {e}")))??;
+            let (got, last_id) = page_extent(&raw);
+            let after_this = delivered + got;
+            if let (true, Some(id)) = (got == count, last_id) {
+                // Continue after the last ID seen (exclusive ranges, Redis >= 6.2).
+                if q.reverse {
+                    hi = format!("({id}");
+                } else {
+                    lo = format!("({id}");
+                }
+                let next = if filtered {
+                    Some(PAGE)
+                } else {
+                    (after_this < q.limit).then(|| (q.limit - after_this).min(PAGE))
+                };
+                if let Some(n) = next {
+                    pending = Some((n, self.spawn_page(q.reverse, &lo, &hi, n)));
+                }
+            }
+            for e in decode_range(raw) {
                 if q.instance_id
                     .as_ref()
                     .is_some_and(|id| *id != e.instance_id)
@@ -389,23 +443,35 @@ impl ActivityLog {
                 if q.events.as_ref().is_some_and(|ev| !ev.contains(&e.event)) {
                     continue;
                 }
-                out.push(e);
-                if out.len() as u64 >= q.limit {
-                    return Ok(out);
-                }
-            }
-            match last_id {
-                Some(id) if got == count => {
-                    // Continue after the last ID seen (exclusive ranges, Redis >= 6.2).
-                    if q.reverse {
-                        hi = format!("({id}");
-                    } else {
-                        lo = format!("({id}");
+                delivered += 1;
+                if !sink(e) || delivered >= q.limit {
+                    if let Some((_, t)) = pending.take() {
+                        t.abort();
                     }
+                    return Ok(());
                 }
-                _ => return Ok(out),
             }
         }
+        Ok(())
+    }
+
+    fn spawn_page(
+        &self,
+        reverse: bool,
+        lo: &str,
+        hi: &str,
+        count: u64,
+    ) -> tokio::task::JoinHandle<Result<Value>> {
+        let mut cmd = redis::cmd(if reverse { "XREVRANGE" } else { "XRANGE" });
+        cmd.arg(&self.key);
+        if reverse {
+            cmd.arg(hi).arg(lo);
+        } else {
+            cmd.arg(lo).arg(hi);
+        }
+        cmd.arg("COUNT").arg(count);
+        let store = self.store.clone();
+        tokio::spawn(async move { store.query::<Value>(&cmd).await })
     }
 
     /// `XTRIM MINID ~ <server now - retention>`; the count Redis reports.

@@ -756,6 +756,11 @@ impl Network {
         self.activity_log().await?.query(q).await
     }
 
+    /// The same query as a JSON array of entries (for hosts that parse JSON fastest).
+    pub async fn query_activity_json(&self, q: &Query) -> Result<String> {
+        self.activity_log().await?.query_json(q).await
+    }
+
     /// Trims with `retention_ms`, or the configured retention (0 entries when that is off).
     pub async fn trim_activity(&self, retention_ms: Option<u64>) -> Result<u64> {
         let retention = match retention_ms {

@@ -331,7 +331,7 @@ impl PerseusNetwork {
         let net = self.net.clone();
         promise(
             env,
-            async move { net.query_activity(&q).await.map(|v| JsonText::of(&v)) },
+            async move { net.query_activity_json(&q).await.map(JsonText) },
             |_, v| Ok(v),
         )
     }
