@@ -230,9 +230,11 @@ impl Network {
 
     /// Appends an entry written on behalf of `author` (the sweeper writes for lost peers).
     pub(crate) async fn append_as(&self, author: &Author, input: &ActivityInput) -> Result<String> {
-        let mut ready = self.inner.tail_ready.subscribe();
-        let limit = self.inner.cfg.connection.connect_timeout;
-        let _ = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
+        if !*self.inner.tail_ready.borrow() {
+            let mut ready = self.inner.tail_ready.subscribe();
+            let limit = self.inner.cfg.connection.connect_timeout;
+            let _ = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
+        }
         let fields = activity::encode(author, input, &iso_now());
         self.activity_log().await?.append(&fields).await
     }
