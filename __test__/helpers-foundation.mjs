@@ -19,10 +19,13 @@ export { startStandalone, freePort } from '../scripts/redis.mjs';
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Options with short timings and no public IP detection. */
+/**
+ * Options with short timings and no public IP detection. `redis` is a server from
+ * scripts/redis.mjs (its `url`) or a target from target.mjs (its `options`).
+ */
 export function fastOptions(redis, extra = {}) {
   return {
-    redisUrl: redis.url,
+    ...(redis.options ?? { redisUrl: redis.url }),
     exchangeId: 1,
     exchangeName: 'coinbase',
     heartbeatIntervalMs: 100,

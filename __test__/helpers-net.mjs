@@ -59,10 +59,10 @@ export async function xreadClients(redis) {
   return list.split('\n').filter((l) => /\bcmd=xread\b/.test(l)).length;
 }
 
-/** Common options for in-process networks. */
+/** Common options for in-process networks; `redis` is a server (its `url`) or a target (its `options`). */
 export function netOptions(redis, extra = {}) {
   return {
-    redisUrl: redis.url,
+    ...(redis.options ?? { redisUrl: redis.url }),
     exchangeId: 7,
     exchangeName: 'coinbase',
     hostname: 'testhost',

@@ -1,4 +1,6 @@
 // Issue 2: the lifecycle end to end against a real throwaway redis-server.
+// Issue 5: the same tests against a 6-node cluster with PERSEUS_TEST_TARGET=cluster
+// (target.mjs); the ones that need a standalone server are only registered in standalone mode.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
@@ -14,6 +16,7 @@ import {
   waitFor,
   xrange,
 } from './helpers-foundation.mjs';
+import { startDisposable, startTarget, targetKind, unreachableOptions } from './target.mjs';
 
 const { PerseusNetwork, privateIp } = addon;
 
@@ -23,7 +26,8 @@ const SEED_FIELDS = [
 ];
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 
-let redis;
+const KIND = targetKind();
+let redis; // the target (target.mjs)
 const networks = [];
 const servers = [];
 
@@ -38,7 +42,7 @@ const entriesOf = async (id, server = redis) =>
   (await xrange(server)).filter((e) => e.fields.instanceId === id);
 
 before(async () => {
-  redis = await startStandalone(); // throws (fails the suite) when redis-server is missing
+  redis = await startTarget(); // throws (fails the suite) when redis-server is missing
 });
 
 after(async () => {
@@ -298,7 +302,7 @@ describe('fail(reason)', () => {
 describe('connection failures', () => {
   test('Redis unreachable: start() rejects REDIS|TIMEOUT quickly and the state is dead', async () => {
     const port = await freePort(); // nothing listens there
-    const net = new PerseusNetwork(fastOptions({ url: `redis://127.0.0.1:${port}` }, { connectTimeoutMs: 500 }));
+    const net = new PerseusNetwork(fastOptions({ options: unreachableOptions(port) }, { connectTimeoutMs: 500 }));
     networks.push(net);
     const changes = [];
     net.on('stateChange', (c) => changes.push(c));
@@ -316,7 +320,8 @@ describe('connection failures', () => {
     await net.close();
   });
 
-  describe('wrong password', () => {
+  // Needs password-protected standalone servers (one killed and restarted): standalone only.
+  if (KIND === 'standalone') describe('wrong password', () => {
     const PASSWORD = 'S3cr3t-pw';
     const WRONG = 'wrong-Pw-123';
     let secured;
@@ -478,7 +483,7 @@ describe('listeners', () => {
   });
 
   test("an 'error' event with no listener does not throw; it is logged at error level", async () => {
-    const server = await startStandalone();
+    const server = await startDisposable(); // a server (or cluster) this test takes down
     servers.push(server);
     const uncaught = [];
     const onUncaught = (e) => uncaught.push(e);
@@ -500,7 +505,7 @@ describe('listeners', () => {
   });
 
   test("an 'error' listener receives background errors as coded Errors", async () => {
-    const server = await startStandalone();
+    const server = await startDisposable(); // a server (or cluster) this test takes down
     servers.push(server);
     const net = makeNet({ commandTimeoutMs: 300, connectTimeoutMs: 300 }, server);
     const errors = [];

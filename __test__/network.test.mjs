@@ -1,7 +1,8 @@
 // Issue 4: the network — one HEARTBEAT_LOST per death, sweeper failover, listing at scale,
 // networkState, self-loss and rejoin, garbage in Redis. Members run in child processes
 // (fixtures/member.mjs) so a SIGKILL is a real death. A missing redis-server fails the
-// `before` hook, and with it every test.
+// `before` hook, and with it every test. PERSEUS_TEST_TARGET=cluster runs the same tests
+// against a 6-node cluster (target.mjs; issue 5).
 
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
@@ -12,9 +13,9 @@ import {
   rawEntries,
   sleep,
   startMembers,
-  startStandalone,
   waitFor,
 } from './helpers-net.mjs';
+import { startTarget } from './target.mjs';
 
 const P = 'perseus';
 const KEY = `${P}:activity`;
@@ -22,7 +23,7 @@ const HB = 200;
 const TTL = 600;
 
 describe('network (issue 4)', () => {
-  let redis;
+  let redis; // the target (target.mjs)
   let members = [];
   const nets = [];
   const make = (extra = {}) => {
@@ -31,7 +32,7 @@ describe('network (issue 4)', () => {
     return net;
   };
   const memberOptions = (extra = {}) => ({
-    redisUrl: redis.url,
+    ...redis.options,
     exchangeId: 3,
     exchangeName: 'binance',
     publicIp: false,
@@ -48,7 +49,7 @@ describe('network (issue 4)', () => {
   };
 
   before(async () => {
-    redis = await startStandalone();
+    redis = await startTarget();
   });
   after(async () => {
     await Promise.allSettled(members.map((m) => m.kill()));
@@ -199,25 +200,51 @@ describe('network (issue 4)', () => {
     const now = Date.now();
     // 200 instances in the seed schema, with heartbeats and index entries; plus one dead
     // indexed one and one running instance with no index entry.
-    await redis.cli('EVAL', `
-      local now = ARGV[1]
-      local function put(id, state, indexed)
-        redis.call('HSET', 'perseus:instance:' .. id,
-          'instanceId', id, 'hostname', 'h' .. id, 'exchangeId', '5', 'exchangeName', 'okx',
+    if (redis.kind === 'cluster') {
+      // A script may only touch keys of its own node: the records go command by command, and
+      // the junk as one EVAL per master, on keys with a hash tag that master serves.
+      const cmds = [];
+      const put = (id, state, indexed) => {
+        cmds.push(['HSET', `perseus:instance:${id}`,
+          'instanceId', id, 'hostname', `h${id}`, 'exchangeId', '5', 'exchangeName', 'okx',
           'publicIp', 'unknown', 'privateIp', '10.0.0.1', 'pid', '42', 'version', '2.0.0',
           'state', state, 'registeredAt', '2026-01-01T00:00:00.000Z',
-          'lastStateChange', '2026-01-01T00:00:00.000Z', 'meta.n', id)
-        if state ~= 'dead' then
-          redis.call('SET', 'perseus:heartbeat:' .. id,
-            '{"lastBeat":' .. now .. ',"state":"running","exchange":"okx"}', 'PX', 600000)
+          'lastStateChange', '2026-01-01T00:00:00.000Z', 'meta.n', id]);
+        if (state !== 'dead') {
+          cmds.push(['SET', `perseus:heartbeat:${id}`,
+            `{"lastBeat":${now},"state":"running","exchange":"okx"}`, 'PX', '600000']);
+        }
+        if (indexed) cmds.push(['ZADD', 'perseus:instances', String(now), id]);
+      };
+      for (let i = 1; i <= 200; i++) put(`seed:${i}`, 'running', true);
+      put('seed:dead', 'dead', true);
+      put('noindex:1', 'running', false);
+      await redis.cliBatch(cmds);
+      const tags = await redis.masterTags(); // port → tag
+      const perMaster = Math.ceil(200_000 / tags.size);
+      await Promise.all([...tags].map(([port, tag]) => redis.cluster.cli(port, 'EVAL',
+        `for i=1,${perMaster} do redis.call('SET','junk:{${tag}}:'..i,'x') end return 1`, 0)));
+    } else {
+      await redis.cli('EVAL', `
+        local now = ARGV[1]
+        local function put(id, state, indexed)
+          redis.call('HSET', 'perseus:instance:' .. id,
+            'instanceId', id, 'hostname', 'h' .. id, 'exchangeId', '5', 'exchangeName', 'okx',
+            'publicIp', 'unknown', 'privateIp', '10.0.0.1', 'pid', '42', 'version', '2.0.0',
+            'state', state, 'registeredAt', '2026-01-01T00:00:00.000Z',
+            'lastStateChange', '2026-01-01T00:00:00.000Z', 'meta.n', id)
+          if state ~= 'dead' then
+            redis.call('SET', 'perseus:heartbeat:' .. id,
+              '{"lastBeat":' .. now .. ',"state":"running","exchange":"okx"}', 'PX', 600000)
+          end
+          if indexed then redis.call('ZADD', 'perseus:instances', now, id) end
         end
-        if indexed then redis.call('ZADD', 'perseus:instances', now, id) end
-      end
-      for i = 1, 200 do put('seed:' .. i, 'running', true) end
-      put('seed:dead', 'dead', true)
-      put('noindex:1', 'running', false)
-      return 1`, 0, String(now));
-    await redis.cli('EVAL', "for i=1,200000 do redis.call('SET','junk:'..i,'x') end return 1", 0);
+        for i = 1, 200 do put('seed:' .. i, 'running', true) end
+        put('seed:dead', 'dead', true)
+        put('noindex:1', 'running', false)
+        return 1`, 0, String(now));
+      await redis.cli('EVAL', "for i=1,200000 do redis.call('SET','junk:'..i,'x') end return 1", 0);
+    }
     assert.ok(Number(await redis.cli('DBSIZE')) > 200_000);
 
     const net = make({ discovery: 'index' });
@@ -303,6 +330,7 @@ describe('network (issue 4)', () => {
 
   describe('own record flipped to dead', () => {
     const flip = async (net) => redis.cli('HSET', `${P}:instance:${net.instanceId}`, 'state', 'dead');
+    const startEvents = (changes) => waitFor('the two stateChange events of start()', () => changes.length >= 2, 2000);
 
     it("'rejoin' (default): running → dead (HEARTBEAT_LOST), then running again, same id", async () => {
       const net = make({ heartbeatIntervalMs: 100, heartbeatTtlMs: 400 });
@@ -311,6 +339,7 @@ describe('network (issue 4)', () => {
       const info = await net.start();
       const id = net.instanceId;
       assert.equal(info.instanceId, id);
+      await startEvents(changes); // delivered asynchronously: may trail start()'s promise
       changes.length = 0;
       await flip(net);
       const lost = await waitFor('running → dead', () => changes.find((c) => c.to === 'dead'), 2000);
@@ -338,6 +367,7 @@ describe('network (issue 4)', () => {
       const changes = [];
       net.on('stateChange', (c) => changes.push(c));
       await net.start();
+      await startEvents(changes);
       changes.length = 0;
       await flip(net);
       const lost = await waitFor('running → dead', () => changes.find((c) => c.to === 'dead'), 2000);
@@ -355,19 +385,34 @@ describe('network (issue 4)', () => {
     net.on('error', (e) => errors.push(e));
     await net.start();
     const now = String(Date.now());
-    await redis.cli('EVAL', `
-      redis.call('HSET', 'perseus:instance:junk', 'a', '1', 'b' .. string.char(255), string.char(254), 'state', 'zombie', 'pid', 'x')
-      redis.call('SET', 'perseus:instance:str', 'wrong type')
-      redis.call('HSET', 'perseus:instance:partial', 'state', 'running')
-      redis.call('HSET', 'perseus:instance:mismatch', 'instanceId', 'someone-else', 'hostname', 'h', 'exchangeId', '1', 'exchangeName', 'x', 'state', 'running')
-      redis.call('HSET', 'perseus:instance:badnum', 'instanceId', 'badnum', 'hostname', 'h', 'exchangeId', 'NaN', 'exchangeName', 'x', 'state', 'running')
-      redis.call('SET', 'perseus:heartbeat:junk', 'not json', 'PX', 600000)
-      redis.call('SET', 'other:network:state', 'not json either')
-      for _, id in ipairs({'junk', 'str', 'ghost', 'partial', 'mismatch', 'badnum'}) do
-        redis.call('ZADD', 'perseus:instances', ARGV[1], id)
-      end
-      redis.call('ZADD', 'perseus:instances', ARGV[1], 'bin' .. string.char(255))
-      return 1`, 0, now);
+    if (redis.kind === 'cluster') {
+      // The same garbage, command by command: a script may only touch keys of its own node.
+      await redis.cliBatch([
+        ['HSET', 'perseus:instance:junk', 'a', '1', 'b\xff', '\xfe', 'state', 'zombie', 'pid', 'x'],
+        ['SET', 'perseus:instance:str', 'wrong type'],
+        ['HSET', 'perseus:instance:partial', 'state', 'running'],
+        ['HSET', 'perseus:instance:mismatch', 'instanceId', 'someone-else', 'hostname', 'h', 'exchangeId', '1', 'exchangeName', 'x', 'state', 'running'],
+        ['HSET', 'perseus:instance:badnum', 'instanceId', 'badnum', 'hostname', 'h', 'exchangeId', 'NaN', 'exchangeName', 'x', 'state', 'running'],
+        ['SET', 'perseus:heartbeat:junk', 'not json', 'PX', '600000'],
+        ['SET', 'other:network:state', 'not json either'],
+        ...['junk', 'str', 'ghost', 'partial', 'mismatch', 'badnum'].map((id) => ['ZADD', 'perseus:instances', now, id]),
+        ['ZADD', 'perseus:instances', now, 'bin\xff'],
+      ]);
+    } else {
+      await redis.cli('EVAL', `
+        redis.call('HSET', 'perseus:instance:junk', 'a', '1', 'b' .. string.char(255), string.char(254), 'state', 'zombie', 'pid', 'x')
+        redis.call('SET', 'perseus:instance:str', 'wrong type')
+        redis.call('HSET', 'perseus:instance:partial', 'state', 'running')
+        redis.call('HSET', 'perseus:instance:mismatch', 'instanceId', 'someone-else', 'hostname', 'h', 'exchangeId', '1', 'exchangeName', 'x', 'state', 'running')
+        redis.call('HSET', 'perseus:instance:badnum', 'instanceId', 'badnum', 'hostname', 'h', 'exchangeId', 'NaN', 'exchangeName', 'x', 'state', 'running')
+        redis.call('SET', 'perseus:heartbeat:junk', 'not json', 'PX', 600000)
+        redis.call('SET', 'other:network:state', 'not json either')
+        for _, id in ipairs({'junk', 'str', 'ghost', 'partial', 'mismatch', 'badnum'}) do
+          redis.call('ZADD', 'perseus:instances', ARGV[1], id)
+        end
+        redis.call('ZADD', 'perseus:instances', ARGV[1], 'bin' .. string.char(255))
+        return 1`, 0, now);
+    }
     assert.equal(await make({ keyPrefix: 'other' }).networkState(), null, 'an unparsable snapshot reads as null');
 
     for (const discovery of ['index', 'scan']) {
