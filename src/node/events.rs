@@ -1,17 +1,18 @@
-//! Events and logs from the core to JS, through one weak threadsafe function per network.
+//! Events and logs from the core to JS, through the JS thread's one queue (see `runtime`).
 //!
-//! The threadsafe function is unreferenced (weak) except while the instance is started, so
-//! a network that is idle, drained or closed never keeps the process alive. On the JS thread
-//! its callback dispatches to listeners and the logger; a throwing listener or logger is
+//! A network holds the process only while its instance is started, so a network that is
+//! idle, drained or closed never keeps Node alive. On the JS thread its dispatcher delivers
+//! to listeners and the logger; a throwing listener or logger is
 //! logged and ignored, never propagated.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 use napi::bindgen_prelude::{FnArgs, Function, FunctionRef, ObjectRef, Unknown};
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, Status};
+use napi::Env;
 use serde_json::{Map, Value};
 
 use crate::core::config::LogLevel;
@@ -19,6 +20,7 @@ use crate::core::events::{EventSink, NetEvent, Topic};
 use crate::core::heartbeat::Watchdog;
 use crate::core::logging::LogSink;
 use crate::node::errors::js_error;
+use crate::node::runtime::{self, Link};
 
 /// The event names of `PerseusEvents`.
 pub const EVENT_NAMES: [&str; 7] = [
@@ -100,25 +102,47 @@ pub enum Msg {
     Closed,
 }
 
-type Tsfn = ThreadsafeFunction<Msg, (), (), Status, false, true, 0>;
-
-/// The JS-thread half: what the threadsafe function's callback needs.
+/// The JS-thread half: listeners, logger and watchdog of one network.
 struct Dispatcher {
     instance_id: String,
     level: LogLevel,
     listeners: Rc<RefCell<Listeners>>,
-    logger: Option<ObjectRef<false>>,
+    logger: RefCell<Option<ObjectRef<false>>>,
     watchdog: Arc<Watchdog>,
-    tsfn: Arc<Mutex<Option<Tsfn>>>,
+    hold: Arc<Hold>,
 }
 
-/// The runtime half: implements the core's sinks by queueing onto the threadsafe function.
+thread_local! {
+    /// The dispatchers of this JS thread's networks, by id.
+    static DISPATCHERS: RefCell<HashMap<u64, Rc<Dispatcher>>> = RefCell::new(HashMap::new());
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Whether a network holds the process (it is started); flipped on the JS thread only.
+#[derive(Default)]
+pub struct Hold(AtomicBool);
+
+impl Hold {
+    /// Holds or releases the process; idempotent per network.
+    fn set(&self, env: &Env, on: bool) {
+        if self.0.swap(on, AtomicOrdering::AcqRel) != on {
+            runtime::hold_process(env, on);
+        }
+    }
+}
+
+/// The runtime half: implements the core's sinks by queueing jobs on the JS thread's queue
+/// (the same queue that settles promises, so events keep their order relative to results).
 pub struct NodeSink {
-    tsfn: Arc<Mutex<Option<Tsfn>>>,
+    id: u64,
+    link: Arc<Link>,
+    hold: Arc<Hold>,
+    closed: AtomicBool,
 }
 
 impl NodeSink {
-    /// Builds the weak threadsafe function and its dispatcher.
+    /// Registers the network's dispatcher on this JS thread.
     pub fn new(
         env: &Env,
         instance_id: &str,
@@ -127,49 +151,40 @@ impl NodeSink {
         logger: Option<ObjectRef<false>>,
         watchdog: Arc<Watchdog>,
     ) -> napi::Result<Arc<NodeSink>> {
-        let slot: Arc<Mutex<Option<Tsfn>>> = Arc::new(Mutex::new(None));
+        let id = NEXT_ID.fetch_add(1, AtomicOrdering::Relaxed);
+        let hold = Arc::new(Hold::default());
         let dispatcher = Dispatcher {
             instance_id: instance_id.to_string(),
             level,
             listeners,
-            logger,
+            logger: RefCell::new(logger),
             watchdog,
-            tsfn: slot.clone(),
+            hold: hold.clone(),
         };
-        let noop =
-            env.create_function_from_closure::<(), (), _>("perseusDispatch", |_ctx| Ok(()))?;
-        let tsfn: Tsfn = noop
-            .build_threadsafe_function::<Msg>()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .build_callback(move |ctx| {
-                // A bug here must not unwind into Node: drop the message instead.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    dispatcher.dispatch(&ctx.env, ctx.value)
-                }));
-                Ok(())
-            })?;
-        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(tsfn);
-        Ok(Arc::new(NodeSink { tsfn: slot }))
+        DISPATCHERS.with(|d| d.borrow_mut().insert(id, Rc::new(dispatcher)));
+        Ok(Arc::new(NodeSink {
+            id,
+            link: runtime::js_thread_link(env)?,
+            hold,
+            closed: AtomicBool::new(false),
+        }))
     }
 
     fn send(&self, msg: Msg) {
-        if let Some(t) = self.tsfn.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            t.call(msg, ThreadsafeFunctionCallMode::NonBlocking);
-        }
+        let id = self.id;
+        self.link.send(Box::new(move |env: &Env| {
+            let dispatcher = DISPATCHERS.with(|d| d.borrow().get(&id).cloned());
+            if let Some(d) = dispatcher {
+                d.dispatch(env, id, msg);
+            }
+        }));
     }
 
     /// Keep the process alive (started) or not. JS thread only.
-    #[allow(deprecated)]
     pub fn hold(&self, env: &Env, on: bool) {
-        set_hold(&self.tsfn, env, on);
-    }
-}
-
-#[allow(deprecated)]
-fn set_hold(slot: &Mutex<Option<Tsfn>>, env: &Env, on: bool) {
-    if let Some(t) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-        let _ = if on { t.refer(env) } else { t.unref(env) };
+        if !self.closed.load(AtomicOrdering::Acquire) {
+            self.hold.set(env, on);
+        }
     }
 }
 
@@ -182,10 +197,10 @@ impl EventSink for NodeSink {
         self.send(Msg::Ping);
     }
     fn close(&self) {
-        // Listeners hear everything queued before this; dropping the function then releases
-        // it (queued calls are still delivered first).
-        self.send(Msg::Closed);
-        self.tsfn.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // Listeners hear everything queued before this; then the dispatcher goes.
+        if !self.closed.swap(true, AtomicOrdering::AcqRel) {
+            self.send(Msg::Closed);
+        }
     }
 }
 
@@ -196,16 +211,20 @@ impl LogSink for NodeSink {
 }
 
 impl Dispatcher {
-    fn dispatch(&self, env: &Env, msg: Msg) {
+    fn dispatch(&self, env: &Env, id: u64, msg: Msg) {
         match msg {
             Msg::Ping => self.watchdog.pong(),
             Msg::Closed => {
                 self.listeners.borrow_mut().clear();
-                set_hold(&self.tsfn, env, false);
+                if let Some(logger) = self.logger.borrow_mut().take() {
+                    let _ = logger.unref(env);
+                }
+                self.hold.set(env, false);
+                DISPATCHERS.with(|d| d.borrow_mut().remove(&id));
             }
             Msg::Log(level, fields, text) => self.log(env, level, fields, &text),
             Msg::Event(ev) => match *ev {
-                NetEvent::Released => set_hold(&self.tsfn, env, false),
+                NetEvent::Released => self.hold.set(env, false),
                 ev => self.emit(env, ev),
             },
         }
@@ -274,7 +293,8 @@ impl Dispatcher {
         if level < self.level || self.level == LogLevel::Silent {
             return;
         }
-        let Some(logger) = &self.logger else {
+        let logger = self.logger.borrow();
+        let Some(logger) = logger.as_ref() else {
             if level >= LogLevel::Warn {
                 let mut f = fields;
                 f.insert("level".into(), level.as_str().into());

@@ -1,9 +1,11 @@
 //! The one place that owns the addon's tokio runtime and turns core futures into promises.
 //!
-//! Promises are settled through one weak threadsafe function per JS thread (main thread or
-//! worker), not one per promise: wake-ups of the JS thread coalesce under load, and the
-//! function is referenced only while promises are pending, so a pending call keeps Node alive
-//! and an idle addon never does.
+//! Everything that must run on a JS thread — settling promises, delivering events and log
+//! records — goes through one queue per JS thread (main thread or worker): a raw threadsafe
+//! function. One queue keeps order (an event emitted before a call completes is heard before
+//! its promise settles) and lets wake-ups coalesce under load. The function is referenced only
+//! while promises are pending or a started network holds the process, so a pending call or a
+//! running instance keeps Node alive and an idle addon never does.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -37,19 +39,23 @@ pub fn runtime() -> napi::Result<&'static tokio::runtime::Runtime> {
         .map_err(|e| napi::Error::from_reason(e.clone()))
 }
 
-/// Work to run on the JS thread: settles one promise.
-type Settle = Box<dyn FnOnce(&Env) + Send>;
+/// Work to run on the JS thread.
+pub type Job = Box<dyn FnOnce(&Env) + Send>;
 
-/// The JS thread's settler: a raw threadsafe function whose callback runs each queued
-/// [`Settle`] directly (no JS function call per promise), and the count of pending promises.
+/// The JS thread's queue: a raw threadsafe function whose callback runs each queued [`Job`]
+/// directly (no JS function call per job), and what keeps it referenced.
 struct Settler {
     link: Arc<Link>,
+    /// Promises not yet settled.
     pending: Cell<usize>,
+    /// Started networks holding the process.
+    holds: Cell<usize>,
+    referenced: Cell<bool>,
 }
 
 /// What runtime threads hold: the function, and whether Node has finalized it (at env
 /// teardown, e.g. a terminated worker), after which it must not be called.
-struct Link {
+pub struct Link {
     tsfn: AtomicPtr<sys::napi_threadsafe_function__>,
     alive: RwLock<bool>,
 }
@@ -59,13 +65,13 @@ unsafe impl Send for Link {}
 unsafe impl Sync for Link {}
 
 impl Link {
-    /// Queues `settle` for the JS thread; dropped when the function is gone.
-    fn send(&self, settle: Settle) {
+    /// Queues `job` for the JS thread; dropped unrun when the thread's environment is gone.
+    pub fn send(&self, job: Job) {
         let alive = self.alive.read().unwrap_or_else(|p| p.into_inner());
         if !*alive {
             return;
         }
-        let data = Box::into_raw(Box::new(settle));
+        let data = Box::into_raw(Box::new(job));
         // SAFETY: the function is alive (checked under the lock finalization takes).
         let status = unsafe {
             sys::napi_call_threadsafe_function(
@@ -85,21 +91,20 @@ thread_local! {
     static SETTLER: RefCell<Option<Rc<Settler>>> = const { RefCell::new(None) };
 }
 
-unsafe extern "C" fn run_settle(
+unsafe extern "C" fn run_job(
     env: sys::napi_env,
     _js_callback: sys::napi_value,
     _context: *mut std::ffi::c_void,
     data: *mut std::ffi::c_void,
 ) {
-    // SAFETY: `data` is a `Box<Settle>` queued by `Link::send`.
-    let settle = unsafe { Box::from_raw(data.cast::<Settle>()) };
+    // SAFETY: `data` is a `Box<Job>` queued by `Link::send`.
+    let job = unsafe { Box::from_raw(data.cast::<Job>()) };
     if env.is_null() {
-        return; // torn down: drop without settling
+        return; // torn down: drop without running
     }
     let env = Env::from_raw(env);
     // A bug here must not unwind into Node (an extern "C" frame).
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (settle)(&env)));
-    release_one(&env);
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job)(&env)));
 }
 
 unsafe extern "C" fn finalized(
@@ -137,7 +142,7 @@ fn settler(env: &Env) -> napi::Result<Rc<Settler>> {
             for_finalizer as *mut std::ffi::c_void,
             Some(finalized),
             std::ptr::null_mut(),
-            Some(run_settle),
+            Some(run_job),
             &mut tsfn,
         )
     };
@@ -154,37 +159,54 @@ fn settler(env: &Env) -> napi::Result<Rc<Settler>> {
     let s = Rc::new(Settler {
         link,
         pending: Cell::new(0),
+        holds: Cell::new(0),
+        referenced: Cell::new(false),
     });
     SETTLER.with(|slot| *slot.borrow_mut() = Some(s.clone()));
     Ok(s)
 }
 
-/// One more pending promise: the first one makes the function hold the event loop.
-fn hold_one(env: &Env, s: &Settler) {
-    if s.pending.get() == 0 {
-        // SAFETY: on the JS thread that owns the function.
-        unsafe {
-            sys::napi_ref_threadsafe_function(env.raw(), s.link.tsfn.load(Ordering::Acquire))
-        };
-    }
-    s.pending.set(s.pending.get() + 1);
+/// The JS thread's queue, for senders that are not promises (events, logs).
+pub fn js_thread_link(env: &Env) -> napi::Result<Arc<Link>> {
+    Ok(settler(env)?.link.clone())
 }
 
-/// A promise settled: the last one lets the event loop go.
+/// References the function while anything needs the event loop, unreferences it otherwise.
+fn update_ref(env: &Env, s: &Settler) {
+    let want = s.pending.get() + s.holds.get() > 0;
+    if want != s.referenced.get() {
+        let tsfn = s.link.tsfn.load(Ordering::Acquire);
+        // SAFETY: on the JS thread that owns the function.
+        unsafe {
+            if want {
+                sys::napi_ref_threadsafe_function(env.raw(), tsfn);
+            } else {
+                sys::napi_unref_threadsafe_function(env.raw(), tsfn);
+            }
+        }
+        s.referenced.set(want);
+    }
+}
+
+/// A started network holds (`true`) or releases (`false`) the process. Callers pair them.
+pub fn hold_process(env: &Env, on: bool) {
+    if let Ok(s) = settler(env) {
+        let n = s.holds.get();
+        s.holds.set(if on { n + 1 } else { n.saturating_sub(1) });
+        update_ref(env, &s);
+    }
+}
+
+fn hold_one(env: &Env, s: &Settler) {
+    s.pending.set(s.pending.get() + 1);
+    update_ref(env, s);
+}
+
 fn release_one(env: &Env) {
     SETTLER.with(|slot| {
         if let Some(s) = slot.borrow().as_ref() {
-            let n = s.pending.get().saturating_sub(1);
-            s.pending.set(n);
-            if n == 0 {
-                // SAFETY: on the JS thread that owns the function.
-                unsafe {
-                    sys::napi_unref_threadsafe_function(
-                        env.raw(),
-                        s.link.tsfn.load(Ordering::Acquire),
-                    )
-                };
-            }
+            s.pending.set(s.pending.get().saturating_sub(1));
+            update_ref(env, s);
         }
     });
 }
@@ -218,7 +240,7 @@ where
     let link = settler.link.clone();
     rt.spawn(async move {
         let outcome = AssertUnwindSafe(fut).catch_unwind().await;
-        let settle: Settle = Box::new(move |env: &Env| {
+        let settle: Job = Box::new(move |env: &Env| {
             let deferred = deferred;
             let result = match outcome {
                 Ok(Ok(v)) => map(env, v),
@@ -239,6 +261,7 @@ where
                     }
                 };
             }
+            release_one(env);
         });
         link.send(settle);
     });
