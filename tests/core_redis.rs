@@ -1523,3 +1523,48 @@ async fn long_outage_goes_dead_then_rejoins() {
     assert!(eventually(ms(1000), || r.exists(&format!("{prefix}:heartbeat:{id}"))).await);
     net.close().await.unwrap();
 }
+
+/// The sweeper's compare-and-set is idempotent per call: a cluster client that re-sends it
+/// after a lost reply gets the same "won" answer (so the one HEARTBEAT_LOST entry is still
+/// written), while any other sweep loses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mark_dead_is_idempotent_per_call() {
+    use perseus_native::core::config::{ConnectionConfig, Target};
+    use perseus_native::core::store::Store;
+    use perseus_native::core::sweeper::mark_dead;
+
+    let server = RedisServer::start();
+    let plain = server.client();
+    let key = "perseus:instance:x";
+    let _: () = plain.q(|c| {
+        c.arg("HSET").arg(key).arg("state").arg("running");
+    });
+    let cfg = ConnectionConfig {
+        target: Target::Standalone(server.url()),
+        username: None,
+        password: None,
+        tls_ca_cert: None,
+        tls_insecure: false,
+        connect_timeout: ms(2000),
+        command_timeout: ms(2000),
+    };
+    let store = Store::connect(&cfg, None).await.expect("connects");
+    let first = mark_dead(&store, key, "t1", "60000", "sweeper-a|t1")
+        .await
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("running"));
+    let resent = mark_dead(&store, key, "t1", "60000", "sweeper-a|t1")
+        .await
+        .unwrap();
+    assert_eq!(
+        resent.as_deref(),
+        Some("running"),
+        "a re-sent call answers the same"
+    );
+    let other = mark_dead(&store, key, "t2", "60000", "sweeper-b|t2")
+        .await
+        .unwrap();
+    assert_eq!(other, None, "another sweep loses");
+    assert_eq!(plain.hget(key, "state").as_deref(), Some("dead"));
+    assert!(plain.pttl(key) > 0 && plain.pttl(key) <= 60_000);
+}

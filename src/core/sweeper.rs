@@ -12,6 +12,7 @@ use crate::core::error::Result;
 use crate::core::fsm::State;
 use crate::core::network::{iso_now, Network};
 use crate::core::registry::{parse_record, InstanceInfo};
+use crate::core::store::Store;
 
 /// The sweeper's snapshot of the network (`<prefix>:network:state`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,10 +46,15 @@ return 0
 ";
 
 /// Flip a live record to dead; returns the previous state when this call won, else false.
+/// The call's token makes it idempotent: a cluster client that re-sends the script after a
+/// lost reply gets the same answer, so the winner still writes its one HEARTBEAT_LOST entry.
 const MARK_DEAD: &str = r"
 local s = redis.call('HGET', KEYS[1], 'state')
+if s == 'dead' and redis.call('HGET', KEYS[1], 'lostToken') == ARGV[3] then
+  return redis.call('HGET', KEYS[1], 'lostFrom')
+end
 if (not s) or s == 'dead' then return false end
-redis.call('HSET', KEYS[1], 'state', 'dead', 'lastStateChange', ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'dead', 'lastStateChange', ARGV[1], 'lostToken', ARGV[3], 'lostFrom', s)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return s
 ";
@@ -160,13 +166,8 @@ pub(crate) async fn sweep(net: &Network) -> Result<Option<i64>> {
             soonest = Some(soonest.map_or(r.heartbeat_pttl, |s| s.min(r.heartbeat_pttl)));
         } else if r.heartbeat.is_none() && info.state != State::Dead {
             let at = iso_now();
-            let won: Option<String> = store
-                .script(
-                    &redis::Script::new(MARK_DEAD),
-                    &[&keys.instance(&r.id)],
-                    &[&at, &dead_ttl],
-                )
-                .await?;
+            let token = format!("{}|{at}", net.instance_id());
+            let won = mark_dead(&store, &keys.instance(&r.id), &at, &dead_ttl, &token).await?;
             if let Some(prev) = won {
                 let from = prev.parse().ok();
                 info.state = State::Dead;
@@ -203,6 +204,24 @@ pub(crate) async fn sweep(net: &Network) -> Result<Option<i64>> {
     cmd.arg(keys.network_state()).arg(json);
     let _: () = store.query(&cmd).await?;
     Ok(soonest)
+}
+
+/// Flips the record at `key` to dead unless it already is; `Some(previous state)` when this
+/// call (identified by `token`, so a re-sent call answers the same) made the flip.
+pub async fn mark_dead(
+    store: &Store,
+    key: &str,
+    at: &str,
+    dead_ttl_ms: &str,
+    token: &str,
+) -> Result<Option<String>> {
+    store
+        .script(
+            &redis::Script::new(MARK_DEAD),
+            &[key],
+            &[at, dead_ttl_ms, token],
+        )
+        .await
 }
 
 async fn write_lost_entry(net: &Network, lost: &InstanceInfo, from: Option<State>) -> Result<()> {
