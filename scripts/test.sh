@@ -22,7 +22,13 @@ else
 fi
 
 echo "== cargo tests (core, real Redis)"
-cargo test --no-default-features --quiet 2>&1 | tail -n 40
+# --release reuses the dependencies the addon build just compiled.
+mkdir -p target
+if ! cargo test --release --no-default-features > target/cargo-test.log 2>&1; then
+  tail -n 80 target/cargo-test.log
+  exit 1
+fi
+grep -E "^test result" target/cargo-test.log
 
 echo "== node tests (real Redis)"
 node --test --test-concurrency=2 __test__/*.test.mjs
