@@ -68,11 +68,12 @@ pub(crate) async fn run(net: Network) {
     let renew_every = timing.heartbeat_interval;
     let mut next_sweep = Instant::now();
     let mut failing = false;
+    let mut memo = SnapshotMemo::default();
     loop {
         let wait = match try_lease(&net, lease).await {
             Ok(None) => {
                 if Instant::now() >= next_sweep {
-                    match sweep(&net).await {
+                    match sweep(&net, &mut memo).await {
                         Ok(soonest) => {
                             failing = false;
                             let by_interval = timing.sweep_interval;
@@ -137,7 +138,7 @@ pub(crate) async fn release(net: &Network) -> Result<()> {
 }
 
 /// One sweep. Returns the soonest remaining heartbeat PTTL (ms) among live instances.
-pub(crate) async fn sweep(net: &Network) -> Result<Option<i64>> {
+pub(crate) async fn sweep(net: &Network, memo: &mut SnapshotMemo) -> Result<Option<i64>> {
     let store = net.store().await?;
     let registry = net.registry().await?;
     let keys = net.keys();
@@ -189,21 +190,63 @@ pub(crate) async fn sweep(net: &Network) -> Result<Option<i64>> {
     for i in &instances {
         *counts.entry(i.state.as_str().to_string()).or_default() += 1;
     }
-    let snapshot = NetworkState {
-        updated_at: iso_now(),
-        updated_by: net.instance_id().to_string(),
-        instances,
-        counts,
-    };
     net.logger().debug(
-        serde_json::json!({ "instances": snapshot.instances.len(), "soonestExpiryMs": soonest }),
+        serde_json::json!({ "instances": instances.len(), "soonestExpiryMs": soonest }),
         "sweep done",
     );
-    let json = serde_json::to_string(&snapshot).unwrap_or_default();
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(keys.network_state()).arg(json);
-    let _: () = store.query(&cmd).await?;
+    let digest = membership_digest(&instances);
+    if memo.is_due(digest) {
+        let snapshot = NetworkState {
+            updated_at: iso_now(),
+            updated_by: net.instance_id().to_string(),
+            instances,
+            counts,
+        };
+        let json = serde_json::to_string(&snapshot).unwrap_or_default();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(keys.network_state()).arg(json);
+        let _: () = store.query(&cmd).await?;
+        memo.written(digest);
+    }
     Ok(soonest)
+}
+
+/// When the last `network:state` was written, and what it said. Fast sweeps rewrite the
+/// snapshot only on a change of membership, state or liveness, or once it is a second old:
+/// every change is visible at once, and a sweep every heartbeat does not rewrite (and
+/// re-serialise) the whole network each time.
+#[derive(Default)]
+pub(crate) struct SnapshotMemo {
+    last: Option<(u64, Instant)>,
+}
+
+/// Longest a snapshot goes unrewritten while sweeping.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
+
+impl SnapshotMemo {
+    fn is_due(&self, digest: u64) -> bool {
+        match self.last {
+            Some((d, at)) => d != digest || at.elapsed() >= SNAPSHOT_MAX_AGE,
+            None => true,
+        }
+    }
+
+    fn written(&mut self, digest: u64) {
+        self.last = Some((digest, Instant::now()));
+    }
+}
+
+/// A fingerprint of who is in the network, in which state, and alive or not.
+fn membership_digest(instances: &[InstanceInfo]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut rows: Vec<_> = instances
+        .iter()
+        .map(|i| (&i.instance_id, i.state, i.alive, &i.public_ip))
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(b.0)); // the index orders by last beat, which changes every beat
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rows.hash(&mut h);
+    h.finish()
 }
 
 /// Flips the record at `key` to dead unless it already is; `Some(previous state)` when this
@@ -245,4 +288,54 @@ async fn write_lost_entry(net: &Network, lost: &InstanceInfo, from: Option<State
         "peer lost: heartbeat expired",
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str, state: State, alive: bool) -> InstanceInfo {
+        InstanceInfo {
+            instance_id: id.into(),
+            hostname: "h".into(),
+            exchange_id: 1,
+            exchange_name: "x".into(),
+            public_ip: None,
+            private_ip: None,
+            pid: 1,
+            version: "1".into(),
+            state,
+            registered_at: String::new(),
+            last_state_change: String::new(),
+            metadata: Default::default(),
+            alive,
+            last_heartbeat: Some(1),
+        }
+    }
+
+    #[test]
+    fn digest_ignores_order_and_heartbeat_times_but_not_changes() {
+        let a = info("a", State::Running, true);
+        let b = info("b", State::Running, true);
+        let mut b_later = b.clone();
+        b_later.last_heartbeat = Some(99);
+        let base = membership_digest(&[a.clone(), b.clone()]);
+        assert_eq!(base, membership_digest(&[b_later, a.clone()]));
+        assert_ne!(
+            base,
+            membership_digest(&[a.clone(), info("b", State::Dead, false)])
+        );
+        assert_ne!(base, membership_digest(&[a]));
+    }
+
+    #[test]
+    fn memo_writes_on_change_or_when_old() {
+        let mut m = SnapshotMemo::default();
+        assert!(m.is_due(1));
+        m.written(1);
+        assert!(!m.is_due(1));
+        assert!(m.is_due(2));
+        m.last = Some((1, Instant::now() - SNAPSHOT_MAX_AGE));
+        assert!(m.is_due(1));
+    }
 }
