@@ -195,7 +195,7 @@ pub(crate) async fn sweep(net: &Network, memo: &mut SnapshotMemo) -> Result<Opti
         "sweep done",
     );
     let digest = membership_digest(&instances);
-    if memo.is_due(digest) {
+    if memo.is_due(digest, net.config().timing.sweep_interval) {
         let snapshot = NetworkState {
             updated_at: iso_now(),
             updated_by: net.instance_id().to_string(),
@@ -224,9 +224,11 @@ pub(crate) struct SnapshotMemo {
 const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl SnapshotMemo {
-    fn is_due(&self, digest: u64) -> bool {
+    /// Due on a change, or when the next regular sweep would find it older than a second (so
+    /// sweeps a second or more apart always write).
+    fn is_due(&self, digest: u64, sweep_interval: Duration) -> bool {
         match self.last {
-            Some((d, at)) => d != digest || at.elapsed() >= SNAPSHOT_MAX_AGE,
+            Some((d, at)) => d != digest || at.elapsed() + sweep_interval / 2 >= SNAPSHOT_MAX_AGE,
             None => true,
         }
     }
@@ -330,12 +332,17 @@ mod tests {
 
     #[test]
     fn memo_writes_on_change_or_when_old() {
+        let fast = Duration::from_millis(50);
         let mut m = SnapshotMemo::default();
-        assert!(m.is_due(1));
+        assert!(m.is_due(1, fast));
         m.written(1);
-        assert!(!m.is_due(1));
-        assert!(m.is_due(2));
+        assert!(!m.is_due(1, fast));
+        assert!(m.is_due(2, fast));
+        assert!(
+            m.is_due(1, Duration::from_secs(2)),
+            "slow sweeps always write"
+        );
         m.last = Some((1, Instant::now() - SNAPSHOT_MAX_AGE));
-        assert!(m.is_due(1));
+        assert!(m.is_due(1, fast));
     }
 }
