@@ -1568,3 +1568,37 @@ async fn mark_dead_is_idempotent_per_call() {
     assert_eq!(plain.hget(key, "state").as_deref(), Some("dead"));
     assert!(plain.pttl(key) > 0 && plain.pttl(key) <= 60_000);
 }
+
+/// The sweeper re-reads a record when its state, lastStateChange or publicIp changes, and only
+/// then: a change written by someone else reaches `network:state` within a few sweeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_notice_record_changes() {
+    let server = RedisServer::start();
+    let plain = server.client();
+    let prefix = uniq("p");
+    let (a, _cap) = network(opts(&server.url(), &prefix));
+    a.start().await.unwrap();
+    let key = format!("{prefix}:instance:{}", a.instance_id());
+    let snapshot_ip = || async {
+        let state = a.network_state().await.unwrap()?;
+        let me = state
+            .instances
+            .into_iter()
+            .find(|i| i.instance_id == a.instance_id())?;
+        me.public_ip
+    };
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(snapshot_ip().await, None);
+    let _: () = plain.q(|c| {
+        c.arg("HSET").arg(&key).arg("publicIp").arg("203.0.113.9");
+    });
+    let deadline = Instant::now() + ms(3000);
+    while snapshot_ip().await.as_deref() != Some("203.0.113.9") {
+        assert!(
+            Instant::now() < deadline,
+            "network:state never showed the new public IP"
+        );
+        tokio::time::sleep(ms(50)).await;
+    }
+    a.close().await.unwrap();
+}

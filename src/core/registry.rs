@@ -127,7 +127,7 @@ pub fn parse_record(
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("meta.").map(|k| (k.to_string(), v.clone())))
         .collect();
-    let beat: Option<HeartbeatPayload> = heartbeat.and_then(|h| serde_json::from_str(h).ok());
+    let last_heartbeat = last_beat_of(heartbeat);
     Some(InstanceInfo {
         instance_id,
         hostname: get("hostname")?.to_string(),
@@ -142,7 +142,7 @@ pub fn parse_record(
         last_state_change: get("lastStateChange").unwrap_or("").to_string(),
         metadata,
         alive: heartbeat.is_some(),
-        last_heartbeat: beat.map(|b| b.last_beat),
+        last_heartbeat,
     })
 }
 
@@ -202,6 +202,22 @@ pub struct RawInstance {
     pub hash: HashMap<String, String>,
     pub heartbeat: Option<String>,
     pub heartbeat_pttl: i64,
+}
+
+/// What a sweep reads of every instance; see [`Registry::read_light`].
+pub struct LightInstance {
+    pub id: String,
+    /// state, lastStateChange and publicIp joined; `None` when the hash is missing.
+    pub fingerprint: Option<String>,
+    pub heartbeat: Option<String>,
+    pub heartbeat_pttl: i64,
+}
+
+/// The heartbeat payload's `lastBeat`, if the payload is ours.
+pub fn last_beat_of(heartbeat: Option<&str>) -> Option<u64> {
+    heartbeat
+        .and_then(|h| serde_json::from_str::<HeartbeatPayload>(h).ok())
+        .map(|b| b.last_beat)
 }
 
 /// Reads and lists instance records.
@@ -269,6 +285,52 @@ impl Registry {
                 hash,
                 heartbeat,
                 heartbeat_pttl,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The cheap per-sweep read: each id's state, lastStateChange and publicIp (what changes
+    /// when a record changes), heartbeat payload and PTTL, in one round trip.
+    pub async fn read_light(&self, ids: &[String]) -> Result<Vec<LightInstance>> {
+        let mut cmds = Vec::with_capacity(ids.len() * 3);
+        for id in ids {
+            let mut h = redis::cmd("HMGET");
+            h.arg(self.keys.instance(id))
+                .arg("state")
+                .arg("lastStateChange")
+                .arg("publicIp");
+            let mut g = redis::cmd("GET");
+            g.arg(self.keys.heartbeat(id));
+            let mut p = redis::cmd("PTTL");
+            p.arg(self.keys.heartbeat(id));
+            cmds.extend([h, g, p]);
+        }
+        let replies = self.store.query_many(cmds).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        let mut it = replies.into_iter();
+        for id in ids {
+            let (Some(h), Some(g), Some(p)) = (it.next(), it.next(), it.next()) else {
+                break;
+            };
+            // Missing hash: all fields nil. A wrong-type key (someone else's data) reads the same.
+            let fingerprint = match h {
+                Ok(Value::Array(f)) if f.iter().any(|v| *v != Value::Nil) => Some(
+                    f.iter()
+                        .map(|v| text(v).unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join("\u{1f}"),
+                ),
+                _ => None,
+            };
+            out.push(LightInstance {
+                id: id.clone(),
+                fingerprint,
+                heartbeat: g.ok().as_ref().and_then(text),
+                heartbeat_pttl: match p {
+                    Ok(Value::Int(n)) => n,
+                    _ => -2,
+                },
             });
         }
         Ok(out)

@@ -2,7 +2,7 @@
 //! key expires, and a compare-and-set on the dead peer's hash guarantees one HEARTBEAT_LOST
 //! entry per death however many instances sweep.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -13,7 +13,7 @@ use crate::core::config::Discovery;
 use crate::core::error::Result;
 use crate::core::fsm::State;
 use crate::core::network::{iso_now, Network};
-use crate::core::registry::{parse_record, InstanceInfo};
+use crate::core::registry::{last_beat_of, parse_record, InstanceInfo, Registry};
 use crate::core::store::Store;
 
 /// The sweeper's snapshot of the network (`<prefix>:network:state`).
@@ -71,6 +71,7 @@ pub(crate) async fn run(net: Network) {
     let mut next_sweep = Instant::now();
     let mut failing = false;
     let mut memo = SnapshotMemo::default();
+    let mut cache = RecordCache::default();
     loop {
         let due = Instant::now() >= next_sweep;
         let (leased, ids) = match lease_with_ids(&net, lease, due).await {
@@ -80,7 +81,7 @@ pub(crate) async fn run(net: Network) {
         let wait = match leased {
             Ok(None) => {
                 if due {
-                    match sweep(&net, &mut memo, ids).await {
+                    match sweep(&net, &mut memo, &mut cache, ids).await {
                         Ok(soonest) => {
                             failing = false;
                             let by_interval = timing.sweep_interval;
@@ -184,6 +185,7 @@ pub(crate) async fn release(net: &Network) -> Result<()> {
 pub(crate) async fn sweep(
     net: &Network,
     memo: &mut SnapshotMemo,
+    cache: &mut RecordCache,
     ids: Option<Vec<String>>,
 ) -> Result<Option<i64>> {
     let store = net.store().await?;
@@ -193,7 +195,7 @@ pub(crate) async fn sweep(
         Some(ids) => ids,
         None => registry.ids(net.config().discovery).await?,
     };
-    let raw = registry.read_raw(&ids).await?;
+    let raw = cache.refresh(&registry, &ids).await?;
     let dead_ttl = net
         .config()
         .timing
@@ -204,13 +206,10 @@ pub(crate) async fn sweep(
     let mut instances = Vec::with_capacity(raw.len());
     let mut expired = Vec::new();
     for r in raw {
-        if r.hash.is_empty() {
-            if r.heartbeat.is_none() {
+        let Some(mut info) = r.info else {
+            if r.missing && r.heartbeat.is_none() {
                 expired.push(r.id);
             }
-            continue;
-        }
-        let Some(mut info) = parse_record(&r.id, &r.hash, r.heartbeat.as_deref()) else {
             continue;
         };
         if r.heartbeat_pttl >= 0 {
@@ -259,6 +258,70 @@ pub(crate) async fn sweep(
         memo.written(digest);
     }
     Ok(soonest)
+}
+
+/// Parsed records from earlier sweeps, keyed by id with the fingerprint they were read at:
+/// a sweep reads three small fields per instance and re-reads a whole hash only when those
+/// changed (a transition, a rejoin, a public IP filled in) — so a sweep's cost is dominated
+/// by the heartbeats it must check, not by re-parsing every record.
+#[derive(Default)]
+pub(crate) struct RecordCache {
+    records: HashMap<String, (String, InstanceInfo)>,
+}
+
+/// One instance as a sweep sees it.
+pub(crate) struct Swept {
+    id: String,
+    /// `None`: hash missing (`missing`) or not parsable.
+    info: Option<InstanceInfo>,
+    missing: bool,
+    heartbeat: Option<String>,
+    heartbeat_pttl: i64,
+}
+
+impl RecordCache {
+    async fn refresh(&mut self, registry: &Registry, ids: &[String]) -> Result<Vec<Swept>> {
+        let light = registry.read_light(ids).await?;
+        let stale: Vec<String> = light
+            .iter()
+            .filter(|l| match (&l.fingerprint, self.records.get(&l.id)) {
+                (Some(f), Some((cached, _))) => f != cached,
+                (Some(_), None) => true,
+                (None, _) => false,
+            })
+            .map(|l| l.id.clone())
+            .collect();
+        let mut fresh: HashMap<String, Option<InstanceInfo>> = HashMap::new();
+        for r in registry.read_raw(&stale).await? {
+            fresh.insert(r.id.clone(), parse_record(&r.id, &r.hash, None));
+        }
+        let mut kept = HashMap::with_capacity(light.len());
+        let mut out = Vec::with_capacity(light.len());
+        for l in light {
+            let info = match (&l.fingerprint, fresh.remove(&l.id)) {
+                (None, _) => None,
+                (Some(_), Some(parsed)) => parsed,
+                (Some(_), None) => self.records.remove(&l.id).map(|(_, info)| info),
+            };
+            let info = info.map(|mut i| {
+                i.alive = l.heartbeat.is_some();
+                i.last_heartbeat = last_beat_of(l.heartbeat.as_deref());
+                i
+            });
+            if let (Some(f), Some(i)) = (&l.fingerprint, &info) {
+                kept.insert(l.id.clone(), (f.clone(), i.clone()));
+            }
+            out.push(Swept {
+                missing: l.fingerprint.is_none(),
+                id: l.id,
+                info,
+                heartbeat: l.heartbeat,
+                heartbeat_pttl: l.heartbeat_pttl,
+            });
+        }
+        self.records = kept;
+        Ok(out)
+    }
 }
 
 /// When the last `network:state` was written, and what it said. Fast sweeps rewrite the
