@@ -267,7 +267,13 @@ pub(crate) async fn sweep(
 #[derive(Default)]
 pub(crate) struct RecordCache {
     records: HashMap<String, (String, InstanceInfo)>,
+    /// When the cache was last emptied: it is rebuilt from full reads every
+    /// [`RECORD_CACHE_MAX_AGE`], so a foreign edit of another field shows up eventually.
+    since: Option<Instant>,
 }
+
+/// Longest a parsed record is reused without a full read.
+const RECORD_CACHE_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// One instance as a sweep sees it.
 pub(crate) struct Swept {
@@ -281,6 +287,13 @@ pub(crate) struct Swept {
 
 impl RecordCache {
     async fn refresh(&mut self, registry: &Registry, ids: &[String]) -> Result<Vec<Swept>> {
+        if self
+            .since
+            .is_none_or(|t| t.elapsed() >= RECORD_CACHE_MAX_AGE)
+        {
+            self.records.clear();
+            self.since = Some(Instant::now());
+        }
         let light = registry.read_light(ids).await?;
         let stale: Vec<String> = light
             .iter()
