@@ -15,7 +15,7 @@ const NOSTREAM_PASSWORD = 'N0stream-pw';
 /** docs/ACL.md, "The rule" (keep in sync). */
 const COMMANDS = [
   'ping', 'set', 'get', 'del', 'exists', 'pexpire', 'pttl', 'time',
-  'hget', 'hgetall', 'hset',
+  'hget', 'hmget', 'hgetall', 'hset',
   'zadd', 'zrange', 'zrem',
   'xadd', 'xrange', 'xrevrange', 'xread', 'xtrim', 'xlen',
   'scan', 'evalsha', 'script|load',
