@@ -256,55 +256,80 @@ impl Registry {
 
     /// Reads hash, heartbeat and heartbeat PTTL of each id in one round trip.
     pub async fn read_raw(&self, ids: &[String]) -> Result<Vec<RawInstance>> {
-        let mut cmds = Vec::with_capacity(ids.len() * 3);
-        for id in ids {
-            let mut h = redis::cmd("HGETALL");
-            h.arg(self.keys.instance(id));
-            let mut g = redis::cmd("GET");
-            g.arg(self.keys.heartbeat(id));
-            let mut p = redis::cmd("PTTL");
-            p.arg(self.keys.heartbeat(id));
-            cmds.extend([h, g, p]);
-        }
-        let replies = self.store.query_many(cmds).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        let mut it = replies.into_iter();
-        for id in ids {
-            let (Some(h), Some(g), Some(p)) = (it.next(), it.next(), it.next()) else {
-                break;
-            };
-            // A wrong-type key (someone else's data) reads as empty, never as an error.
-            let hash = h.map(hash_from_value).unwrap_or_default();
-            let heartbeat = g.ok().as_ref().and_then(text);
-            let heartbeat_pttl = match p {
-                Ok(Value::Int(n)) => n,
-                _ => -2,
-            };
-            out.push(RawInstance {
-                id: id.clone(),
-                hash,
+        let reads = self
+            .read_with_heartbeats(ids, |key| {
+                let mut c = redis::cmd("HGETALL");
+                c.arg(key);
+                c
+            })
+            .await?;
+        Ok(reads
+            .into_iter()
+            .map(|(id, h, heartbeat, heartbeat_pttl)| RawInstance {
+                id,
+                // A wrong-type key (someone else's data) reads as empty, never as an error.
+                hash: h.map(hash_from_value).unwrap_or_default(),
                 heartbeat,
                 heartbeat_pttl,
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// The cheap per-sweep read: each id's state, lastStateChange and publicIp (what changes
     /// when a record changes), heartbeat payload and PTTL, in one round trip.
     pub async fn read_light(&self, ids: &[String]) -> Result<Vec<LightInstance>> {
+        let reads = self
+            .read_with_heartbeats(ids, |key| {
+                let mut c = redis::cmd("HMGET");
+                c.arg(key)
+                    .arg("state")
+                    .arg("lastStateChange")
+                    .arg("publicIp");
+                c
+            })
+            .await?;
+        Ok(reads
+            .into_iter()
+            .map(|(id, h, heartbeat, heartbeat_pttl)| LightInstance {
+                id,
+                // Missing hash: all fields nil. A wrong-type key reads the same.
+                fingerprint: match h {
+                    Ok(Value::Array(f)) if f.iter().any(|v| *v != Value::Nil) => Some(
+                        f.iter()
+                            .map(|v| text(v).unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .join("\u{1f}"),
+                    ),
+                    _ => None,
+                },
+                heartbeat,
+                heartbeat_pttl,
+            })
+            .collect())
+    }
+
+    /// For each id: `hash_cmd(<instance key>)`, the heartbeat payload and its PTTL (ms;
+    /// -2 when absent), all in one round trip. The hash reply stays per key, so one bad key
+    /// cannot fail the others.
+    async fn read_with_heartbeats(
+        &self,
+        ids: &[String],
+        hash_cmd: impl Fn(&str) -> redis::Cmd,
+    ) -> Result<
+        Vec<(
+            String,
+            std::result::Result<Value, String>,
+            Option<String>,
+            i64,
+        )>,
+    > {
         let mut cmds = Vec::with_capacity(ids.len() * 3);
         for id in ids {
-            let mut h = redis::cmd("HMGET");
-            h.arg(self.keys.instance(id))
-                .arg("state")
-                .arg("lastStateChange")
-                .arg("publicIp");
             let mut g = redis::cmd("GET");
             g.arg(self.keys.heartbeat(id));
             let mut p = redis::cmd("PTTL");
             p.arg(self.keys.heartbeat(id));
-            cmds.extend([h, g, p]);
+            cmds.extend([hash_cmd(&self.keys.instance(id)), g, p]);
         }
         let replies = self.store.query_many(cmds).await?;
         let mut out = Vec::with_capacity(ids.len());
@@ -313,25 +338,11 @@ impl Registry {
             let (Some(h), Some(g), Some(p)) = (it.next(), it.next(), it.next()) else {
                 break;
             };
-            // Missing hash: all fields nil. A wrong-type key (someone else's data) reads the same.
-            let fingerprint = match h {
-                Ok(Value::Array(f)) if f.iter().any(|v| *v != Value::Nil) => Some(
-                    f.iter()
-                        .map(|v| text(v).unwrap_or_default())
-                        .collect::<Vec<_>>()
-                        .join("\u{1f}"),
-                ),
-                _ => None,
+            let pttl = match p {
+                Ok(Value::Int(n)) => n,
+                _ => -2,
             };
-            out.push(LightInstance {
-                id: id.clone(),
-                fingerprint,
-                heartbeat: g.ok().as_ref().and_then(text),
-                heartbeat_pttl: match p {
-                    Ok(Value::Int(n)) => n,
-                    _ => -2,
-                },
-            });
+            out.push((id.clone(), h, g.ok().as_ref().and_then(text), pttl));
         }
         Ok(out)
     }
