@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStandalone } from '../scripts/redis.mjs';
 import {
-  PerseusNetwork, sleep, waitFor, within, fastOptions, recordEvents, closeAll,
+  PerseusNetwork, sleep, waitFor, within, fastOptions, recordEvents, closeAll, writeThroughCuts,
 } from './fixtures/prod-helpers.mjs';
 
 const CODED = ['ERR_PERSEUS_REDIS', 'ERR_PERSEUS_TIMEOUT'];
@@ -96,38 +96,9 @@ test('faults: CLIENT KILL mid-command: every logActivity settles with an id or a
   const tailed = new Set();
   net.on('activity', (e) => tailed.add(e.id)); // the tail's dedicated connection gets cut too
   await net.start();
-  const results = [];
-  let stop = false;
-  const loop = (async () => {
-    for (let round = 0; !stop; round++) {
-      const batch = Array.from({ length: 20 }, (_, i) =>
-        within(5000, net.logActivity({ event: 'CUT_TEST', fields: { n: `${round}.${i}` } }), 'logActivity')
-          .then((id) => ({ id }), (err) => ({ err })));
-      results.push(...(await Promise.all(batch)));
-    }
-  })();
-  let kills = 0;
-  for (let k = 0; k < 10; k++) {
-    await sleep(100);
-    kills += Number(await redis.cli('CLIENT', 'KILL', 'TYPE', 'normal').catch(() => 0));
-  }
-  stop = true;
-  await within(15_000, loop, 'the logActivity loop');
-  assert.ok(kills >= 10, `only ${kills} connections were killed`);
-  const hung = results.filter((r) => r.err?.code === 'HUNG');
-  assert.equal(hung.length, 0, `${hung.length} logActivity calls hung`);
-  const bad = results.filter((r) => r.err && !CODED.includes(r.err.code));
-  assert.deepEqual(bad.map((r) => `${r.err.code}: ${r.err.message}`), []);
-  const failed = results.filter((r) => r.err);
-  // Everything acknowledged is in the stream; nothing was written twice.
-  const entries = await within(5000, net.queryActivity({ event: 'CUT_TEST', limit: 1_000_000 }), 'queryActivity');
-  const ids = new Set(entries.map((e) => e.id));
-  assert.deepEqual(results.filter((r) => r.id && !ids.has(r.id)).map((r) => r.id), []);
-  const ns = entries.map((e) => e.fields.n);
-  assert.equal(new Set(ns).size, ns.length, 'an entry was written twice');
-  // The connection and the tail work again.
-  const after = await within(5000, net.logActivity({ event: 'AFTER_CUT' }), 'logActivity after cut');
-  await waitFor('the tail delivers AFTER_CUT', () => tailed.has(after), 5000);
+  const { kills, results, failed, entries } = await writeThroughCuts(net, tailed, {
+    cuts: 10, cut: () => redis.cli('CLIENT', 'KILL', 'TYPE', 'normal'),
+  });
   assert.equal(net.state, 'running');
   console.log(`# ${kills} connections killed; ${failed.length}/${results.length} rejected ` +
     `(${[...new Set(failed.map((r) => r.err.message))].slice(0, 3).join(' | ')}); ${entries.length} written`);
