@@ -18,6 +18,7 @@ import {
   BENCH_DIR, fmt, loadAddon, max, median, min, pool, redisCpuSec, sleep, spawnChild, writeInstances,
 } from './lib/common.mjs';
 import { SeedNetwork } from './seed/network.mjs';
+import { benchScale } from './scale.mjs';
 
 // Timed calls start from a collected heap (the same for both implementations): re-exec with
 // --expose-gc when it is missing.
@@ -35,8 +36,10 @@ const argValue = (name) => {
   return argv[i].includes('=') ? argv[i].split('=').slice(1).join('=') : argv[i + 1];
 };
 const ALL_ROWS = ['discovery', 'query', 'write', 'heartbeat', 'detection', 'footprint', 'sweep'];
+// Rows that run only when named with --only (they start a 6-node cluster and take minutes).
+const OPT_IN_ROWS = ['scale'];
 const ONLY = argValue('--only')?.split(',').map((s) => s.trim()).filter(Boolean) ?? ALL_ROWS;
-for (const r of ONLY) if (!ALL_ROWS.includes(r)) { console.error(`unknown row ${r}; rows: ${ALL_ROWS.join(', ')}`); process.exit(2); }
+for (const r of ONLY) if (![...ALL_ROWS, ...OPT_IN_ROWS].includes(r)) { console.error(`unknown row ${r}; rows: ${[...ALL_ROWS, ...OPT_IN_ROWS].join(', ')}`); process.exit(2); }
 const OUT = path.resolve(argValue('--out') ?? path.join(BENCH_DIR, 'results', 'latest.json'));
 
 const SIZES = QUICK
@@ -498,12 +501,22 @@ function printRow(row) {
   if (row.max) line += ` | max seed ${num(row.max.seed)} addon ${num(row.max.addon)}`;
   if (row.seedScanDefaultCountMs !== undefined) line += ` | seed's SCAN alone at scanStream's default COUNT 10: ${num(row.seedScanDefaultCountMs)} ms`;
   if (row.showRounds) line += ` | rounds seed [${row.samples.seed.map((x) => fmt(x, 0)).join(' ')}] addon [${row.samples.addon.map((x) => fmt(x, 0)).join(' ')}]`;
+  if (row.scale) {
+    const x = row.scale;
+    line += ` | sweepers ${num(x.sweeperCpuPerSweepMs)} CPU-ms/sweep${x.sweepCpuOver2000 ? ` (${fmt(x.sweepCpuOver2000, 2)}x 2,000)` : ''}, Redis ${num(x.redisCpuPerSweepMs)} CPU-ms/sweep, ${fmt(x.sweepsPerSec, 2)} sweeps/s`
+      + ` | written ${num(x.writtenKiBPerSec)} KiB/s (budget ${num(x.restBudgetKiBPerSec)}), net input ${num(x.inputKiBPerSec)} KiB/s`
+      + ` | SIGKILL→lost ${x.lostMs ?? 'none'} ms, ${x.lostEntries} HEARTBEAT_LOST`
+      + (x.listErrors.length ? ` | ${x.listErrors.length} list errors: ${x.listErrors[0]}` : '');
+  }
   if (row.split) line += ` | seed ${num(row.split.seed.process)}+${num(row.split.seed.redis)}, addon ${num(row.split.addon.process)}+${num(row.split.addon.redis)} (process+Redis)`;
   line += ` | target: ${row.target}`;
   console.log(line);
 }
 
-const runners = { discovery: benchDiscovery, query: benchQuery, write: benchWrite, heartbeat: benchHeartbeat, detection: benchDetection, footprint: benchFootprint, sweep: benchSweep };
+const runners = {
+  discovery: benchDiscovery, query: benchQuery, write: benchWrite, heartbeat: benchHeartbeat, detection: benchDetection, footprint: benchFootprint, sweep: benchSweep,
+  scale: () => benchScale({ addRow, quick: QUICK, log, PerseusNetwork }),
+};
 let failed = null;
 try {
   console.log(`perseus bench (${results.mode}) on ${results.machine.cpus} CPUs, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}, Redis ${results.machine.redis}, Node ${process.version}`);

@@ -1,8 +1,8 @@
 // One network member in its own process, driven over IPC by bench/run.mjs.
-// argv[2] = JSON { impl: 'addon'|'seed', redisUrl, instanceId, heartbeatIntervalMs,
-//                  heartbeatTtlMs, sweepIntervalMs, watchLost }
+// argv[2] = JSON { impl: 'addon'|'seed', redisUrl, clusterNodes?, instanceId, heartbeatIntervalMs,
+//                  heartbeatTtlMs, sweepIntervalMs, watchLost, countSweeps? }
 // Messages in:  { type: 'busy', chunkMs, totalMs }  block the JS thread in chunks
-//               { type: 'cpu' }                     reply with process.cpuUsage()
+//               { type: 'cpu' }                     reply with process.cpuUsage() (and sweeps counted)
 //               { type: 'stop' }                    close and exit
 // Messages out: ready, lost { id, t }, busyDone { start, end }, cpu { usage }, error
 import { loadAddon } from '../lib/common.mjs';
@@ -11,6 +11,7 @@ import { SeedNetwork } from '../seed/network.mjs';
 const cfg = JSON.parse(process.argv[2]);
 const common = {
   redisUrl: cfg.redisUrl,
+  ...(cfg.clusterNodes ? { clusterNodes: cfg.clusterNodes } : {}),
   exchangeId: 1,
   exchangeName: 'coinbase',
   instanceId: cfg.instanceId,
@@ -21,9 +22,16 @@ const common = {
 };
 
 let net;
+let sweeps = 0;
 if (cfg.impl === 'addon') {
   const { PerseusNetwork } = loadAddon();
-  net = new PerseusNetwork({ ...common, publicIp: false, logLevel: 'silent' });
+  // countSweeps: the addon's per-sweep `debug` record ("sweep done") is counted, so a harness
+  // can divide CPU by sweeps without watching a key the sweep may not write.
+  const logger = cfg.countSweeps ? {
+    debug: (_f, msg) => { if (msg === 'sweep done') sweeps++; },
+    info() {}, warn() {}, error() {}, trace() {}, fatal() {},
+  } : undefined;
+  net = new PerseusNetwork({ ...common, publicIp: false, ...(logger ? { logger, logLevel: 'debug' } : { logLevel: 'silent' }) });
 } else {
   net = new SeedNetwork({ ...common, autoPipelining: process.env.SEED_AUTOPIPELINING !== '0' });
   net.on('error', () => {});
@@ -47,7 +55,7 @@ process.on('message', async (msg) => {
       }
       process.send({ type: 'busyDone', start, end: Date.now() });
     } else if (msg.type === 'cpu') {
-      process.send({ type: 'cpu', usage: process.cpuUsage(), t: Date.now() });
+      process.send({ type: 'cpu', usage: process.cpuUsage(), sweeps, t: Date.now() });
     } else if (msg.type === 'stop') {
       await net.close();
       process.disconnect();

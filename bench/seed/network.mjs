@@ -106,7 +106,11 @@ export class SeedNetwork extends EventEmitter {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 15_000;
     this.heartbeatTtlMs = opts.heartbeatTtlMs ?? 3 * this.heartbeatIntervalMs;
     this.sweepIntervalMs = opts.sweepIntervalMs ?? this.heartbeatIntervalMs;
-    this.redis = new Redis(opts.redisUrl, { enableAutoPipelining: opts.autoPipelining ?? true });
+    // On a cluster (the scale row), ioredis' Cluster client: auto-pipelining groups the fan-out
+    // per node, and the SCAN runs on every master (a cluster SCAN only visits one node).
+    this.redis = opts.clusterNodes
+      ? new Redis.Cluster(opts.clusterNodes, { enableAutoPipelining: opts.autoPipelining ?? true })
+      : new Redis(opts.redisUrl, { enableAutoPipelining: opts.autoPipelining ?? true });
     this.state = 'idle';
     this.timers = [];
     this.reported = new Set(); // peers this instance already reported lost
@@ -156,15 +160,18 @@ export class SeedNetwork extends EventEmitter {
   }
 
   /** SCAN perseus:instance:* (COUNT 100, the seed's value) → instance ids. */
-  scanInstanceIds() {
+  async scanInstanceIds() {
     const prefixLen = this.key('instance', '').length;
-    return new Promise((resolve, reject) => {
+    const scanOne = (client) => new Promise((resolve, reject) => {
       const ids = [];
-      const stream = this.redis.scanStream({ match: this.key('instance', '*'), count: 100 });
+      const stream = client.scanStream({ match: this.key('instance', '*'), count: 100 });
       stream.on('data', (keys) => { for (const k of keys) ids.push(k.slice(prefixLen)); });
       stream.on('end', () => resolve(ids));
       stream.on('error', reject);
     });
+    if (!this.redis.isCluster) return scanOne(this.redis);
+    const perNode = await Promise.all(this.redis.nodes('master').map(scanOne));
+    return perNode.flat();
   }
 
   /** Discovery: SCAN, then HGETALL + GET heartbeat of each (auto-pipelined). */
