@@ -39,7 +39,7 @@ impl Keys {
         format!("{}:network:state", self.prefix)
     }
 
-    /// `<prefix>:instances` — the index zset (member id, score last beat ms).
+    /// `<prefix>:instances` — the index zset (member id, score heartbeat deadline: last beat + TTL, ms).
     pub fn instances(&self) -> String {
         format!("{}:instances", self.prefix)
     }

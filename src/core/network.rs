@@ -446,7 +446,7 @@ impl Network {
         Ok(())
     }
 
-    /// One heartbeat: `SET heartbeat PX ttl`, `ZADD instances now id`, `HGET state`.
+    /// One heartbeat: `SET heartbeat PX ttl`, `ZADD instances now+ttl id`, `HGET state`.
     pub(crate) async fn beat(&self, lag: Option<u64>) -> Result<BeatOutcome> {
         let store = self.store().await?;
         let id = self.instance_id();
@@ -463,8 +463,10 @@ impl Network {
             .arg(serde_json::to_string(&payload).unwrap_or_default())
             .arg("PX")
             .arg(self.inner.cfg.timing.heartbeat_ttl.as_millis() as u64);
+        // The index score is this heartbeat's deadline: sweeps ask the index who is past it.
+        let ttl = self.inner.cfg.timing.heartbeat_ttl.as_millis() as u64;
         let mut zadd = redis::cmd("ZADD");
-        zadd.arg(keys.instances()).arg(now).arg(id);
+        zadd.arg(keys.instances()).arg(now + ttl).arg(id);
         let mut hget = redis::cmd("HGET");
         hget.arg(keys.instance(id)).arg("state");
         let replies = store.query_many(vec![set, zadd, hget]).await?;
@@ -711,7 +713,7 @@ impl Network {
     pub async fn list_instances(&self, include_dead: bool) -> Result<Vec<InstanceInfo>> {
         let registry = self.registry().await?;
         let ids = registry.ids(self.inner.cfg.discovery).await?;
-        let raw = registry.read_raw(&ids).await?;
+        let raw = registry.read_records(&ids).await?;
         let mut out = Vec::with_capacity(raw.len());
         for r in raw {
             if r.hash.is_empty() {

@@ -256,12 +256,26 @@ impl Registry {
 
     /// Reads hash, heartbeat and heartbeat PTTL of each id in one round trip.
     pub async fn read_raw(&self, ids: &[String]) -> Result<Vec<RawInstance>> {
+        self.read_full(ids, true).await
+    }
+
+    /// What a listing needs: hash and heartbeat payload of each id (no PTTL: a third fewer
+    /// commands; `heartbeat_pttl` reads -2).
+    pub async fn read_records(&self, ids: &[String]) -> Result<Vec<RawInstance>> {
+        self.read_full(ids, false).await
+    }
+
+    async fn read_full(&self, ids: &[String], with_pttl: bool) -> Result<Vec<RawInstance>> {
         let reads = self
-            .read_with_heartbeats(ids, |key| {
-                let mut c = redis::cmd("HGETALL");
-                c.arg(key);
-                c
-            })
+            .read_with_heartbeats(
+                ids,
+                |key| {
+                    let mut c = redis::cmd("HGETALL");
+                    c.arg(key);
+                    c
+                },
+                with_pttl,
+            )
             .await?;
         Ok(reads
             .into_iter()
@@ -279,14 +293,18 @@ impl Registry {
     /// when a record changes), heartbeat payload and PTTL, in one round trip.
     pub async fn read_light(&self, ids: &[String]) -> Result<Vec<LightInstance>> {
         let reads = self
-            .read_with_heartbeats(ids, |key| {
-                let mut c = redis::cmd("HMGET");
-                c.arg(key)
-                    .arg("state")
-                    .arg("lastStateChange")
-                    .arg("publicIp");
-                c
-            })
+            .read_with_heartbeats(
+                ids,
+                |key| {
+                    let mut c = redis::cmd("HMGET");
+                    c.arg(key)
+                        .arg("state")
+                        .arg("lastStateChange")
+                        .arg("publicIp");
+                    c
+                },
+                true,
+            )
             .await?;
         Ok(reads
             .into_iter()
@@ -308,13 +326,14 @@ impl Registry {
             .collect())
     }
 
-    /// For each id: `hash_cmd(<instance key>)`, the heartbeat payload and its PTTL (ms;
-    /// -2 when absent), all in one round trip. The hash reply stays per key, so one bad key
-    /// cannot fail the others.
+    /// For each id: `hash_cmd(<instance key>)`, the heartbeat payload and (`with_pttl`) its
+    /// PTTL (ms; -2 when absent or not read), all in one round trip. The hash reply stays per
+    /// key, so one bad key cannot fail the others.
     async fn read_with_heartbeats(
         &self,
         ids: &[String],
         hash_cmd: impl Fn(&str) -> redis::Cmd,
+        with_pttl: bool,
     ) -> Result<
         Vec<(
             String,
@@ -323,23 +342,29 @@ impl Registry {
             i64,
         )>,
     > {
-        let mut cmds = Vec::with_capacity(ids.len() * 3);
+        let per_id = if with_pttl { 3 } else { 2 };
+        let mut cmds = Vec::with_capacity(ids.len() * per_id);
         for id in ids {
+            let heartbeat = self.keys.heartbeat(id);
+            cmds.push(hash_cmd(&self.keys.instance(id)));
             let mut g = redis::cmd("GET");
-            g.arg(self.keys.heartbeat(id));
-            let mut p = redis::cmd("PTTL");
-            p.arg(self.keys.heartbeat(id));
-            cmds.extend([hash_cmd(&self.keys.instance(id)), g, p]);
+            g.arg(&heartbeat);
+            cmds.push(g);
+            if with_pttl {
+                let mut p = redis::cmd("PTTL");
+                p.arg(&heartbeat);
+                cmds.push(p);
+            }
         }
         let replies = self.store.query_many(cmds).await?;
         let mut out = Vec::with_capacity(ids.len());
         let mut it = replies.into_iter();
         for id in ids {
-            let (Some(h), Some(g), Some(p)) = (it.next(), it.next(), it.next()) else {
+            let (Some(h), Some(g)) = (it.next(), it.next()) else {
                 break;
             };
-            let pttl = match p {
-                Ok(Value::Int(n)) => n,
+            let pttl = match with_pttl.then(|| it.next()).flatten() {
+                Some(Ok(Value::Int(n))) => n,
                 _ => -2,
             };
             out.push((id.clone(), h, g.ok().as_ref().and_then(text), pttl));

@@ -9,7 +9,9 @@ use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::{
     Client, Cmd, ConnectionAddr, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError,
     TlsCertificates, TlsMode, Value,
@@ -17,9 +19,14 @@ use redis::{
 
 use crate::core::config::{ConnectionConfig, Target};
 use crate::core::error::{Error, Result};
+use crate::core::slots::{self, SlotTable};
 
 /// Called with `(connected, error)` when the link to Redis goes down or comes back.
 pub type StatusListener = Arc<dyn Fn(bool, Option<String>) + Send + Sync>;
+
+/// Most commands in one pipeline to one cluster master (bigger batches are split; all are in
+/// flight at once, so Redis works on one while the client parses another).
+const CLUSTER_BATCH: usize = 2048;
 
 /// Consecutive timeouts after which a standalone connection is rebuilt (a half-open socket
 /// keeps timing out and the manager does not reconnect on timeouts by itself).
@@ -53,6 +60,9 @@ struct Inner {
     /// A replacement connection is being made (after repeated timeouts).
     replacing: AtomicBool,
     on_status: Option<StatusListener>,
+    /// Cluster: which master serves which slot, for [`Store::query_many`]'s per-master
+    /// pipelines; dropped after a redirect or a failed pipeline, read again when next needed.
+    slots: std::sync::Mutex<Option<Arc<SlotTable>>>,
 }
 
 static CRYPTO: Once = Once::new();
@@ -144,6 +154,7 @@ impl Store {
                 strikes: AtomicU32::new(0),
                 replacing: AtomicBool::new(false),
                 on_status,
+                slots: std::sync::Mutex::new(None),
             }),
         };
         let _: Value = store.query(&redis::cmd("PING")).await?;
@@ -295,24 +306,7 @@ impl Store {
         // refusal of the user (ACL, auth) fails the whole call: reading such a key as absent
         // would let a sweeper declare a live instance dead, or prune its index entry.
         if self.is_cluster() {
-            let labels: Vec<String> = cmds.iter().map(cmd_label).collect();
-            let futs = cmds.iter().map(|c| self.query_raw(c));
-            let results = join_all(futs).await;
-            let mut out = Vec::with_capacity(results.len());
-            for (r, label) in results.into_iter().zip(labels) {
-                match r {
-                    Ok(v) => match self.reply_error(&v) {
-                        None => out.push(Ok(v)),
-                        Some((text, true)) => out.push(Err(format!("{label} failed: {text}"))),
-                        Some((text, false)) => {
-                            return Err(Error::Redis(format!("{label} failed: {text}")))
-                        }
-                    },
-                    Err((Error::Redis(m), true)) => out.push(Err(m)),
-                    Err((e, _)) => return Err(e),
-                }
-            }
-            Ok(out)
+            self.query_many_cluster(cmds).await
         } else {
             let labels: Vec<String> = cmds.iter().map(cmd_label).collect();
             let mut pipe = redis::pipe();
@@ -332,6 +326,157 @@ impl Store {
             }
             Ok(out)
         }
+    }
+
+    /// Cluster half of [`Store::query_many`]: the commands are grouped by the master serving
+    /// their key's slot (from a cached `CLUSTER SLOTS` table) and each group goes to its master
+    /// as pipelines of at most [`CLUSTER_BATCH`] commands, every pipeline in flight at once. A
+    /// command redirected (`MOVED`/`ASK`: slots migrated since the table was read) is sent again
+    /// on its own, which the client routes and follows; the table is then read again. Commands
+    /// with no key, or that must not be re-sent (`XADD`), go one by one as before.
+    async fn query_many_cluster(
+        &self,
+        cmds: Vec<Cmd>,
+    ) -> Result<Vec<std::result::Result<Value, String>>> {
+        let table = self.slot_table().await;
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); table.as_ref().map_or(0, |t| t.masters())];
+        let mut singles = Vec::new();
+        for (i, c) in cmds.iter().enumerate() {
+            let master = match (&table, slots::key_of(c)) {
+                (Some(t), Some(key)) if is_idempotent(c) => t.master_of(slots::slot_of(key)),
+                _ => None,
+            };
+            match master {
+                Some(m) => groups[m].push(i),
+                None => singles.push(i),
+            }
+        }
+        let mut replies: Vec<Option<Value>> = vec![None; cmds.len()];
+        let batches = groups.iter().enumerate().flat_map(|(m, idx)| {
+            idx.chunks(CLUSTER_BATCH).map(move |chunk| (m, chunk))
+        });
+        let sent = join_all(batches.map(|(m, chunk)| {
+            let slot = table.as_ref().map_or(0, |t| t.representative(m));
+            let cmds = &cmds;
+            async move { (chunk, self.pipeline_to_slot(cmds, chunk, slot).await) }
+        }))
+        .await;
+        let mut redirected = false;
+        for (chunk, result) in sent {
+            let values = match result {
+                Ok(v) => v,
+                Err(e) => {
+                    self.forget_slot_table();
+                    return Err(e);
+                }
+            };
+            for (i, v) in chunk.iter().zip(values) {
+                if is_redirect(&v) {
+                    redirected = true;
+                    singles.push(*i);
+                } else {
+                    replies[*i] = Some(v);
+                }
+            }
+        }
+        if redirected {
+            self.forget_slot_table(); // slots moved (a reshard): read the table again next time
+        }
+        let alone = join_all(singles.iter().map(|i| self.query_raw(&cmds[*i]))).await;
+        let mut failed: Vec<Option<(Error, bool)>> = Vec::new();
+        failed.resize_with(cmds.len(), || None);
+        for (i, r) in singles.iter().zip(alone) {
+            match r {
+                Ok(v) => replies[*i] = Some(v),
+                Err(e) => failed[*i] = Some(e),
+            }
+        }
+        let mut out = Vec::with_capacity(cmds.len());
+        for (i, (reply, fail)) in replies.into_iter().zip(failed).enumerate() {
+            match (reply, fail) {
+                (Some(v), _) => match self.reply_error(&v) {
+                    None => out.push(Ok(v)),
+                    Some((text, true)) => {
+                        out.push(Err(format!("{} failed: {text}", cmd_label(&cmds[i]))))
+                    }
+                    Some((text, false)) => {
+                        return Err(Error::Redis(format!("{} failed: {text}", cmd_label(&cmds[i]))))
+                    }
+                },
+                (None, Some((Error::Redis(m), true))) => out.push(Err(m)),
+                (None, Some((e, _))) => return Err(e),
+                (None, None) => {
+                    return Err(Error::Redis(format!(
+                        "{} failed: no reply",
+                        cmd_label(&cmds[i])
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One pipeline of `cmds[idx]` to the master serving `slot` (routed by the client's own
+    /// slot map). A pipeline of reads whose link dropped is sent once more, like
+    /// [`Store::query_raw`] does for one read.
+    async fn pipeline_to_slot(&self, cmds: &[Cmd], idx: &[usize], slot: u16) -> Result<Vec<Value>> {
+        let mut pipe = redis::pipe();
+        for i in idx {
+            pipe.add_command(cmds[*i].clone());
+        }
+        let reads = idx.iter().all(|i| is_read_only(&cmds[*i]));
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let may_retry = reads && attempt == 1;
+            let Conn::Cluster(mut c) = self.conn() else {
+                return Err(Error::Redis("not a cluster connection".into()));
+            };
+            match self
+                .timed_with(c.route_pipeline(pipe.clone(), 0, idx.len(), route.clone()), !may_retry)
+                .await
+            {
+                Ok(v) if v.len() == idx.len() => return Ok(v),
+                Ok(v) => {
+                    return Err(Error::Redis(format!(
+                        "pipeline of {} commands got {} replies",
+                        idx.len(),
+                        v.len()
+                    )))
+                }
+                Err((_, Some(e))) if may_retry && is_dropped(&e) => continue,
+                Err((err, _)) => {
+                    return Err(labelled(err, || {
+                        format!("pipeline of {} commands ({} ...)", idx.len(), cmd_label(&cmds[idx[0]]))
+                    }))
+                }
+            }
+        }
+    }
+
+    /// The cached slot → master table, read with `CLUSTER SLOTS` when missing. `None` when it
+    /// cannot be read (the batch then goes command by command, as the client routes them).
+    async fn slot_table(&self) -> Option<Arc<SlotTable>> {
+        if let Some(t) = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Some(t);
+        }
+        let Conn::Cluster(mut c) = self.conn() else {
+            return None;
+        };
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SLOTS");
+        let reply = self
+            .timed(c.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random)))
+            .await
+            .ok()?;
+        let table = Arc::new(SlotTable::from_cluster_slots(&reply)?);
+        *self.inner.slots.lock().unwrap_or_else(|p| p.into_inner()) = Some(table.clone());
+        Some(table)
+    }
+
+    fn forget_slot_table(&self) {
+        *self.inner.slots.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Runs a Lua script (which must name at least one key, so a cluster routes it).
@@ -558,6 +703,12 @@ fn manager_config(cfg: &ConnectionConfig, response_timeout: Duration) -> Connect
         .set_number_of_retries(2)
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_millis(1000))
+}
+
+/// Whether a reply is a cluster redirect (`MOVED`/`ASK`): the command ran nowhere and must be
+/// sent where the cluster says.
+fn is_redirect(v: &Value) -> bool {
+    matches!(v, Value::ServerError(se) if matches!(se.code(), "MOVED" | "ASK"))
 }
 
 /// Whether the server provably did not run the command that got this error.

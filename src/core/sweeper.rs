@@ -9,9 +9,10 @@ use redis::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::core::activity::{ActivityInput, Author};
-use crate::core::config::Discovery;
+use crate::core::config::{now_ms, Discovery};
 use crate::core::error::Result;
 use crate::core::fsm::State;
+use crate::core::index::{self, IndexView};
 use crate::core::network::{iso_now, Network};
 use crate::core::registry::{last_beat_of, parse_record, InstanceInfo, Registry};
 use crate::core::store::Store;
@@ -74,14 +75,14 @@ pub(crate) async fn run(net: Network) {
     let mut cache = RecordCache::default();
     loop {
         let due = Instant::now() >= next_sweep;
-        let (leased, ids) = match lease_with_ids(&net, lease, due).await {
-            Ok((l, ids)) => (Ok(l), ids),
+        let (leased, view) = match lease_with_view(&net, lease, due).await {
+            Ok((l, view)) => (Ok(l), view),
             Err(e) => (Err(e), None),
         };
         let wait = match leased {
             Ok(None) => {
                 if due {
-                    match sweep(&net, &mut memo, &mut cache, ids).await {
+                    match sweep(&net, &mut memo, &mut cache, view).await {
                         Ok(soonest) => {
                             failing = false;
                             let by_interval = timing.sweep_interval;
@@ -120,14 +121,14 @@ pub(crate) async fn run(net: Network) {
     }
 }
 
-/// The lease attempt and, when a sweep is due in index mode, the index read in the same
-/// round trip (one less per sweep). Falls back to the lease alone when Redis does not know
-/// the script yet (after a restart), which loads it.
-async fn lease_with_ids(
+/// The lease attempt and, when a sweep is due in index mode, the index's due members in the
+/// same round trip (one less per sweep). Falls back to the lease alone when Redis does not
+/// know the script yet (after a restart), which loads it.
+async fn lease_with_view(
     net: &Network,
     lease: Duration,
     sweep_due: bool,
-) -> Result<(Option<i64>, Option<Vec<String>>)> {
+) -> Result<(Option<i64>, Option<IndexView>)> {
     if !sweep_due || net.config().discovery != Discovery::Index {
         return Ok((try_lease(net, lease).await?, None));
     }
@@ -140,19 +141,15 @@ async fn lease_with_ids(
         .arg(keys.sweeper())
         .arg(net.instance_id())
         .arg(lease.as_millis() as u64);
-    let mut zrange = redis::cmd("ZRANGE");
-    zrange.arg(keys.instances()).arg(0).arg(-1);
-    let mut replies = store.query_many(vec![evalsha, zrange]).await?.into_iter();
-    let (Some(Ok(Value::Int(r))), Some(Ok(index))) = (replies.next(), replies.next()) else {
+    let mut cmds = vec![evalsha];
+    cmds.extend(index::view_cmds(&keys, now_ms()));
+    let replies = store.query_many(cmds).await?;
+    let (Some(Ok(Value::Int(r))), Some(view)) = (replies.first(), index::parse_view(&replies[1..]))
+    else {
         return Ok((try_lease(net, lease).await?, None));
     };
-    let held = if r == 1 { None } else { Some(-r) };
-    let ids: Vec<Vec<u8>> = redis::FromRedisValue::from_redis_value(index).unwrap_or_default();
-    let ids = ids
-        .into_iter()
-        .filter_map(|b| String::from_utf8(b).ok())
-        .collect();
-    Ok((held, Some(ids)))
+    let held = if *r == 1 { None } else { Some(-r) };
+    Ok((held, Some(view)))
 }
 
 /// `Ok(None)`: we hold the lease. `Ok(Some(ms))`: another holder's lease has `ms` left.
@@ -180,57 +177,207 @@ pub(crate) async fn release(net: &Network) -> Result<()> {
     Ok(())
 }
 
-/// One sweep. Returns the soonest remaining heartbeat PTTL (ms) among live instances.
-/// `ids`: the index, when the caller already read it.
+/// One sweep. Returns how long (ms) until the soonest known heartbeat deadline.
+///
+/// Index mode: only the members whose deadline passed are read (`view`, or read here), each
+/// judged alone (alive: pushed back to its real deadline; heartbeat gone: lost, once, by the
+/// compare-and-set; record gone: removed); the whole network is read only when
+/// `network:state` may be due (see [`SnapshotMemo`]). Scan mode has no deadlines: every sweep
+/// reads every record.
 pub(crate) async fn sweep(
     net: &Network,
     memo: &mut SnapshotMemo,
     cache: &mut RecordCache,
-    ids: Option<Vec<String>>,
+    view: Option<IndexView>,
 ) -> Result<Option<i64>> {
     let store = net.store().await?;
     let registry = net.registry().await?;
     let keys = net.keys();
-    let ids = match ids {
-        Some(ids) => ids,
-        None => registry.ids(net.config().discovery).await?,
+    let sweep_interval = net.config().timing.sweep_interval;
+    if net.config().discovery == Discovery::Scan {
+        let ids = registry.ids(Discovery::Scan).await?;
+        let swept = cache.refresh(&registry, &ids).await?;
+        let mut soonest: Option<i64> = None;
+        let mut gone = Vec::new();
+        let mut instances = Vec::with_capacity(swept.len());
+        for r in swept {
+            let id = r.id.clone();
+            let (verdict, info) = judge(net, &store, r).await?;
+            match verdict {
+                Verdict::Alive(Some(ms)) => soonest = Some(soonest.map_or(ms, |s| s.min(ms))),
+                Verdict::Gone => gone.push(id),
+                _ => {}
+            }
+            instances.extend(info);
+        }
+        // Beats keep the index in scan mode too: entries of expired records go.
+        index::remove(&store, keys, &gone).await?;
+        net.logger().debug(
+            serde_json::json!({ "instances": instances.len(), "soonestExpiryMs": soonest }),
+            "sweep done",
+        );
+        memo.full_read_done();
+        write_snapshot(net, &store, memo, instances, sweep_interval).await?;
+        return Ok(soonest);
+    }
+
+    let view = match view {
+        Some(v) => v,
+        None => {
+            let replies = store.query_many(index::view_cmds(&keys, now_ms())).await?;
+            index::parse_view(&replies).unwrap_or_default()
+        }
     };
-    let raw = cache.refresh(&registry, &ids).await?;
+    let now = now_ms();
+    let due_ids: Vec<String> = view.due.iter().map(|(id, _)| id.clone()).collect();
+    let raw = registry.read_raw(&due_ids).await?;
+    let mut alive = Vec::new();
+    let mut later = Vec::new();
+    let mut gone = Vec::new();
+    let mut changed = view.size != memo.index_size;
+    for (r, (_, score)) in raw.into_iter().zip(&view.due) {
+        let info = if r.hash.is_empty() {
+            None
+        } else {
+            parse_record(&r.id, &r.hash, r.heartbeat.as_deref())
+        };
+        let swept = Swept {
+            missing: r.hash.is_empty(),
+            id: r.id,
+            info,
+            heartbeat: r.heartbeat,
+            heartbeat_pttl: r.heartbeat_pttl,
+        };
+        let id = swept.id.clone();
+        match judge(net, &store, swept).await? {
+            (Verdict::Alive(ms), _) => {
+                let ttl = ms.unwrap_or(net.config().timing.dead_instance_ttl.as_millis() as i64);
+                alive.push((id, now + ttl.max(0) as u64));
+            }
+            (Verdict::Gone, _) => {
+                gone.push(id);
+                changed = true;
+            }
+            (verdict, _) => {
+                changed |= verdict == Verdict::Lost;
+                later.push((id, score.clone()));
+            }
+        }
+    }
+    index::push_back(&store, keys, &alive).await?;
+    index::remove(&store, keys, &gone).await?;
+    if !later.is_empty() {
+        // Look again when the dead record should have expired (then its entry goes).
+        let ttls = store
+            .query_many(
+                later
+                    .iter()
+                    .map(|(id, _)| {
+                        let mut c = redis::cmd("PTTL");
+                        c.arg(keys.instance(id));
+                        c
+                    })
+                    .collect(),
+            )
+            .await?;
+        let dead_ttl = net.config().timing.dead_instance_ttl.as_millis() as u64;
+        let moves: Vec<(String, String, u64)> = later
+            .into_iter()
+            .zip(ttls)
+            .map(|((id, old), ttl)| {
+                let ms = match ttl {
+                    Ok(Value::Int(ms)) if ms > 0 => ms as u64,
+                    _ => dead_ttl,
+                };
+                (id, old, now + ms + EXPIRY_MARGIN_MS)
+            })
+            .collect();
+        index::reschedule(&store, keys, &moves).await?;
+    }
+    net.logger().debug(
+        serde_json::json!({ "due": view.due.len(), "indexed": view.size, "nextDeadline": view.next_deadline }),
+        "sweep done",
+    );
+    memo.index_size = view.size;
+    if memo.full_read_due(changed, sweep_interval) {
+        let ids = registry.ids(Discovery::Index).await?;
+        let swept = cache.refresh(&registry, &ids).await?;
+        memo.full_read_done();
+        let instances = swept.into_iter().filter_map(|r| r.info).collect();
+        write_snapshot(net, &store, memo, instances, sweep_interval).await?;
+    }
+    Ok(view
+        .next_deadline
+        .map(|d| d.saturating_sub(now_ms()) as i64))
+}
+
+/// How long after a dead record's expiry the sweeper looks again (so it is gone by then).
+const EXPIRY_MARGIN_MS: u64 = 1000;
+
+/// What a sweep concluded about one instance.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Heartbeat present; its remaining TTL in ms (`None`: the key has no TTL).
+    Alive(Option<i64>),
+    /// Heartbeat gone, and this sweep flipped the record to dead (and reported it).
+    Lost,
+    /// Heartbeat gone, record dead already (or not ours to judge).
+    Dead,
+    /// Record and heartbeat both gone: the index entry can go.
+    Gone,
+}
+
+/// Judges one instance: flips a live record whose heartbeat is gone to dead (the
+/// compare-and-set decides which sweeper reports it). Returns the instance as it now is.
+async fn judge(net: &Network, store: &Store, r: Swept) -> Result<(Verdict, Option<InstanceInfo>)> {
+    let Some(mut info) = r.info else {
+        let verdict = if r.missing && r.heartbeat.is_none() {
+            Verdict::Gone
+        } else if r.heartbeat.is_some() {
+            Verdict::Alive((r.heartbeat_pttl >= 0).then_some(r.heartbeat_pttl))
+        } else {
+            Verdict::Dead
+        };
+        return Ok((verdict, None));
+    };
+    if r.heartbeat_pttl >= 0 || r.heartbeat.is_some() {
+        let ms = (r.heartbeat_pttl >= 0).then_some(r.heartbeat_pttl);
+        return Ok((Verdict::Alive(ms), Some(info)));
+    }
+    if info.state == State::Dead {
+        return Ok((Verdict::Dead, Some(info)));
+    }
+    let at = iso_now();
+    let token = format!("{}|{at}", net.instance_id());
     let dead_ttl = net
         .config()
         .timing
         .dead_instance_ttl
         .as_millis()
         .to_string();
-    let mut soonest: Option<i64> = None;
-    let mut instances = Vec::with_capacity(raw.len());
-    let mut expired = Vec::new();
-    for r in raw {
-        let Some(mut info) = r.info else {
-            if r.missing && r.heartbeat.is_none() {
-                expired.push(r.id);
-            }
-            continue;
-        };
-        if r.heartbeat_pttl >= 0 {
-            soonest = Some(soonest.map_or(r.heartbeat_pttl, |s| s.min(r.heartbeat_pttl)));
-        } else if r.heartbeat.is_none() && info.state != State::Dead {
-            let at = iso_now();
-            let token = format!("{}|{at}", net.instance_id());
-            let won = mark_dead(&store, &keys.instance(&r.id), &at, &dead_ttl, &token).await?;
-            if let Some(prev) = won {
-                let from = prev.parse().ok();
-                info.state = State::Dead;
-                info.last_state_change = at;
-                write_lost_entry(net, &info, from).await?;
-            }
-        }
-        instances.push(info);
-    }
-    for id in &expired {
-        let mut cmd = redis::cmd("ZREM");
-        cmd.arg(keys.instances()).arg(id);
-        let _: i64 = store.query(&cmd).await?;
+    let won = mark_dead(store, &net.keys().instance(&r.id), &at, &dead_ttl, &token).await?;
+    let Some(prev) = won else {
+        info.state = State::Dead; // another sweeper (or the instance itself) got there first
+        return Ok((Verdict::Dead, Some(info)));
+    };
+    let from = prev.parse().ok();
+    info.state = State::Dead;
+    info.last_state_change = at;
+    write_lost_entry(net, &info, from).await?;
+    Ok((Verdict::Lost, Some(info)))
+}
+
+/// Writes `network:state` when [`SnapshotMemo`] says it is due.
+async fn write_snapshot(
+    net: &Network,
+    store: &Store,
+    memo: &mut SnapshotMemo,
+    instances: Vec<InstanceInfo>,
+    sweep_interval: Duration,
+) -> Result<()> {
+    let digest = membership_digest(&instances);
+    if !memo.is_due(digest, sweep_interval) {
+        return Ok(());
     }
     let mut counts: BTreeMap<String, u64> = State::ALL
         .iter()
@@ -239,25 +386,19 @@ pub(crate) async fn sweep(
     for i in &instances {
         *counts.entry(i.state.as_str().to_string()).or_default() += 1;
     }
-    net.logger().debug(
-        serde_json::json!({ "instances": instances.len(), "soonestExpiryMs": soonest }),
-        "sweep done",
-    );
-    let digest = membership_digest(&instances);
-    if memo.is_due(digest, net.config().timing.sweep_interval) {
-        let snapshot = NetworkState {
-            updated_at: iso_now(),
-            updated_by: net.instance_id().to_string(),
-            instances,
-            counts,
-        };
-        let json = serde_json::to_string(&snapshot).unwrap_or_default();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(keys.network_state()).arg(json);
-        let _: () = store.query(&cmd).await?;
-        memo.written(digest);
-    }
-    Ok(soonest)
+    let snapshot = NetworkState {
+        updated_at: iso_now(),
+        updated_by: net.instance_id().to_string(),
+        instances,
+        counts,
+    };
+    let json = serde_json::to_string(&snapshot).unwrap_or_default();
+    let bytes = json.len();
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(net.keys().network_state()).arg(json);
+    let _: () = store.query(&cmd).await?;
+    memo.written(digest, bytes);
+    Ok(())
 }
 
 /// Parsed records from earlier sweeps, keyed by id with the fingerprint they were read at:
@@ -337,30 +478,82 @@ impl RecordCache {
     }
 }
 
-/// When the last `network:state` was written, and what it said. Fast sweeps rewrite the
-/// snapshot only on a change of membership, state or liveness, or once it is a second old:
-/// every change is visible at once, and a sweep every heartbeat does not rewrite (and
-/// re-serialise) the whole network each time.
+/// When the last `network:state` was written, what it said and how big it was, and when the
+/// whole network was last read for it.
+///
+/// The snapshot is rewritten on a change of membership, state or liveness, and otherwise
+/// only to refresh `lastHeartbeat`/`updatedAt`. Both are paced by its size, so a network of
+/// 10,000 instances (a ~3 MB snapshot) does not rewrite megabytes a second:
+/// - a change is written once the last write is `bytes / 1 MiB/s` old (at once for small
+///   networks, ~3 s at 10,000);
+/// - at rest it is rewritten every `bytes / 32 KiB/s`, between 1 s and 15 s (the seed's
+///   heartbeat interval): every second up to ~100 instances, every 15 s from ~1,500;
+/// - in index mode the whole network is read to look for changes every `bytes / 128 KiB/s`
+///   (at most 5 s), at once when the index shows a join, a loss or a removal.
 #[derive(Default)]
 pub(crate) struct SnapshotMemo {
-    last: Option<(u64, Instant)>,
+    last: Option<(u64, Instant, usize)>,
+    last_full_read: Option<Instant>,
+    /// A change was seen but not yet written (its pacing gap had not passed).
+    pending: bool,
+    /// Members of the index at the last sweep (a change means a join or a removal).
+    index_size: u64,
 }
 
-/// Longest a snapshot goes unrewritten while sweeping.
-const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
+/// Pacing of `network:state` writes and reads, in bytes of snapshot per second.
+const CHANGE_RATE: f64 = 1024.0 * 1024.0;
+const REST_RATE: f64 = 32.0 * 1024.0;
+const CHECK_RATE: f64 = 128.0 * 1024.0;
+const REST_MIN: Duration = Duration::from_secs(1);
+const REST_MAX: Duration = Duration::from_secs(15);
+const CHECK_MAX: Duration = Duration::from_secs(5);
+
+fn paced(bytes: usize, rate: f64, min: Duration, max: Duration) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / rate).clamp(min, max)
+}
 
 impl SnapshotMemo {
-    /// Due on a change, or when the next regular sweep would find it older than a second (so
-    /// sweeps a second or more apart always write).
-    fn is_due(&self, digest: u64, sweep_interval: Duration) -> bool {
-        match self.last {
-            Some((d, at)) => d != digest || at.elapsed() + sweep_interval / 2 >= SNAPSHOT_MAX_AGE,
-            None => true,
-        }
+    /// Age of the last write as the next regular sweep will see it (so sweeps a second or
+    /// more apart always find a 1 s gap passed).
+    fn age(&self, at: Instant, sweep_interval: Duration) -> Duration {
+        at.elapsed() + sweep_interval / 2
     }
 
-    fn written(&mut self, digest: u64) {
-        self.last = Some((digest, Instant::now()));
+    /// Whether to read the whole network now (index mode): the snapshot may be due by age,
+    /// a change was signalled (`signal`) or is pending, or it is time to look for changes.
+    fn full_read_due(&self, signal: bool, sweep_interval: Duration) -> bool {
+        let Some((_, at, bytes)) = self.last else {
+            return true;
+        };
+        let age = self.age(at, sweep_interval);
+        let check = paced(bytes, CHECK_RATE, Duration::ZERO, CHECK_MAX);
+        ((signal || self.pending) && age >= paced(bytes, CHANGE_RATE, Duration::ZERO, REST_MAX))
+            || age >= paced(bytes, REST_RATE, REST_MIN, REST_MAX)
+            || self
+                .last_full_read
+                .is_none_or(|t| t.elapsed() + sweep_interval / 2 >= check)
+    }
+
+    fn full_read_done(&mut self) {
+        self.last_full_read = Some(Instant::now());
+    }
+
+    /// Whether a snapshot with this digest is due now; remembers a change that is not yet.
+    fn is_due(&mut self, digest: u64, sweep_interval: Duration) -> bool {
+        let Some((d, at, bytes)) = self.last else {
+            return true;
+        };
+        let age = self.age(at, sweep_interval);
+        let changed = d != digest || self.pending;
+        let due = (changed && age >= paced(bytes, CHANGE_RATE, Duration::ZERO, REST_MAX))
+            || age >= paced(bytes, REST_RATE, REST_MIN, REST_MAX);
+        self.pending = changed && !due;
+        due
+    }
+
+    fn written(&mut self, digest: u64, bytes: usize) {
+        self.last = Some((digest, Instant::now(), bytes));
+        self.pending = false;
     }
 }
 
@@ -457,18 +650,40 @@ mod tests {
     }
 
     #[test]
-    fn memo_writes_on_change_or_when_old() {
+    fn memo_writes_small_snapshots_on_change_or_every_second() {
         let fast = Duration::from_millis(50);
         let mut m = SnapshotMemo::default();
         assert!(m.is_due(1, fast));
-        m.written(1);
+        m.written(1, 3_000);
         assert!(!m.is_due(1, fast));
-        assert!(m.is_due(2, fast));
+        assert!(m.is_due(2, fast), "a change of a small network is written at once");
         assert!(
             m.is_due(1, Duration::from_secs(2)),
             "slow sweeps always write"
         );
-        m.last = Some((1, Instant::now() - SNAPSHOT_MAX_AGE));
+        m.last = Some((1, Instant::now() - Duration::from_secs(1), 3_000));
         assert!(m.is_due(1, fast));
+    }
+
+    #[test]
+    fn memo_paces_big_snapshots_by_size() {
+        let sweep = Duration::from_secs(1);
+        let mut m = SnapshotMemo::default();
+        let big = 3_300_000; // ~10,000 instances
+        m.written(1, big);
+        m.full_read_done();
+        assert!(!m.is_due(2, sweep), "a change waits until ~3 s after the last write");
+        assert!(m.pending, "and is remembered");
+        assert!(!m.full_read_due(false, sweep));
+        m.last = Some((1, Instant::now() - Duration::from_secs(3), big));
+        assert!(m.full_read_due(false, sweep), "the pending change");
+        assert!(m.is_due(1, sweep), "a pending change is written even if the digest is back");
+        m.written(1, big);
+        m.last = Some((1, Instant::now() - Duration::from_secs(10), big));
+        assert!(!m.is_due(1, sweep), "at rest: every 15 s");
+        m.last = Some((1, Instant::now() - Duration::from_secs(15), big));
+        assert!(m.is_due(1, sweep));
+        m.last_full_read = Some(Instant::now() - Duration::from_secs(5));
+        assert!(m.full_read_due(false, sweep), "changes are looked for every 5 s");
     }
 }
