@@ -13,13 +13,16 @@ use redis::Value;
 use crate::core::error::Result;
 use crate::core::keys::Keys;
 use crate::core::registry::text;
-use crate::core::store::Store;
+use crate::core::store::{Command, Store};
 
 /// Move one member's score from `ARGV[2]` to `ARGV[3]` only if it still is `ARGV[2]`.
 /// Invariant: a sweeper never overwrites a deadline a beat wrote after the sweeper read the
 /// score (a rejoin), so a late sweeper cannot postpone a live instance's next check.
+/// (`ZADD XX INCR 0` reads the score without changing it: the documented least-privilege ACL
+/// allows ZADD and ZRANGE on the index, not ZSCORE.)
 const RESCORE: &str = r"
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
+local s = redis.call('ZADD', KEYS[1], 'XX', 'INCR', 0, ARGV[1])
+if s and tonumber(s) == tonumber(ARGV[2]) then
   return redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
 end
 return 0
@@ -32,33 +35,27 @@ pub struct IndexView {
     pub due: Vec<(String, String)>,
     /// The soonest deadline after `now` (ms epoch, the writer's clock).
     pub next_deadline: Option<u64>,
-    /// Members in the index.
-    pub size: u64,
 }
 
-/// The commands of an index view at `now_ms`: due members, the next deadline, the size.
-pub fn view_cmds(keys: &Keys, now_ms: u64) -> Vec<redis::Cmd> {
-    let mut due = redis::cmd("ZRANGEBYSCORE");
-    due.arg(keys.instances())
-        .arg("-inf")
-        .arg(now_ms)
-        .arg("WITHSCORES");
-    let mut next = redis::cmd("ZRANGEBYSCORE");
-    next.arg(keys.instances())
-        .arg(format!("({now_ms}"))
+/// The commands of an index view at `now_ms`: the due members and the next deadline
+/// (`ZRANGE ... BYSCORE`, Redis 6.2+, so the ACL's `+zrange` covers them).
+pub fn view_cmds(keys: &Keys, now_ms: u64) -> Vec<Command> {
+    let mut due = Command::read("ZRANGE", &keys.instances());
+    due.arg("-inf").arg(now_ms).arg("BYSCORE").arg("WITHSCORES");
+    let mut next = Command::read("ZRANGE", &keys.instances());
+    next.arg(format!("({now_ms}"))
         .arg("+inf")
-        .arg("WITHSCORES")
+        .arg("BYSCORE")
         .arg("LIMIT")
         .arg(0)
-        .arg(1);
-    let mut size = redis::cmd("ZCARD");
-    size.arg(keys.instances());
-    vec![due, next, size]
+        .arg(1)
+        .arg("WITHSCORES");
+    vec![due, next]
 }
 
 /// Parses the replies of [`view_cmds`], `None` if one failed or has another shape.
 pub fn parse_view(replies: &[std::result::Result<Value, String>]) -> Option<IndexView> {
-    let [Ok(due), Ok(next), Ok(Value::Int(size))] = replies else {
+    let [Ok(due), Ok(next)] = replies else {
         return None;
     };
     let pairs = |v: &Value| -> Option<Vec<(String, String)>> {
@@ -85,11 +82,7 @@ pub fn parse_view(replies: &[std::result::Result<Value, String>]) -> Option<Inde
         .first()
         .and_then(|(_, s)| s.parse::<f64>().ok())
         .map(|s| s.max(0.0) as u64);
-    Some(IndexView {
-        due,
-        next_deadline,
-        size: (*size).max(0) as u64,
-    })
+    Some(IndexView { due, next_deadline })
 }
 
 fn score_text(v: &Value) -> Option<String> {
@@ -105,8 +98,8 @@ pub async fn push_back(store: &Store, keys: &Keys, deadlines: &[(String, u64)]) 
     if deadlines.is_empty() {
         return Ok(());
     }
-    let mut cmd = redis::cmd("ZADD");
-    cmd.arg(keys.instances()).arg("XX").arg("GT");
+    let mut cmd = Command::write("ZADD", &keys.instances());
+    cmd.arg("XX").arg("GT");
     for (id, at) in deadlines {
         cmd.arg(*at).arg(id);
     }
@@ -140,8 +133,7 @@ pub async fn remove(store: &Store, keys: &Keys, ids: &[String]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let mut cmd = redis::cmd("ZREM");
-    cmd.arg(keys.instances());
+    let mut cmd = Command::write("ZREM", &keys.instances());
     for id in ids {
         cmd.arg(id);
     }
@@ -160,12 +152,16 @@ mod tests {
     #[test]
     fn view_parses_resp2_and_resp3_pairs() {
         let replies = vec![
-            Ok(Value::Array(vec![bulk("a"), bulk("1000"), bulk("b"), bulk("1500")])),
+            Ok(Value::Array(vec![
+                bulk("a"),
+                bulk("1000"),
+                bulk("b"),
+                bulk("1500"),
+            ])),
             Ok(Value::Array(vec![Value::Array(vec![
                 bulk("c"),
                 Value::Double(2500.0),
             ])])),
-            Ok(Value::Int(3)),
         ];
         let v = parse_view(&replies).unwrap();
         assert_eq!(
@@ -173,8 +169,7 @@ mod tests {
             vec![("a".into(), "1000".into()), ("b".into(), "1500".into())]
         );
         assert_eq!(v.next_deadline, Some(2500));
-        assert_eq!(v.size, 3);
-        let failed = vec![Ok(Value::Array(vec![])), Err("x".into()), Ok(Value::Int(0))];
+        let failed = vec![Ok(Value::Array(vec![])), Err("x".into())];
         assert!(parse_view(&failed).is_none());
     }
 
@@ -184,7 +179,8 @@ mod tests {
         let args: Vec<Vec<String>> = cmds
             .iter()
             .map(|c| {
-                c.args_iter()
+                c.cmd()
+                    .args_iter()
                     .map(|a| match a {
                         redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
                         _ => String::new(),
@@ -192,8 +188,18 @@ mod tests {
                     .collect()
             })
             .collect();
-        assert_eq!(args[0], ["ZRANGEBYSCORE", "p:instances", "-inf", "42", "WITHSCORES"]);
+        assert_eq!(
+            args[0],
+            [
+                "ZRANGE",
+                "p:instances",
+                "-inf",
+                "42",
+                "BYSCORE",
+                "WITHSCORES"
+            ]
+        );
         assert_eq!(args[1][2], "(42");
-        assert_eq!(args[2], ["ZCARD", "p:instances"]);
+        assert_eq!(cmds.len(), 2);
     }
 }

@@ -1,9 +1,11 @@
 //! The pure core: everything Perseus does, with no knowledge of Node.
 
 pub mod activity;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod faults;
 pub mod fsm;
 pub mod heartbeat;
 pub mod index;
@@ -15,3 +17,6 @@ pub mod registry;
 pub mod slots;
 pub mod store;
 pub mod sweeper;
+pub mod task;
+pub mod trimmer;
+pub mod watchdog;

@@ -177,7 +177,12 @@ mod tests {
             ])
         };
         let reply = Value::Array(vec![
-            Value::Array(vec![Value::Int(0), Value::Int(5460), node(7000), node(7003)]),
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                node(7000),
+                node(7003),
+            ]),
             Value::Array(vec![Value::Int(5461), Value::Int(10922), node(7001)]),
             Value::Array(vec![Value::Int(10923), Value::Int(16000), node(7002)]),
             Value::Array(vec![Value::Int(16001), Value::Int(16383), node(7000)]),

@@ -9,13 +9,20 @@ use redis::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::core::activity::{ActivityInput, Author};
-use crate::core::config::{now_ms, Discovery};
+use crate::core::clock::{iso_now, now_ms};
+use crate::core::config::Discovery;
 use crate::core::error::Result;
+use crate::core::faults;
 use crate::core::fsm::State;
 use crate::core::index::{self, IndexView};
-use crate::core::network::{iso_now, Network};
+use crate::core::keys::Keys;
 use crate::core::registry::{last_beat_of, parse_record, InstanceInfo, Registry};
-use crate::core::store::Store;
+use crate::core::store::{Command, Kind, Store};
+use crate::core::task::{Exit, Shutdown, TaskCtx};
+
+/// How far before a death's recorded time the outbox looks for its entry: the record and
+/// the stream may live on different nodes, whose clocks may differ a little.
+const REPORT_SEARCH_MARGIN_MS: u64 = 10_000;
 
 /// The sweeper's snapshot of the network (`<prefix>:network:state`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,23 +55,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
-/// Flip a live record to dead; returns the previous state when this call won, else false.
-/// The call's token makes it idempotent: a cluster client that re-sends the script after a
-/// lost reply gets the same answer, so the winner still writes its one HEARTBEAT_LOST entry.
-const MARK_DEAD: &str = r"
-local s = redis.call('HGET', KEYS[1], 'state')
-if s == 'dead' and redis.call('HGET', KEYS[1], 'lostToken') == ARGV[3] then
-  return redis.call('HGET', KEYS[1], 'lostFrom')
-end
-if (not s) or s == 'dead' then return false end
-redis.call('HSET', KEYS[1], 'state', 'dead', 'lastStateChange', ARGV[1], 'lostToken', ARGV[3], 'lostFrom', s)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return s
-";
-
-/// Runs while the instance is started: competes for the lease and sweeps while holding it.
-pub(crate) async fn run(net: Network) {
-    let timing = net.config().timing.clone();
+/// Runs while the instance is started: competes for the lease and sweeps while holding it,
+/// until shutdown. A sweep stops between instances, never between a compare-and-set and its
+/// HEARTBEAT_LOST entry.
+pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
+    let timing = ctx.cfg.timing.clone();
     // The lease lasts one heartbeat TTL and is renewed every heartbeat interval, so when the
     // sweeper dies its lease lapses about when its own heartbeat does.
     let lease = timing.heartbeat_ttl;
@@ -73,16 +68,27 @@ pub(crate) async fn run(net: Network) {
     let mut failing = false;
     let mut memo = SnapshotMemo::default();
     let mut cache = RecordCache::default();
+    let mut outbox = Outbox::default();
     loop {
         let due = Instant::now() >= next_sweep;
-        let (leased, view) = match lease_with_view(&net, lease, due).await {
+        let attempt = tokio::select! {
+            biased;
+            _ = shutdown.requested() => return Exit::Stopped,
+            r = lease_with_view(&ctx, lease, due) => r,
+        };
+        let (leased, view) = match attempt {
             Ok((l, view)) => (Ok(l), view),
             Err(e) => (Err(e), None),
         };
         let wait = match leased {
             Ok(None) => {
                 if due {
-                    match sweep(&net, &mut memo, &mut cache, view).await {
+                    let mut state = SweepState {
+                        memo: &mut memo,
+                        cache: &mut cache,
+                        outbox: &mut outbox,
+                    };
+                    match sweep(&ctx, &mut state, view, &mut shutdown).await {
                         Ok(soonest) => {
                             failing = false;
                             let by_interval = timing.sweep_interval;
@@ -93,7 +99,7 @@ pub(crate) async fn run(net: Network) {
                         }
                         Err(e) => {
                             if !failing {
-                                net.report_error(e, "sweep failed");
+                                ctx.report_error(e, "sweep failed");
                             }
                             failing = true;
                             next_sweep = Instant::now() + timing.sweep_interval;
@@ -111,13 +117,15 @@ pub(crate) async fn run(net: Network) {
             }
             Err(e) => {
                 if !failing {
-                    net.report_error(e, "sweeper lease failed");
+                    ctx.report_error(e, "sweeper lease failed");
                 }
                 failing = true;
                 timing.heartbeat_interval
             }
         };
-        tokio::time::sleep(wait).await;
+        if shutdown.sleep(wait).await {
+            return Exit::Stopped;
+        }
     }
 }
 
@@ -125,186 +133,212 @@ pub(crate) async fn run(net: Network) {
 /// same round trip (one less per sweep). Falls back to the lease alone when Redis does not
 /// know the script yet (after a restart), which loads it.
 async fn lease_with_view(
-    net: &Network,
+    ctx: &TaskCtx,
     lease: Duration,
     sweep_due: bool,
 ) -> Result<(Option<i64>, Option<IndexView>)> {
-    if !sweep_due || net.config().discovery != Discovery::Index {
-        return Ok((try_lease(net, lease).await?, None));
+    let store = &ctx.store;
+    if !sweep_due || ctx.cfg.discovery != Discovery::Index {
+        return Ok((
+            try_lease(store, &ctx.keys, ctx.instance_id(), lease).await?,
+            None,
+        ));
     }
-    let store = net.store().await?;
-    let keys = net.keys();
-    let mut evalsha = redis::cmd("EVALSHA");
+    let keys = &ctx.keys;
+    let mut evalsha = Command::with_args(Kind::Write, "EVALSHA", Some(&keys.sweeper()));
     evalsha
         .arg(redis::Script::new(LEASE).get_hash())
         .arg(1)
         .arg(keys.sweeper())
-        .arg(net.instance_id())
+        .arg(ctx.instance_id())
         .arg(lease.as_millis() as u64);
     let mut cmds = vec![evalsha];
-    cmds.extend(index::view_cmds(&keys, now_ms()));
+    cmds.extend(index::view_cmds(keys, now_ms()));
     let replies = store.query_many(cmds).await?;
     let (Some(Ok(Value::Int(r))), Some(view)) = (replies.first(), index::parse_view(&replies[1..]))
     else {
-        return Ok((try_lease(net, lease).await?, None));
+        return Ok((
+            try_lease(store, keys, ctx.instance_id(), lease).await?,
+            None,
+        ));
     };
     let held = if *r == 1 { None } else { Some(-r) };
     Ok((held, Some(view)))
 }
 
 /// `Ok(None)`: we hold the lease. `Ok(Some(ms))`: another holder's lease has `ms` left.
-async fn try_lease(net: &Network, lease: Duration) -> Result<Option<i64>> {
-    let store = net.store().await?;
-    let key = net.keys().sweeper();
+async fn try_lease(store: &Store, keys: &Keys, id: &str, lease: Duration) -> Result<Option<i64>> {
+    let key = keys.sweeper();
     let lease_ms = lease.as_millis().to_string();
     let r: i64 = store
-        .script(
-            &redis::Script::new(LEASE),
-            &[&key],
-            &[net.instance_id(), &lease_ms],
-        )
+        .script(&redis::Script::new(LEASE), &[&key], &[id, &lease_ms])
         .await?;
     Ok(if r == 1 { None } else { Some(-r) })
 }
 
 /// Gives the lease up (on drain), so another instance takes over at once.
-pub(crate) async fn release(net: &Network) -> Result<()> {
-    let store = net.store().await?;
-    let key = net.keys().sweeper();
+pub async fn release(store: &Store, keys: &Keys, id: &str) -> Result<()> {
+    let key = keys.sweeper();
     let _: i64 = store
-        .script(&redis::Script::new(RELEASE), &[&key], &[net.instance_id()])
+        .script(&redis::Script::new(RELEASE), &[&key], &[id])
         .await?;
     Ok(())
+}
+
+/// What a sweeper keeps from sweep to sweep.
+pub(crate) struct SweepState<'a> {
+    memo: &'a mut SnapshotMemo,
+    cache: &'a mut RecordCache,
+    outbox: &'a mut Outbox,
 }
 
 /// One sweep. Returns how long (ms) until the soonest known heartbeat deadline.
 ///
 /// Index mode: only the members whose deadline passed are read (`view`, or read here), each
-/// judged alone (alive: pushed back to its real deadline; heartbeat gone: lost, once, by the
-/// compare-and-set; record gone: removed); the whole network is read only when
-/// `network:state` may be due (see [`SnapshotMemo`]). Scan mode has no deadlines: every sweep
-/// reads every record.
+/// judged alone: alive (a clock or an older writer scored it early) → pushed back to its
+/// real deadline; heartbeat gone → lost, reported once by the compare-and-set; dead → looked
+/// at again when its record should have expired, or every sweep while it owes its report;
+/// record gone → leaves the index. The whole network is read only when `network:state` may
+/// be due ([`SnapshotMemo`]). So a sweep's cost follows the deaths, not the network's size.
+/// On shutdown it returns between instances (never between a compare-and-set and its
+/// entry), without a snapshot.
 pub(crate) async fn sweep(
-    net: &Network,
-    memo: &mut SnapshotMemo,
-    cache: &mut RecordCache,
+    ctx: &TaskCtx,
+    st: &mut SweepState<'_>,
     view: Option<IndexView>,
+    shutdown: &mut Shutdown,
 ) -> Result<Option<i64>> {
-    let store = net.store().await?;
-    let registry = net.registry().await?;
-    let keys = net.keys();
-    let sweep_interval = net.config().timing.sweep_interval;
-    if net.config().discovery == Discovery::Scan {
-        let ids = registry.ids(Discovery::Scan).await?;
-        let swept = cache.refresh(&registry, &ids).await?;
-        let mut soonest: Option<i64> = None;
-        let mut gone = Vec::new();
-        let mut instances = Vec::with_capacity(swept.len());
-        for r in swept {
-            let id = r.id.clone();
-            let (verdict, info) = judge(net, &store, r).await?;
-            match verdict {
-                Verdict::Alive(Some(ms)) => soonest = Some(soonest.map_or(ms, |s| s.min(ms))),
-                Verdict::Gone => gone.push(id),
-                _ => {}
-            }
-            instances.extend(info);
-        }
-        // Beats keep the index in scan mode too: entries of expired records go.
-        index::remove(&store, keys, &gone).await?;
-        net.logger().debug(
-            serde_json::json!({ "instances": instances.len(), "soonestExpiryMs": soonest }),
-            "sweep done",
-        );
-        memo.full_read_done();
-        write_snapshot(net, &store, memo, instances, sweep_interval).await?;
-        return Ok(soonest);
+    if ctx.cfg.discovery == Discovery::Scan {
+        return sweep_all(ctx, st, shutdown).await;
     }
-
-    let view = match view {
-        Some(v) => v,
-        None => {
-            let replies = store.query_many(index::view_cmds(&keys, now_ms())).await?;
-            index::parse_view(&replies).unwrap_or_default()
-        }
-    };
+    let registry = &ctx.registry;
     let now = now_ms();
-    let due_ids: Vec<String> = view.due.iter().map(|(id, _)| id.clone()).collect();
-    let raw = registry.read_raw(&due_ids).await?;
+    let read = async {
+        let view = match view {
+            Some(v) => v,
+            None => registry.index_view(now).await?,
+        };
+        let ids: Vec<String> = view.due.iter().map(|(id, _)| id.clone()).collect();
+        let raw = registry.read_raw(&ids).await?;
+        Ok::<_, crate::core::error::Error>((view, raw))
+    };
+    let (view, raw) = tokio::select! {
+        biased;
+        _ = shutdown.requested() => return Ok(None),
+        r = read => r?,
+    };
+    let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
     let mut alive = Vec::new();
     let mut later = Vec::new();
     let mut gone = Vec::new();
-    let mut changed = view.size != memo.index_size;
+    let mut owed: Vec<(String, InstanceInfo)> = Vec::new();
+    let mut changed = false;
     for (r, (_, score)) in raw.into_iter().zip(&view.due) {
         let info = if r.hash.is_empty() {
             None
         } else {
             parse_record(&r.id, &r.hash, r.heartbeat.as_deref())
         };
-        let swept = Swept {
-            missing: r.hash.is_empty(),
-            id: r.id,
-            info,
-            heartbeat: r.heartbeat,
-            heartbeat_pttl: r.heartbeat_pttl,
-        };
-        let id = swept.id.clone();
-        match judge(net, &store, swept).await? {
-            (Verdict::Alive(ms), _) => {
-                let ttl = ms.unwrap_or(net.config().timing.dead_instance_ttl.as_millis() as i64);
-                alive.push((id, now + ttl.max(0) as u64));
-            }
-            (Verdict::Gone, _) => {
-                gone.push(id);
+        let report_token = r.hash.get("reportToken").filter(|t| !t.is_empty()).cloned();
+        if r.heartbeat_pttl >= 0 || r.heartbeat.is_some() {
+            // Alive: back to its real deadline (a key without TTL: look again much later).
+            let ms = if r.heartbeat_pttl >= 0 {
+                r.heartbeat_pttl as u64
+            } else {
+                dead_ttl.as_millis() as u64
+            };
+            alive.push((r.id, now + ms));
+            continue;
+        }
+        if r.hash.is_empty() {
+            gone.push(r.id); // record and heartbeat both gone: it has expired
+            changed = true;
+            continue;
+        }
+        match info {
+            Some(mut info) if info.state != State::Dead => {
+                if shutdown.is_requested() {
+                    return Ok(None);
+                }
+                let at = iso_now();
+                let token = format!("{}|{at}", ctx.instance_id());
+                if let Some(prev) = registry.mark_dead(&r.id, &at, dead_ttl, &token).await? {
+                    // The compare-and-set and the entry are one unit: nothing stops a sweep
+                    // between them but a crash, which the outbox (reportToken) covers.
+                    faults::pause_after_mark_dead(ctx.instance_id()).await;
+                    let from = prev.parse().ok();
+                    info.state = State::Dead;
+                    info.last_state_change = at;
+                    write_lost_entry(ctx, &info, from, &token).await?;
+                    registry.clear_report(&r.id, &token).await?;
+                }
                 changed = true;
+                later.push((r.id, score.clone()));
             }
-            (verdict, _) => {
-                changed |= verdict == Verdict::Lost;
-                later.push((id, score.clone()));
+            Some(info) => match report_token {
+                // Owes its HEARTBEAT_LOST entry: stays due (read every sweep) until settled.
+                Some(token) => owed.push((token, info)),
+                None => later.push((r.id, score.clone())),
+            },
+            None => later.push((r.id, score.clone())), // not ours to judge: look again later
+        }
+    }
+    st.outbox.keep_only(&owed);
+    for (token, info) in owed {
+        if shutdown.is_requested() {
+            return Ok(None);
+        }
+        if st
+            .outbox
+            .is_overdue(&info.instance_id, &token, ctx.cfg.timing.sweep_interval)
+        {
+            if let Err(e) = settle_report(ctx, &info).await {
+                ctx.log.warn(
+                    serde_json::json!({ "error": e.to_string(), "lostInstanceId": info.instance_id }),
+                    "could not settle an owed HEARTBEAT_LOST entry; retrying next sweep",
+                );
             }
         }
     }
-    index::push_back(&store, keys, &alive).await?;
-    index::remove(&store, keys, &gone).await?;
+    if shutdown.is_requested() {
+        return Ok(None);
+    }
+    registry.push_back(&alive).await?;
+    registry.forget_many(&gone).await?;
     if !later.is_empty() {
-        // Look again when the dead record should have expired (then its entry goes).
-        let ttls = store
-            .query_many(
-                later
-                    .iter()
-                    .map(|(id, _)| {
-                        let mut c = redis::cmd("PTTL");
-                        c.arg(keys.instance(id));
-                        c
-                    })
-                    .collect(),
-            )
-            .await?;
-        let dead_ttl = net.config().timing.dead_instance_ttl.as_millis() as u64;
+        // Look again when the dead record should have expired (its entry then leaves).
+        let ids: Vec<String> = later.iter().map(|(id, _)| id.clone()).collect();
+        let ttls = registry.record_ttls(&ids).await?;
         let moves: Vec<(String, String, u64)> = later
             .into_iter()
             .zip(ttls)
             .map(|((id, old), ttl)| {
-                let ms = match ttl {
-                    Ok(Value::Int(ms)) if ms > 0 => ms as u64,
-                    _ => dead_ttl,
-                };
+                let ms = ttl.unwrap_or(dead_ttl.as_millis() as u64);
                 (id, old, now + ms + EXPIRY_MARGIN_MS)
             })
             .collect();
-        index::reschedule(&store, keys, &moves).await?;
+        registry.reschedule(&moves).await?;
     }
-    net.logger().debug(
-        serde_json::json!({ "due": view.due.len(), "indexed": view.size, "nextDeadline": view.next_deadline }),
+    ctx.log.debug(
+        serde_json::json!({ "due": view.due.len(), "nextDeadline": view.next_deadline }),
         "sweep done",
     );
-    memo.index_size = view.size;
-    if memo.full_read_due(changed, sweep_interval) {
-        let ids = registry.ids(Discovery::Index).await?;
-        let swept = cache.refresh(&registry, &ids).await?;
-        memo.full_read_done();
+    if st
+        .memo
+        .full_read_due(changed, ctx.cfg.timing.sweep_interval)
+    {
+        let read = async {
+            let ids = registry.ids(Discovery::Index).await?;
+            st.cache.refresh(registry, &ids).await
+        };
+        let swept = tokio::select! {
+            biased;
+            _ = shutdown.requested() => return Ok(None),
+            r = read => r?,
+        };
+        st.memo.full_read_done();
         let instances = swept.into_iter().filter_map(|r| r.info).collect();
-        write_snapshot(net, &store, memo, instances, sweep_interval).await?;
+        write_snapshot(ctx, st.memo, instances).await?;
     }
     Ok(view
         .next_deadline
@@ -314,69 +348,14 @@ pub(crate) async fn sweep(
 /// How long after a dead record's expiry the sweeper looks again (so it is gone by then).
 const EXPIRY_MARGIN_MS: u64 = 1000;
 
-/// What a sweep concluded about one instance.
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    /// Heartbeat present; its remaining TTL in ms (`None`: the key has no TTL).
-    Alive(Option<i64>),
-    /// Heartbeat gone, and this sweep flipped the record to dead (and reported it).
-    Lost,
-    /// Heartbeat gone, record dead already (or not ours to judge).
-    Dead,
-    /// Record and heartbeat both gone: the index entry can go.
-    Gone,
-}
-
-/// Judges one instance: flips a live record whose heartbeat is gone to dead (the
-/// compare-and-set decides which sweeper reports it). Returns the instance as it now is.
-async fn judge(net: &Network, store: &Store, r: Swept) -> Result<(Verdict, Option<InstanceInfo>)> {
-    let Some(mut info) = r.info else {
-        let verdict = if r.missing && r.heartbeat.is_none() {
-            Verdict::Gone
-        } else if r.heartbeat.is_some() {
-            Verdict::Alive((r.heartbeat_pttl >= 0).then_some(r.heartbeat_pttl))
-        } else {
-            Verdict::Dead
-        };
-        return Ok((verdict, None));
-    };
-    if r.heartbeat_pttl >= 0 || r.heartbeat.is_some() {
-        let ms = (r.heartbeat_pttl >= 0).then_some(r.heartbeat_pttl);
-        return Ok((Verdict::Alive(ms), Some(info)));
-    }
-    if info.state == State::Dead {
-        return Ok((Verdict::Dead, Some(info)));
-    }
-    let at = iso_now();
-    let token = format!("{}|{at}", net.instance_id());
-    let dead_ttl = net
-        .config()
-        .timing
-        .dead_instance_ttl
-        .as_millis()
-        .to_string();
-    let won = mark_dead(store, &net.keys().instance(&r.id), &at, &dead_ttl, &token).await?;
-    let Some(prev) = won else {
-        info.state = State::Dead; // another sweeper (or the instance itself) got there first
-        return Ok((Verdict::Dead, Some(info)));
-    };
-    let from = prev.parse().ok();
-    info.state = State::Dead;
-    info.last_state_change = at;
-    write_lost_entry(net, &info, from).await?;
-    Ok((Verdict::Lost, Some(info)))
-}
-
 /// Writes `network:state` when [`SnapshotMemo`] says it is due.
 async fn write_snapshot(
-    net: &Network,
-    store: &Store,
+    ctx: &TaskCtx,
     memo: &mut SnapshotMemo,
     instances: Vec<InstanceInfo>,
-    sweep_interval: Duration,
 ) -> Result<()> {
     let digest = membership_digest(&instances);
-    if !memo.is_due(digest, sweep_interval) {
+    if !memo.is_due(digest, ctx.cfg.timing.sweep_interval) {
         return Ok(());
     }
     let mut counts: BTreeMap<String, u64> = State::ALL
@@ -388,17 +367,154 @@ async fn write_snapshot(
     }
     let snapshot = NetworkState {
         updated_at: iso_now(),
-        updated_by: net.instance_id().to_string(),
+        updated_by: ctx.instance_id().to_string(),
         instances,
         counts,
     };
     let json = serde_json::to_string(&snapshot).unwrap_or_default();
     let bytes = json.len();
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(net.keys().network_state()).arg(json);
-    let _: () = store.query(&cmd).await?;
+    let mut cmd = Command::write("SET", &ctx.keys.network_state());
+    cmd.arg(json);
+    let _: () = ctx.store.query(&cmd).await?;
     memo.written(digest, bytes);
     Ok(())
+}
+
+/// A sweep in scan mode (no index, so no deadlines): reads every record, every sweep.
+/// Returns the soonest remaining heartbeat PTTL (ms) among live instances.
+async fn sweep_all(
+    ctx: &TaskCtx,
+    st: &mut SweepState<'_>,
+    shutdown: &mut Shutdown,
+) -> Result<Option<i64>> {
+    let registry = &ctx.registry;
+    let read = async {
+        let ids = registry.ids(ctx.cfg.discovery).await?;
+        st.cache.refresh(registry, &ids).await
+    };
+    let raw = tokio::select! {
+        biased;
+        _ = shutdown.requested() => return Ok(None),
+        r = read => r?,
+    };
+    let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
+    let mut soonest: Option<i64> = None;
+    let mut instances = Vec::with_capacity(raw.len());
+    let mut expired = Vec::new();
+    let mut owed: Vec<(String, InstanceInfo)> = Vec::new();
+    for r in raw {
+        let Some(mut info) = r.info else {
+            if r.missing && r.heartbeat.is_none() {
+                expired.push(r.id);
+            }
+            continue;
+        };
+        if r.heartbeat_pttl >= 0 {
+            soonest = Some(soonest.map_or(r.heartbeat_pttl, |s| s.min(r.heartbeat_pttl)));
+        } else if r.heartbeat.is_none() && info.state != State::Dead {
+            if shutdown.is_requested() {
+                return Ok(soonest);
+            }
+            let at = iso_now();
+            let token = format!("{}|{at}", ctx.instance_id());
+            let won = registry.mark_dead(&r.id, &at, dead_ttl, &token).await?;
+            if let Some(prev) = won {
+                // The compare-and-set and the entry are one unit: nothing stops a sweep
+                // between them but a crash, which the outbox (reportToken) covers.
+                faults::pause_after_mark_dead(ctx.instance_id()).await;
+                let from = prev.parse().ok();
+                info.state = State::Dead;
+                info.last_state_change = at;
+                write_lost_entry(ctx, &info, from, &token).await?;
+                registry.clear_report(&r.id, &token).await?;
+            }
+        } else if info.state == State::Dead {
+            if let Some(token) = &r.report_token {
+                owed.push((token.clone(), info.clone()));
+            }
+        }
+        instances.push(info);
+    }
+    st.outbox.keep_only(&owed);
+    for (token, info) in owed {
+        if shutdown.is_requested() {
+            return Ok(soonest);
+        }
+        if st
+            .outbox
+            .is_overdue(&info.instance_id, &token, ctx.cfg.timing.sweep_interval)
+        {
+            if let Err(e) = settle_report(ctx, &info).await {
+                ctx.log.warn(
+                    serde_json::json!({ "error": e.to_string(), "lostInstanceId": info.instance_id }),
+                    "could not settle an owed HEARTBEAT_LOST entry; retrying next sweep",
+                );
+            }
+        }
+    }
+    if shutdown.is_requested() {
+        return Ok(soonest);
+    }
+    for id in &expired {
+        registry.forget(id).await?;
+    }
+    ctx.log.debug(
+        serde_json::json!({ "instances": instances.len(), "soonestExpiryMs": soonest }),
+        "sweep done",
+    );
+    st.memo.full_read_done();
+    write_snapshot(ctx, st.memo, instances).await?;
+    Ok(soonest)
+}
+
+/// Death reports owed by dead records (their `reportToken`), with when this sweeper first saw
+/// each: one is settled only once it is older than a sweep interval, so a reporter that is
+/// merely between its compare-and-set and its entry is not raced.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    seen: HashMap<String, (String, Instant)>,
+}
+
+impl Outbox {
+    /// Forgets reports no longer owed; remembers new ones from now.
+    fn keep_only(&mut self, owed: &[(String, InstanceInfo)]) {
+        let mut next = HashMap::with_capacity(owed.len());
+        for (token, info) in owed {
+            let first = match self.seen.remove(&info.instance_id) {
+                Some((t, at)) if t == *token => at,
+                _ => Instant::now(),
+            };
+            next.insert(info.instance_id.clone(), (token.clone(), first));
+        }
+        self.seen = next;
+    }
+
+    /// Whether `id`'s report `token` has been owed for at least `age`.
+    fn is_overdue(&self, id: &str, token: &str, age: Duration) -> bool {
+        self.seen
+            .get(id)
+            .is_some_and(|(t, at)| t == token && at.elapsed() >= age)
+    }
+}
+
+/// Settles the death report `lost`'s record owes: writes its HEARTBEAT_LOST entry unless the
+/// stream already holds one with the record's token (searching from the death on), then
+/// clears the token. At least once by the outbox, at most once by the token check.
+async fn settle_report(ctx: &TaskCtx, lost: &InstanceInfo) -> Result<()> {
+    let id = &lost.instance_id;
+    let Some((pending, from)) = ctx.registry.pending_report(id).await? else {
+        return Ok(());
+    };
+    let since = pending.at_ms.saturating_sub(REPORT_SEARCH_MARGIN_MS);
+    let written = ctx
+        .writer
+        .log()
+        .has_field_since(since, id, "reportToken", &pending.token)
+        .await?;
+    if !written {
+        write_lost_entry(ctx, lost, from, &pending.token).await?;
+    }
+    ctx.registry.clear_report(id, &pending.token).await
 }
 
 /// Parsed records from earlier sweeps, keyed by id with the fingerprint they were read at:
@@ -422,6 +538,8 @@ pub(crate) struct Swept {
     /// `None`: hash missing (`missing`) or not parsable.
     info: Option<InstanceInfo>,
     missing: bool,
+    /// The death report the record still owes, if any.
+    report_token: Option<String>,
     heartbeat: Option<String>,
     heartbeat_pttl: i64,
 }
@@ -467,6 +585,7 @@ impl RecordCache {
             }
             out.push(Swept {
                 missing: l.fingerprint.is_none(),
+                report_token: l.report_token,
                 id: l.id,
                 info,
                 heartbeat: l.heartbeat,
@@ -489,15 +608,14 @@ impl RecordCache {
 /// - at rest it is rewritten every `bytes / 32 KiB/s`, between 1 s and 15 s (the seed's
 ///   heartbeat interval): every second up to ~100 instances, every 15 s from ~1,500;
 /// - in index mode the whole network is read to look for changes every `bytes / 128 KiB/s`
-///   (at most 5 s), at once when the index shows a join, a loss or a removal.
+///   (every sweep for small networks, at most 5 s apart), and at once (paced like a change)
+///   when a sweep found a loss or an expired record.
 #[derive(Default)]
 pub(crate) struct SnapshotMemo {
     last: Option<(u64, Instant, usize)>,
     last_full_read: Option<Instant>,
     /// A change was seen but not yet written (its pacing gap had not passed).
     pending: bool,
-    /// Members of the index at the last sweep (a change means a join or a removal).
-    index_size: u64,
 }
 
 /// Pacing of `network:state` writes and reads, in bytes of snapshot per second.
@@ -570,25 +688,14 @@ fn membership_digest(instances: &[InstanceInfo]) -> u64 {
     h.finish()
 }
 
-/// Flips the record at `key` to dead unless it already is; `Some(previous state)` when this
-/// call (identified by `token`, so a re-sent call answers the same) made the flip.
-pub async fn mark_dead(
-    store: &Store,
-    key: &str,
-    at: &str,
-    dead_ttl_ms: &str,
+/// Writes HEARTBEAT_LOST for `lost` (the entry's instanceId is the lost peer; `reporter` is
+/// this sweeper; `reportToken` the token of the record's mark-dead).
+async fn write_lost_entry(
+    ctx: &TaskCtx,
+    lost: &InstanceInfo,
+    from: Option<State>,
     token: &str,
-) -> Result<Option<String>> {
-    store
-        .script(
-            &redis::Script::new(MARK_DEAD),
-            &[key],
-            &[at, dead_ttl_ms, token],
-        )
-        .await
-}
-
-async fn write_lost_entry(net: &Network, lost: &InstanceInfo, from: Option<State>) -> Result<()> {
+) -> Result<()> {
     let author = Author {
         instance_id: lost.instance_id.clone(),
         exchange: lost.exchange_name.clone(),
@@ -601,10 +708,13 @@ async fn write_lost_entry(net: &Network, lost: &InstanceInfo, from: Option<State
         reason: Some("heartbeat expired".into()),
         from_state: from,
         to_state: Some(State::Dead),
-        fields: vec![("reporter".into(), net.instance_id().to_string())],
+        fields: vec![
+            ("reporter".into(), ctx.instance_id().to_string()),
+            ("reportToken".into(), token.to_string()),
+        ],
     };
-    net.append_as(&author, &input).await?;
-    net.logger().warn(
+    ctx.writer.append_as(&author, &input).await?;
+    ctx.log.warn(
         serde_json::json!({ "lostInstanceId": lost.instance_id }),
         "peer lost: heartbeat expired",
     );
@@ -656,7 +766,10 @@ mod tests {
         assert!(m.is_due(1, fast));
         m.written(1, 3_000);
         assert!(!m.is_due(1, fast));
-        assert!(m.is_due(2, fast), "a change of a small network is written at once");
+        assert!(
+            m.is_due(2, fast),
+            "a change of a small network is written at once"
+        );
         assert!(
             m.is_due(1, Duration::from_secs(2)),
             "slow sweeps always write"
@@ -672,18 +785,27 @@ mod tests {
         let big = 3_300_000; // ~10,000 instances
         m.written(1, big);
         m.full_read_done();
-        assert!(!m.is_due(2, sweep), "a change waits until ~3 s after the last write");
+        assert!(
+            !m.is_due(2, sweep),
+            "a change waits until ~3 s after the last write"
+        );
         assert!(m.pending, "and is remembered");
         assert!(!m.full_read_due(false, sweep));
         m.last = Some((1, Instant::now() - Duration::from_secs(3), big));
         assert!(m.full_read_due(false, sweep), "the pending change");
-        assert!(m.is_due(1, sweep), "a pending change is written even if the digest is back");
+        assert!(
+            m.is_due(1, sweep),
+            "a pending change is written even if the digest is back"
+        );
         m.written(1, big);
         m.last = Some((1, Instant::now() - Duration::from_secs(10), big));
         assert!(!m.is_due(1, sweep), "at rest: every 15 s");
         m.last = Some((1, Instant::now() - Duration::from_secs(15), big));
         assert!(m.is_due(1, sweep));
         m.last_full_read = Some(Instant::now() - Duration::from_secs(5));
-        assert!(m.full_read_due(false, sweep), "changes are looked for every 5 s");
+        assert!(
+            m.full_read_due(false, sweep),
+            "changes are looked for every 5 s"
+        );
     }
 }

@@ -1,23 +1,33 @@
 //! The Redis connection: standalone (auto-reconnecting manager) or OSS cluster, with explicit
 //! timeouts, secret-free errors and connection-status tracking.
+//!
+//! Callers say what a command is ([`Kind`]): a read may be sent again after a dropped link, a
+//! write never is by us, a send-once write is never re-sent by anyone. The store matches no
+//! command names; a failure is labelled with the command and key the caller gave.
+
+mod connect;
+mod errors;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClientBuilder;
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{
     MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
 };
-use redis::{
-    Client, Cmd, ConnectionAddr, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError,
-    TlsCertificates, TlsMode, Value,
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, ToRedisArgs, Value};
+
+pub use connect::install_crypto;
+pub use errors::scrub;
+use errors::{
+    describe, is_data_error, is_dropped, is_link_failure, labelled, secrets_of, server_error_text,
+    was_not_run,
 };
 
-use crate::core::config::{ConnectionConfig, Target};
+use crate::core::config::ConnectionConfig;
 use crate::core::error::{Error, Result};
 use crate::core::slots::{self, SlotTable};
 
@@ -28,9 +38,101 @@ pub type StatusListener = Arc<dyn Fn(bool, Option<String>) + Send + Sync>;
 /// flight at once, so Redis works on one while the client parses another).
 const CLUSTER_BATCH: usize = 2048;
 
+/// Whether a reply is a cluster redirect (`MOVED`/`ASK`): the command ran nowhere and must be
+/// sent where the cluster says.
+fn is_redirect(v: &Value) -> bool {
+    matches!(v, Value::ServerError(se) if matches!(se.code(), "MOVED" | "ASK"))
+}
+
 /// Consecutive timeouts after which a standalone connection is rebuilt (a half-open socket
 /// keeps timing out and the manager does not reconnect on timeouts by itself).
 const TIMEOUT_STRIKES: u32 = 3;
+
+/// What sending a command twice would do, as its caller knows: the store decides retries on
+/// this, never on the command's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only reads: sent once more on the reconnected link after the link dropped under it
+    /// (the multiplexed connection notices a dropped socket only when it next writes).
+    Read,
+    /// Changes data, with the same effect when run twice (SET, HSET, ZADD, DEL, a script
+    /// with a token...): never re-sent by us, but a cluster client may re-send it.
+    Write,
+    /// Must run at most once (`XADD *` writes a second entry when sent twice): on a cluster
+    /// it goes over a connection whose client never re-sends by itself.
+    WriteOnce,
+}
+
+/// One command, with what it is ([`Kind`]) and how its failures are labelled (`NAME key`:
+/// keys are never secret; values are never included).
+#[derive(Clone)]
+pub struct Command {
+    cmd: Cmd,
+    kind: Kind,
+    label: String,
+}
+
+impl Command {
+    /// `NAME key ...`: the usual single-key command; add the rest with [`Command::arg`].
+    pub fn on_key(kind: Kind, name: &str, key: &str) -> Self {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(key);
+        Command {
+            cmd,
+            kind,
+            label: format!("{name} {key}"),
+        }
+    }
+
+    /// A read of `key` ([`Kind::Read`]).
+    pub fn read(name: &str, key: &str) -> Self {
+        Self::on_key(Kind::Read, name, key)
+    }
+
+    /// An idempotent write of `key` ([`Kind::Write`]).
+    pub fn write(name: &str, key: &str) -> Self {
+        Self::on_key(Kind::Write, name, key)
+    }
+
+    /// A write of `key` that must run at most once ([`Kind::WriteOnce`]).
+    pub fn write_once(name: &str, key: &str) -> Self {
+        Self::on_key(Kind::WriteOnce, name, key)
+    }
+
+    /// A command whose key is not its first argument (`XREAD ... STREAMS key`), or that has
+    /// none (`PING`, `SCAN`): `label_key` names it in errors.
+    pub fn with_args(kind: Kind, name: &str, label_key: Option<&str>) -> Self {
+        Command {
+            cmd: redis::cmd(name),
+            kind,
+            label: match label_key {
+                Some(k) => format!("{name} {k}"),
+                None => name.to_string(),
+            },
+        }
+    }
+
+    /// Appends an argument.
+    pub fn arg<T: ToRedisArgs>(&mut self, a: T) -> &mut Self {
+        self.cmd.arg(a);
+        self
+    }
+
+    /// What errors of this command start with (`XADD perseus:activity`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The caller's word on re-sending it.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The command as sent.
+    pub fn cmd(&self) -> &Cmd {
+        &self.cmd
+    }
+}
 
 #[derive(Clone)]
 enum Conn {
@@ -65,15 +167,6 @@ struct Inner {
     slots: std::sync::Mutex<Option<Arc<SlotTable>>>,
 }
 
-static CRYPTO: Once = Once::new();
-
-/// Installs ring as rustls' process-wide crypto provider, once (needed before any TLS use).
-pub fn install_crypto() {
-    CRYPTO.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 impl Store {
     /// Connects within `connect_timeout`. `on_status` hears later losses and recoveries.
     pub async fn connect(
@@ -103,45 +196,8 @@ impl Store {
         on_status: Option<StatusListener>,
         with_once: bool,
     ) -> Result<Self> {
-        install_crypto();
         let secrets = secrets_of(cfg);
-        let scrub =
-            |e: RedisError| Error::Redis(connect_failure(cfg, &scrub(&secrets, &describe(&e))));
-        let deadline = cfg.connect_timeout;
-        let fut = async {
-            match &cfg.target {
-                Target::Standalone(url) => {
-                    let client = standalone_client(cfg, url).map_err(scrub)?;
-                    let mgr_cfg = manager_config(cfg, response_timeout);
-                    ConnectionManager::new_with_config(client, mgr_cfg)
-                        .await
-                        .map(|c| (Conn::Single(c), None))
-                        .map_err(scrub)
-                }
-                Target::Cluster(nodes) => {
-                    let client = cluster_client(cfg, nodes, response_timeout, 3).map_err(scrub)?;
-                    let conn = client.get_async_connection().await.map_err(scrub)?;
-                    let once = if with_once {
-                        let client =
-                            cluster_client(cfg, nodes, response_timeout, 0).map_err(scrub)?;
-                        Some(client.get_async_connection().await.map_err(scrub)?)
-                    } else {
-                        None
-                    };
-                    Ok((Conn::Cluster(conn), once))
-                }
-            }
-        };
-        let (conn, once) = match tokio::time::timeout(deadline, fut).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(Error::Timeout(format!(
-                    "could not connect to Redis at {} within {} ms",
-                    crate::core::config::redact_target(&cfg.target),
-                    deadline.as_millis()
-                )))
-            }
-        };
+        let (conn, once) = connect::open(cfg, &secrets, response_timeout, with_once).await?;
         // A probe, so a server that accepts TCP but refuses us (auth, ACL) fails here.
         let store = Store {
             inner: Arc::new(Inner {
@@ -157,7 +213,9 @@ impl Store {
                 slots: std::sync::Mutex::new(None),
             }),
         };
-        let _: Value = store.query(&redis::cmd("PING")).await?;
+        let _: Value = store
+            .query(&Command::with_args(Kind::Read, "PING", None))
+            .await?;
         Ok(store)
     }
 
@@ -178,28 +236,28 @@ impl Store {
     /// e.g. `XADD perseus:activity failed: NOPERM this user has no permissions to run the
     /// 'xadd' command`.
     ///
-    /// A read-only command that fails because the link dropped (the server closed it, e.g.
+    /// A [`Kind::Read`] that fails because the link dropped (the server closed it, e.g.
     /// `CLIENT KILL`, a restart or a failover) is sent once more on the reconnected link: the
     /// multiplexed connection only notices a dropped socket when it next writes, so the first
     /// command after a drop would fail although the server is fine. Writes are never re-sent
-    /// (`XADD *` is not idempotent).
-    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+    /// by us, and a [`Kind::WriteOnce`] never by the cluster client either.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Command) -> Result<T> {
         if let Some(once) = &self.inner.once {
-            if !is_idempotent(cmd) {
+            if cmd.kind == Kind::WriteOnce {
                 return self.query_once(cmd, once.clone()).await;
             }
         }
         let value = self.query_raw(cmd).await.map_err(|(e, _)| e)?;
         self.convert(value)
-            .map_err(|e| labelled(e, || cmd_label(cmd)))
+            .map_err(|e| labelled(e, || cmd.label.clone()))
     }
 
-    /// One command on the shared connection (read-only ones retried once after a dropped
-    /// link). The reply may be a `Value::ServerError`. A failure comes labelled, with whether
-    /// it is about the key's data (a per-key error) rather than the link, the cluster's state
-    /// or the user's rights.
-    async fn query_raw(&self, cmd: &Cmd) -> std::result::Result<Value, (Error, bool)> {
-        let retry = is_read_only(cmd);
+    /// One command on the shared connection (reads retried once after a dropped link). The
+    /// reply may be a `Value::ServerError`. A failure comes labelled, with whether it is about
+    /// the key's data (a per-key error) rather than the link, the cluster's state or the
+    /// user's rights.
+    async fn query_raw(&self, cmd: &Command) -> std::result::Result<Value, (Error, bool)> {
+        let retry = cmd.kind == Kind::Read;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -209,8 +267,8 @@ impl Store {
                 .timed_with(
                     async {
                         match &mut conn {
-                            Conn::Single(c) => c.req_packed_command(cmd).await,
-                            Conn::Cluster(c) => c.req_packed_command(cmd).await,
+                            Conn::Single(c) => c.req_packed_command(&cmd.cmd).await,
+                            Conn::Cluster(c) => c.req_packed_command(&cmd.cmd).await,
                         }
                     },
                     !may_retry,
@@ -223,7 +281,7 @@ impl Store {
                     let data = e.as_ref().is_some_and(|e| {
                         is_data_error(redis::ServerError::try_from(e.clone()).ok().as_ref())
                     });
-                    return Err((labelled(err, || cmd_label(cmd)), data));
+                    return Err((labelled(err, || cmd.label.clone()), data));
                 }
             }
         }
@@ -236,7 +294,7 @@ impl Store {
     /// have been written.
     async fn query_once<T: FromRedisValue>(
         &self,
-        cmd: &Cmd,
+        cmd: &Command,
         mut conn: ClusterConnection,
     ) -> Result<T> {
         let deadline = tokio::time::Instant::now() + self.inner.response_timeout;
@@ -244,7 +302,7 @@ impl Store {
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let attempt = async {
-                match tokio::time::timeout(remaining, conn.req_packed_command(cmd)).await {
+                match tokio::time::timeout(remaining, conn.req_packed_command(&cmd.cmd)).await {
                     Ok(r) => r,
                     Err(_) => Err(RedisError::from(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
@@ -255,7 +313,9 @@ impl Store {
             let (err, retryable) = match attempt.await {
                 Ok(v) => {
                     self.set_connected(true, None);
-                    return self.convert(v).map_err(|e| labelled(e, || cmd_label(cmd)));
+                    return self
+                        .convert(v)
+                        .map_err(|e| labelled(e, || cmd.label.clone()));
                 }
                 Err(e) => {
                     let retryable = was_not_run(&e);
@@ -271,7 +331,7 @@ impl Store {
             if is_link_failure(&err) || retryable {
                 self.set_connected(false, Some(mapped.to_string()));
             }
-            return Err(labelled(mapped, || cmd_label(cmd)));
+            return Err(labelled(mapped, || cmd.label.clone()));
         }
     }
 
@@ -296,7 +356,7 @@ impl Store {
     /// command keeps its own result so one bad key cannot fail the others.
     pub async fn query_many(
         &self,
-        cmds: Vec<Cmd>,
+        cmds: Vec<Command>,
     ) -> Result<Vec<std::result::Result<Value, String>>> {
         if cmds.is_empty() {
             return Ok(vec![]);
@@ -308,10 +368,10 @@ impl Store {
         if self.is_cluster() {
             self.query_many_cluster(cmds).await
         } else {
-            let labels: Vec<String> = cmds.iter().map(cmd_label).collect();
+            let labels: Vec<String> = cmds.iter().map(|c| c.label.clone()).collect();
             let mut pipe = redis::pipe();
             for c in cmds {
-                pipe.add_command(c);
+                pipe.add_command(c.cmd);
             }
             let values = self.pipeline(&pipe).await?;
             let mut out = Vec::with_capacity(values.len());
@@ -336,14 +396,17 @@ impl Store {
     /// with no key, or that must not be re-sent (`XADD`), go one by one as before.
     async fn query_many_cluster(
         &self,
-        cmds: Vec<Cmd>,
+        cmds: Vec<Command>,
     ) -> Result<Vec<std::result::Result<Value, String>>> {
         let table = self.slot_table().await;
-        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); table.as_ref().map_or(0, |t| t.masters())];
+        let mut groups: Vec<Vec<usize>> =
+            vec![Vec::new(); table.as_ref().map_or(0, |t| t.masters())];
         let mut singles = Vec::new();
         for (i, c) in cmds.iter().enumerate() {
-            let master = match (&table, slots::key_of(c)) {
-                (Some(t), Some(key)) if is_idempotent(c) => t.master_of(slots::slot_of(key)),
+            let master = match (&table, slots::key_of(&c.cmd)) {
+                (Some(t), Some(key)) if c.kind != Kind::WriteOnce => {
+                    t.master_of(slots::slot_of(key))
+                }
                 _ => None,
             };
             match master {
@@ -352,9 +415,10 @@ impl Store {
             }
         }
         let mut replies: Vec<Option<Value>> = vec![None; cmds.len()];
-        let batches = groups.iter().enumerate().flat_map(|(m, idx)| {
-            idx.chunks(CLUSTER_BATCH).map(move |chunk| (m, chunk))
-        });
+        let batches = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(m, idx)| idx.chunks(CLUSTER_BATCH).map(move |chunk| (m, chunk)));
         let sent = join_all(batches.map(|(m, chunk)| {
             let slot = table.as_ref().map_or(0, |t| t.representative(m));
             let cmds = &cmds;
@@ -397,19 +461,16 @@ impl Store {
                 (Some(v), _) => match self.reply_error(&v) {
                     None => out.push(Ok(v)),
                     Some((text, true)) => {
-                        out.push(Err(format!("{} failed: {text}", cmd_label(&cmds[i]))))
+                        out.push(Err(format!("{} failed: {text}", cmds[i].label)))
                     }
                     Some((text, false)) => {
-                        return Err(Error::Redis(format!("{} failed: {text}", cmd_label(&cmds[i]))))
+                        return Err(Error::Redis(format!("{} failed: {text}", cmds[i].label)))
                     }
                 },
                 (None, Some((Error::Redis(m), true))) => out.push(Err(m)),
                 (None, Some((e, _))) => return Err(e),
                 (None, None) => {
-                    return Err(Error::Redis(format!(
-                        "{} failed: no reply",
-                        cmd_label(&cmds[i])
-                    )))
+                    return Err(Error::Redis(format!("{} failed: no reply", cmds[i].label)))
                 }
             }
         }
@@ -419,12 +480,17 @@ impl Store {
     /// One pipeline of `cmds[idx]` to the master serving `slot` (routed by the client's own
     /// slot map). A pipeline of reads whose link dropped is sent once more, like
     /// [`Store::query_raw`] does for one read.
-    async fn pipeline_to_slot(&self, cmds: &[Cmd], idx: &[usize], slot: u16) -> Result<Vec<Value>> {
+    async fn pipeline_to_slot(
+        &self,
+        cmds: &[Command],
+        idx: &[usize],
+        slot: u16,
+    ) -> Result<Vec<Value>> {
         let mut pipe = redis::pipe();
         for i in idx {
-            pipe.add_command(cmds[*i].clone());
+            pipe.add_command(cmds[*i].cmd.clone());
         }
-        let reads = idx.iter().all(|i| is_read_only(&cmds[*i]));
+        let reads = idx.iter().all(|i| cmds[*i].kind == Kind::Read);
         let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
         let mut attempt = 0;
         loop {
@@ -434,7 +500,10 @@ impl Store {
                 return Err(Error::Redis("not a cluster connection".into()));
             };
             match self
-                .timed_with(c.route_pipeline(pipe.clone(), 0, idx.len(), route.clone()), !may_retry)
+                .timed_with(
+                    c.route_pipeline(pipe.clone(), 0, idx.len(), route.clone()),
+                    !may_retry,
+                )
                 .await
             {
                 Ok(v) if v.len() == idx.len() => return Ok(v),
@@ -448,7 +517,11 @@ impl Store {
                 Err((_, Some(e))) if may_retry && is_dropped(&e) => continue,
                 Err((err, _)) => {
                     return Err(labelled(err, || {
-                        format!("pipeline of {} commands ({} ...)", idx.len(), cmd_label(&cmds[idx[0]]))
+                        format!(
+                            "pipeline of {} commands ({} ...)",
+                            idx.len(),
+                            cmds[idx[0]].label
+                        )
                     }))
                 }
             }
@@ -458,14 +531,20 @@ impl Store {
     /// The cached slot → master table, read with `CLUSTER SLOTS` when missing. `None` when it
     /// cannot be read (the batch then goes command by command, as the client routes them).
     async fn slot_table(&self) -> Option<Arc<SlotTable>> {
-        if let Some(t) = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(t) = self
+            .inner
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             return Some(t);
         }
         let Conn::Cluster(mut c) = self.conn() else {
             return None;
         };
         let mut cmd = redis::cmd("CLUSTER");
-        cmd.arg("SLOTS");
+        cmd.arg("SLOTS"); // what the client itself sends for its slot map: the ACL allows it
         let reply = self
             .timed(c.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random)))
             .await
@@ -544,7 +623,7 @@ impl Store {
     ) -> Result<()> {
         let mut cursor: u64 = 0;
         loop {
-            let mut cmd = redis::cmd("SCAN");
+            let mut cmd = Command::with_args(Kind::Read, "SCAN", None);
             cmd.arg(cursor)
                 .arg("MATCH")
                 .arg(pattern)
@@ -556,7 +635,7 @@ impl Store {
                         host: host.clone(),
                         port: *port,
                     });
-                    self.timed(c.route_command(cmd, route)).await?
+                    self.timed(c.route_command(cmd.cmd, route)).await?
                 }
                 _ => self.query::<Value>(&cmd).await?,
             };
@@ -668,20 +747,11 @@ impl Store {
 
     /// Makes a fresh standalone connection and swaps it in, if one can be made in time.
     async fn replace_connection(&self) {
-        if let Target::Standalone(url) = &self.inner.cfg.target {
-            let Ok(client) = standalone_client(&self.inner.cfg, url) else {
-                return;
-            };
-            let mgr_cfg = manager_config(&self.inner.cfg, self.inner.response_timeout);
-            if let Ok(Ok(m)) = tokio::time::timeout(
-                self.inner.cfg.connect_timeout,
-                ConnectionManager::new_with_config(client, mgr_cfg),
-            )
-            .await
-            {
-                *self.conn_guard() = Conn::Single(m);
-                tracing::debug!("replaced a Redis connection after repeated timeouts");
-            }
+        if let Some(m) =
+            connect::reopen_standalone(&self.inner.cfg, self.inner.response_timeout).await
+        {
+            *self.conn_guard() = Conn::Single(m);
+            tracing::debug!("replaced a Redis connection after repeated timeouts");
         }
     }
 
@@ -693,301 +763,6 @@ impl Store {
             }
         }
     }
-}
-
-/// The standalone connection manager's settings (the first connection and replacements).
-fn manager_config(cfg: &ConnectionConfig, response_timeout: Duration) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(cfg.connect_timeout))
-        .set_response_timeout(Some(response_timeout))
-        .set_number_of_retries(2)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(1000))
-}
-
-/// Whether a reply is a cluster redirect (`MOVED`/`ASK`): the command ran nowhere and must be
-/// sent where the cluster says.
-fn is_redirect(v: &Value) -> bool {
-    matches!(v, Value::ServerError(se) if matches!(se.code(), "MOVED" | "ASK"))
-}
-
-/// Whether the server provably did not run the command that got this error.
-fn was_not_run(e: &RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind as S};
-    e.is_connection_refusal()
-        || matches!(
-            e.kind(),
-            ErrorKind::ClusterConnectionNotFound
-                | ErrorKind::Server(
-                    S::Moved | S::TryAgain | S::ClusterDown | S::MasterDown | S::BusyLoading
-                )
-        )
-}
-
-/// Commands the cluster client may safely re-send by itself (everything the core sends but
-/// XADD: a second `XADD *` writes a second entry).
-fn is_idempotent(cmd: &Cmd) -> bool {
-    !matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"XADD"))
-}
-
-/// Commands that only read: safe to send again after the link dropped.
-fn is_read_only(cmd: &Cmd) -> bool {
-    const READS: &[&str] = &[
-        "PING",
-        "GET",
-        "EXISTS",
-        "PTTL",
-        "HGET",
-        "HGETALL",
-        "ZRANGE",
-        "XRANGE",
-        "XREVRANGE",
-        "XLEN",
-        "XREAD",
-        "SCAN",
-    ];
-    match cmd.args_iter().next() {
-        Some(redis::Arg::Simple(name)) => READS
-            .iter()
-            .any(|r| r.as_bytes().eq_ignore_ascii_case(name)),
-        _ => false,
-    }
-}
-
-/// Whether an error means the link (not the command) failed.
-fn is_link_failure(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
-}
-
-/// The error's text, with the command-level detail Redis gave: a server error reads as Redis
-/// wrote it (`NOPERM this user has no permissions to run the 'xadd' command`), not as the
-/// crate's debug form.
-fn describe(e: &RedisError) -> String {
-    match redis::ServerError::try_from(e.clone()) {
-        Ok(se) => server_error_text(&se),
-        Err(_) => e.to_string(),
-    }
-}
-
-/// `CODE detail`, as the server sent it.
-fn server_error_text(e: &redis::ServerError) -> String {
-    match e.details() {
-        Some(d) => format!("{} {d}", e.code()),
-        None => e.code().to_string(),
-    }
-}
-
-/// Commands whose first argument is their one key (every single-key command the core sends).
-const KEY_FIRST: &[&str] = &[
-    "GET",
-    "SET",
-    "DEL",
-    "EXISTS",
-    "PEXPIRE",
-    "PTTL",
-    "HGET",
-    "HGETALL",
-    "HSET",
-    "ZADD",
-    "ZRANGE",
-    "ZREM",
-    "XADD",
-    "XRANGE",
-    "XREVRANGE",
-    "XTRIM",
-    "XLEN",
-];
-
-/// `XADD perseus:activity`: the command's name, plus its key for single-key commands (keys
-/// are never secret; values are never included).
-fn cmd_label(cmd: &Cmd) -> String {
-    let mut args = cmd.args_iter().filter_map(|a| match a {
-        redis::Arg::Simple(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        _ => None,
-    });
-    let name = args.next().unwrap_or_default().to_ascii_uppercase();
-    if KEY_FIRST.contains(&name.as_str()) {
-        if let Some(key) = args.next() {
-            return format!("{name} {key}");
-        }
-    }
-    if name == "XREAD" {
-        let rest: Vec<String> = args.collect();
-        if let Some(i) = rest.iter().position(|a| a.eq_ignore_ascii_case("STREAMS")) {
-            if let Some(key) = rest.get(i + 1) {
-                return format!("{name} {key}");
-            }
-        }
-    }
-    name
-}
-
-/// Prefixes a Redis error or timeout with what was being done; other kinds pass unchanged.
-fn labelled(e: Error, label: impl FnOnce() -> String) -> Error {
-    match e {
-        Error::Redis(m) => {
-            // Redis 7 does not name the refused command when a script calls it.
-            let hint = if m.contains("can't run this command") {
-                " (a command the script calls is not allowed for this ACL user: see ACL LOG and docs/ACL.md)"
-            } else {
-                ""
-            };
-            Error::Redis(format!("{} failed: {m}{hint}", label()))
-        }
-        Error::Timeout(m) => Error::Timeout(format!("{} timed out: {m}", label())),
-        e => e,
-    }
-}
-
-/// Whether a server error is about the data of the key a command named (WRONGTYPE, ERR...),
-/// not about the user's rights (NOPERM, NOAUTH) or the cluster's state (MOVED, CLUSTERDOWN,
-/// LOADING...). `None` (no server error: the link failed) is not.
-fn is_data_error(e: Option<&redis::ServerError>) -> bool {
-    use redis::ServerErrorKind as S;
-    match e {
-        None => false,
-        Some(se) => match se.kind() {
-            Some(S::ResponseError | S::ExecAbort | S::NoScript | S::NotBusy | S::NoSub) => true,
-            Some(_) => false,
-            None => !matches!(se.code(), "NOAUTH" | "WRONGPASS" | "NOPERM"),
-        },
-    }
-}
-
-/// Whether the link dropped under the command (an I/O failure other than a timeout): a
-/// read-only command may be sent again on the reconnected link.
-fn is_dropped(e: &RedisError) -> bool {
-    is_link_failure(e) && !e.is_timeout()
-}
-
-/// A connect failure with where it went, and a hint when the TLS handshake failed.
-fn connect_failure(cfg: &ConnectionConfig, msg: &str) -> String {
-    let target = crate::core::config::redact_target(&cfg.target);
-    let lower = msg.to_ascii_lowercase();
-    let hint = if lower.contains("certificate")
-        || lower.contains("tls")
-        || lower.contains("handshake")
-    {
-        if cfg.tls_ca_cert.is_some() {
-            " (TLS: the server's certificate is not trusted by tlsCaCert, or does not name this host)"
-        } else {
-            " (TLS: the server's certificate is not trusted; set tlsCaCert to the PEM of the CA that signed it)"
-        }
-    } else {
-        ""
-    };
-    format!("could not connect to Redis at {target}: {msg}{hint}")
-}
-
-/// Replaces every secret in `text` with `***`.
-pub fn scrub(secrets: &[String], text: &str) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if !s.is_empty() {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
-}
-
-fn secrets_of(cfg: &ConnectionConfig) -> Vec<String> {
-    let mut out: Vec<String> = cfg.password.iter().cloned().collect();
-    let urls: Vec<&String> = match &cfg.target {
-        Target::Standalone(u) => vec![u],
-        Target::Cluster(n) => n.iter().collect(),
-    };
-    for u in urls {
-        if let Ok(parsed) = url::Url::parse(u) {
-            if let Some(p) = parsed.password() {
-                out.push(p.to_string());
-                if let Ok(decoded) = url_decode(p) {
-                    out.push(decoded);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn url_decode(s: &str) -> std::result::Result<String, ()> {
-    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned().into_bytes())
-        .ok_or(())?;
-    String::from_utf8(bytes).map_err(|_| ())
-}
-
-fn standalone_client(cfg: &ConnectionConfig, url: &str) -> redis::RedisResult<Client> {
-    let mut info = url.into_connection_info()?;
-    let mut settings = info.redis_settings().clone();
-    if let Some(u) = &cfg.username {
-        settings = settings.set_username(u);
-    }
-    if let Some(p) = &cfg.password {
-        settings = settings.set_password(p);
-    }
-    info = info.set_redis_settings(settings);
-    if let ConnectionAddr::TcpTls { host, port, .. } = info.addr().clone() {
-        if cfg.tls_insecure {
-            info = info.set_addr(ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: true,
-                tls_params: None,
-            });
-        } else if let Some(ca) = &cfg.tls_ca_cert {
-            return Client::build_with_tls(
-                info,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.as_bytes().to_vec()),
-                },
-            );
-        }
-    }
-    Client::open(info)
-}
-
-/// `retries`: how often the client itself retries a request (redirects, cluster-state errors,
-/// and dropped connections, for which it re-sends the command). 0 for the send-once client.
-fn cluster_client(
-    cfg: &ConnectionConfig,
-    nodes: &[String],
-    response_timeout: Duration,
-    retries: u32,
-) -> redis::RedisResult<redis::cluster::ClusterClient> {
-    let mut b = ClusterClientBuilder::new(nodes.iter().map(|s| s.as_str()))
-        .connection_timeout(cfg.connect_timeout)
-        .response_timeout(response_timeout)
-        // No silent re-send of a timed-out write: a timeout surfaces to the caller (our own
-        // timer is at most the response timeout + 50 ms).
-        .retries(retries)
-        .min_retry_wait(50)
-        .max_retry_wait(1000);
-    if let Some(u) = &cfg.username {
-        b = b.username(u);
-    }
-    if let Some(p) = &cfg.password {
-        b = b.password(p);
-    }
-    if nodes.iter().any(|n| n.starts_with("rediss://")) {
-        if cfg.tls_insecure {
-            b = b.tls(TlsMode::Insecure);
-        } else {
-            b = b.tls(TlsMode::Secure);
-            if let Some(ca) = &cfg.tls_ca_cert {
-                b = b.certs(TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.as_bytes().to_vec()),
-                });
-            }
-        }
-    }
-    b.build()
 }
 
 /// The `host:port` keys of a multi-node reply.
@@ -1015,20 +790,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scrub_removes_every_secret() {
-        let s = vec!["p@ss".to_string(), "other".to_string()];
-        assert_eq!(scrub(&s, "auth p@ss failed, other"), "auth *** failed, ***");
-    }
-
-    #[test]
     fn labels_name_the_command_and_its_key_only() {
-        let mut x = redis::cmd("XADD");
-        x.arg("perseus:activity")
-            .arg("*")
-            .arg("secret-field")
-            .arg("v");
-        assert_eq!(cmd_label(&x), "XADD perseus:activity");
-        let mut r = redis::cmd("XREAD");
+        let mut x = Command::write_once("XADD", "perseus:activity");
+        x.arg("*").arg("secret-field").arg("v");
+        assert_eq!(x.label(), "XADD perseus:activity");
+        let mut r = Command::with_args(Kind::Read, "XREAD", Some("p:activity"));
         r.arg("COUNT")
             .arg(5)
             .arg("BLOCK")
@@ -1036,99 +802,11 @@ mod tests {
             .arg("STREAMS")
             .arg("p:activity")
             .arg("0-0");
-        assert_eq!(cmd_label(&r), "XREAD p:activity");
-        assert_eq!(cmd_label(&redis::cmd("PING")), "PING");
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(0).arg("MATCH").arg("p:*");
-        assert_eq!(cmd_label(&scan), "SCAN");
-    }
-
-    #[test]
-    fn only_reads_are_retried() {
-        for name in ["GET", "hgetall", "XRANGE", "XREAD", "SCAN", "PING", "PTTL"] {
-            assert!(is_read_only(&redis::cmd(name)), "{name}");
-        }
-        for name in ["XADD", "SET", "DEL", "HSET", "ZADD", "XTRIM", "EVALSHA"] {
-            assert!(!is_read_only(&redis::cmd(name)), "{name}");
-        }
-    }
-
-    #[test]
-    fn refusals_fail_whole_calls_other_errors_stay_per_key() {
-        let parse = |raw: &[u8]| match redis::parse_redis_value(raw).unwrap() {
-            Value::ServerError(se) => se,
-            v => panic!("not an error: {v:?}"),
-        };
-        assert!(is_data_error(Some(&parse(
-            b"-WRONGTYPE Operation against a key\r\n"
-        ))));
-        assert!(is_data_error(Some(&parse(
-            b"-ERR value is not an integer\r\n"
-        ))));
-        assert!(!is_data_error(Some(&parse(
-            b"-NOPERM this user has no permissions\r\n"
-        ))));
-        assert!(!is_data_error(Some(&parse(
-            b"-CLUSTERDOWN The cluster is down\r\n"
-        ))));
-        assert!(!is_data_error(Some(&parse(
-            b"-MOVED 3999 127.0.0.1:6381\r\n"
-        ))));
-        assert!(!is_data_error(Some(&parse(
-            b"-TRYAGAIN Multiple keys request\r\n"
-        ))));
-        assert!(!is_data_error(None));
-        let e = labelled(
-            Error::Redis("ERR The user executing the script can't run this command".into()),
-            || "Lua script on k".into(),
-        );
-        assert!(e.to_string().starts_with("Lua script on k failed: ERR"));
-        assert!(e.to_string().contains("ACL LOG"));
-        let t = labelled(
-            Error::Timeout("Redis did not answer within 5 ms".into()),
-            || "XLEN k".into(),
-        );
-        assert!(
-            matches!(t, Error::Timeout(ref m) if m == "XLEN k timed out: Redis did not answer within 5 ms")
-        );
-    }
-
-    #[test]
-    fn tls_connect_failures_get_a_hint_and_no_secret() {
-        let mut cfg = ConnectionConfig {
-            target: Target::Standalone("rediss://u:pw@h:1".into()),
-            username: None,
-            password: None,
-            tls_ca_cert: None,
-            tls_insecure: false,
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-        };
-        let m = connect_failure(&cfg, "invalid peer certificate: UnknownIssuer");
-        assert!(m.contains("set tlsCaCert"), "{m}");
-        assert!(!m.contains("pw@"), "{m}");
-        cfg.tls_ca_cert = Some("pem".into());
-        assert!(
-            connect_failure(&cfg, "invalid peer certificate: UnknownIssuer")
-                .contains("not trusted by tlsCaCert")
-        );
-        assert!(!connect_failure(&cfg, "Connection refused (os error 111)").contains("TLS"));
-    }
-
-    #[test]
-    fn url_passwords_are_secrets_too() {
-        let cfg = ConnectionConfig {
-            target: Target::Standalone("redis://u:p%40ss@h:1".into()),
-            username: None,
-            password: Some("opt".into()),
-            tls_ca_cert: None,
-            tls_insecure: false,
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-        };
-        let s = secrets_of(&cfg);
-        assert!(s.contains(&"opt".to_string()));
-        assert!(s.contains(&"p%40ss".to_string()));
-        assert!(s.contains(&"p@ss".to_string()));
+        assert_eq!(r.label(), "XREAD p:activity");
+        assert_eq!(Command::with_args(Kind::Read, "PING", None).label(), "PING");
+        let mut h = Command::read("HMGET", "p:instance:a");
+        h.arg("state").arg("publicIp");
+        assert_eq!(h.label(), "HMGET p:instance:a");
+        assert_eq!(h.kind(), Kind::Read);
     }
 }
