@@ -8,7 +8,7 @@
 //      (heartbeat 1000 ms, TTL 3000 ms, sweep 1000 ms) start and warm up;
 //   3. listInstances() of a never-started network (addon) and the seed's SCAN listing, rounds
 //      interleaved, wall time;
-//   4. a window at rest: CPU of the three sweepers, Redis CPU of all six nodes, bytes the
+//   4. a 30 s window at rest (two of network:state's 15 s rewrites at 10,000): CPU of the three sweepers, Redis CPU of all six nodes, bytes the
 //      masters took in (write bytes = replication offset growth; net input = every byte sent,
 //      reads included), sweeps done (the sweepers count their "sweep done" debug records);
 //   5. SIGKILL of the member at a random heartbeat phase → the first instanceLost any sweeper
@@ -180,7 +180,7 @@ export async function benchScale({ addRow, quick, log, PerseusNetwork }) {
     : quick ? [2_000] : [2_000, 10_000];
   const s = quick
     ? { warmupMs: 3000, listRounds: 3, seedListRounds: 1, windowMs: 5000, detectTimeoutMs: 30_000 }
-    : { warmupMs: 4000, listRounds: 5, seedListRounds: 3, windowMs: 10_000, detectTimeoutMs: 30_000 };
+    : { warmupMs: 4000, listRounds: 5, seedListRounds: 3, windowMs: 30_000, detectTimeoutMs: 30_000 };
   const cluster = await startCluster();
   const admin = new Redis.Cluster(cluster.urls, { enableAutoPipelining: true });
   const byN = [];

@@ -355,7 +355,8 @@ impl Registry {
     /// The cheap per-sweep read: each id's state, lastStateChange and publicIp (what changes
     /// when a record changes), its owed death report, heartbeat payload and PTTL, in one
     /// round trip.
-    pub async fn read_light(&self, ids: &[String]) -> Result<Vec<LightInstance>> {
+    /// Without `with_pttl`, `heartbeat_pttl` reads -2.
+    pub async fn read_light(&self, ids: &[String], with_pttl: bool) -> Result<Vec<LightInstance>> {
         let reads = self
             .read_with_heartbeats(
                 ids,
@@ -367,7 +368,7 @@ impl Registry {
                         .arg("reportToken");
                     c
                 },
-                true,
+                with_pttl,
             )
             .await?;
         Ok(reads

@@ -329,7 +329,8 @@ pub(crate) async fn sweep(
     {
         let read = async {
             let ids = registry.ids(Discovery::Index).await?;
-            st.cache.refresh(registry, &ids).await
+            // Deadlines come from the index: no heartbeat PTTLs needed (a third fewer reads).
+            st.cache.refresh(registry, &ids, false).await
         };
         let swept = tokio::select! {
             biased;
@@ -390,7 +391,7 @@ async fn sweep_all(
     let registry = &ctx.registry;
     let read = async {
         let ids = registry.ids(ctx.cfg.discovery).await?;
-        st.cache.refresh(registry, &ids).await
+        st.cache.refresh(registry, &ids, true).await
     };
     let raw = tokio::select! {
         biased;
@@ -545,7 +546,13 @@ pub(crate) struct Swept {
 }
 
 impl RecordCache {
-    async fn refresh(&mut self, registry: &Registry, ids: &[String]) -> Result<Vec<Swept>> {
+    /// `with_pttl`: also read each heartbeat's PTTL (scan mode finds its next expiry by it).
+    async fn refresh(
+        &mut self,
+        registry: &Registry,
+        ids: &[String],
+        with_pttl: bool,
+    ) -> Result<Vec<Swept>> {
         if self
             .since
             .is_none_or(|t| t.elapsed() >= RECORD_CACHE_MAX_AGE)
@@ -553,7 +560,7 @@ impl RecordCache {
             self.records.clear();
             self.since = Some(Instant::now());
         }
-        let light = registry.read_light(ids).await?;
+        let light = registry.read_light(ids, with_pttl).await?;
         let stale: Vec<String> = light
             .iter()
             .filter(|l| match (&l.fingerprint, self.records.get(&l.id)) {
