@@ -31,17 +31,25 @@ try {
     const info = await m.info('stats');
     return Number(info.match(/total_commands_processed:(\d+)/)[1]);
   }));
+  const redisCpu = async () => {
+    let sum = 0;
+    for (const node of admin.nodes('all')) {
+      const info = await node.info('cpu');
+      sum += Number(info.match(/used_cpu_sys:([0-9.]+)/)[1]) + Number(info.match(/used_cpu_user:([0-9.]+)/)[1]);
+    }
+    return sum * 1000;
+  };
   const io = () => {
     const t = fs.readFileSync('/proc/self/io', 'utf8');
     return { r: Number(t.match(/syscr: (\d+)/)[1]), w: Number(t.match(/syscw: (\d+)/)[1]) };
   };
   for (let r = 0; r < rounds; r++) {
-    const c0 = await stat(); const io0 = io(); const cpu0 = process.cpuUsage();
+    const c0 = await stat(); const r0 = await redisCpu(); const io0 = io(); const cpu0 = process.cpuUsage();
     const t = performance.now();
     const list = await net.listInstances();
     const ms = performance.now() - t;
-    const cpu = process.cpuUsage(cpu0); const io1 = io(); const c1 = await stat();
-    console.log(`N=${n}: ${list.length} listed in ${ms.toFixed(0)} ms, process CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms; `
+    const cpu = process.cpuUsage(cpu0); const io1 = io(); const r1 = await redisCpu(); const c1 = await stat();
+    console.log(`N=${n}: ${list.length} listed in ${ms.toFixed(0)} ms, process CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms, Redis CPU ${(r1 - r0).toFixed(0)} ms (6 nodes, incl. replication); `
       + `commands per master [${c1.map((x, i) => x - c0[i] - 1).join(' ')}]; syscalls read ${io1.r - io0.r} write ${io1.w - io0.w}`);
   }
   // The limit: the same reads on ioredis' Cluster client (auto-pipelined per node), no mapping.
