@@ -158,12 +158,17 @@ async fn heartbeat_keeps_the_key_alive() {
     let age = now_ms().saturating_sub(payload["lastBeat"].as_u64().unwrap());
     assert!(age < 300, "last beat {age} ms old");
     assert_eq!(payload["state"], "running");
-    // The index score follows the beats.
+    // The index score follows the beats: it is the heartbeat's deadline (last beat + TTL).
     let score: f64 = r.q(|c| {
         c.arg("ZSCORE").arg(format!("{prefix}:instances")).arg(&id);
     });
+    let now = now_ms() as f64;
     assert!(
-        now_ms() as f64 - score < 300.0,
+        score > now,
+        "index score {score} is not a deadline ahead of {now}"
+    );
+    assert!(
+        now - (score - TTL_MS as f64) < 300.0,
         "index score {score} is stale"
     );
     assert_eq!(net.state(), State::Running);
