@@ -129,28 +129,6 @@ impl SlotTable {
     }
 }
 
-/// The key of a single-key command: its first argument after the name, or for
-/// `EVAL`/`EVALSHA` the first key after the key count. `None` for keyless commands.
-pub fn key_of(cmd: &redis::Cmd) -> Option<&[u8]> {
-    let mut args = cmd.args_iter().filter_map(|a| match a {
-        redis::Arg::Simple(b) => Some(b),
-        _ => None,
-    });
-    let name = args.next()?;
-    if name.eq_ignore_ascii_case(b"EVAL") || name.eq_ignore_ascii_case(b"EVALSHA") {
-        let _script = args.next()?;
-        let count = args.next()?;
-        if count == b"0" {
-            return None;
-        }
-        return args.next();
-    }
-    if name.eq_ignore_ascii_case(b"PING") {
-        return None;
-    }
-    args.next()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,16 +173,5 @@ mod tests {
         assert_eq!(t.representative(2), 10923);
         assert!(SlotTable::from_cluster_slots(&Value::Nil).is_none());
         assert!(SlotTable::from_cluster_slots(&Value::Array(vec![])).is_none());
-    }
-
-    #[test]
-    fn keys_of_commands() {
-        let mut get = redis::cmd("GET");
-        get.arg("k");
-        assert_eq!(key_of(&get), Some(&b"k"[..]));
-        let mut ev = redis::cmd("EVALSHA");
-        ev.arg("abc").arg(1).arg("lease").arg("me");
-        assert_eq!(key_of(&ev), Some(&b"lease"[..]));
-        assert_eq!(key_of(&redis::cmd("PING")), None);
     }
 }

@@ -70,6 +70,8 @@ pub struct Command {
     cmd: Cmd,
     kind: Kind,
     label: String,
+    /// The key that routes it on a cluster (`None`: keyless), as the caller named it.
+    key: Option<String>,
 }
 
 impl Command {
@@ -81,6 +83,7 @@ impl Command {
             cmd,
             kind,
             label: format!("{name} {key}"),
+            key: Some(key.to_string()),
         }
     }
 
@@ -99,8 +102,9 @@ impl Command {
         Self::on_key(Kind::WriteOnce, name, key)
     }
 
-    /// A command whose key is not its first argument (`XREAD ... STREAMS key`), or that has
-    /// none (`PING`, `SCAN`): `label_key` names it in errors.
+    /// A command whose key is not its first argument (`XREAD ... STREAMS key`, `EVALSHA`), or
+    /// that has none (`PING`, `SCAN`): `label_key` names it in errors and routes it in
+    /// [`Store::query_many`] on a cluster.
     pub fn with_args(kind: Kind, name: &str, label_key: Option<&str>) -> Self {
         Command {
             cmd: redis::cmd(name),
@@ -109,6 +113,7 @@ impl Command {
                 Some(k) => format!("{name} {k}"),
                 None => name.to_string(),
             },
+            key: label_key.map(str::to_string),
         }
     }
 
@@ -403,9 +408,9 @@ impl Store {
             vec![Vec::new(); table.as_ref().map_or(0, |t| t.masters())];
         let mut singles = Vec::new();
         for (i, c) in cmds.iter().enumerate() {
-            let master = match (&table, slots::key_of(&c.cmd)) {
+            let master = match (&table, &c.key) {
                 (Some(t), Some(key)) if c.kind != Kind::WriteOnce => {
-                    t.master_of(slots::slot_of(key))
+                    t.master_of(slots::slot_of(key.as_bytes()))
                 }
                 _ => None,
             };
