@@ -319,8 +319,16 @@ pub(crate) async fn sweep(
             .collect();
         registry.reschedule(&moves).await?;
     }
+    // The soonest deadline known: the next one in the index, or a member just pushed back
+    // (its key had not expired yet: look again right when it does).
+    let soonest = alive
+        .iter()
+        .map(|(_, at)| *at)
+        .chain(view.next_deadline)
+        .min();
+    let soonest_ms = soonest.map(|d| d.saturating_sub(now_ms()) as i64);
     ctx.log.debug(
-        serde_json::json!({ "due": view.due.len(), "nextDeadline": view.next_deadline }),
+        serde_json::json!({ "due": view.due.len(), "soonestExpiryMs": soonest_ms }),
         "sweep done",
     );
     if st
@@ -341,9 +349,7 @@ pub(crate) async fn sweep(
         let instances = swept.into_iter().filter_map(|r| r.info).collect();
         write_snapshot(ctx, st.memo, instances).await?;
     }
-    Ok(view
-        .next_deadline
-        .map(|d| d.saturating_sub(now_ms()) as i64))
+    Ok(soonest.map(|d| d.saturating_sub(now_ms()) as i64))
 }
 
 /// How long after a dead record's expiry the sweeper looks again (so it is gone by then).
