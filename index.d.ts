@@ -268,8 +268,9 @@ export declare class PerseusNetwork {
 }
 
 /**
- * Never rejects for a failed detection: null when no endpoint gave a valid address.
- * Malformed options reject with ERR_PERSEUS_INVALID_OPTION.
+ * Never rejects: null when no endpoint gave a valid address. A malformed endpoint is
+ * skipped like an unreachable one, and malformed options read as "nothing to ask" (null),
+ * each logged at debug.
  */
 export declare function detectPublicIp(options?: PublicIpOptions): Promise<string | null>
 

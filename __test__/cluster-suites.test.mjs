@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
-const SUITES = ['lifecycle.test.mjs', 'activity.test.mjs', 'network.test.mjs'];
+const SUITES = ['lifecycle.test.mjs', 'activity.test.mjs', 'network.test.mjs', 'operators.test.mjs'];
 const TIMEOUT_MS = 170_000; // about 60 s on a 2-core machine
 
 test('lifecycle, activity and network suites pass against a 6-node cluster', { timeout: TIMEOUT_MS + 10_000 }, async (t) => {
