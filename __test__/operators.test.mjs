@@ -229,16 +229,27 @@ describe('operators steer instances (issue 13)', () => {
     assert.equal(first[leaderIdx].get('perseus_sweep_duration_seconds').type, 'HISTOGRAM');
     assert.equal(sample(first[leaderIdx], 'perseus_instances', { state: 'running' }), 3);
 
-    // A peer dies: the leader writes its HEARTBEAT_LOST; beats and sweeps keep counting.
+    // A peer dies: exactly one HEARTBEAT_LOST is written among the survivors (by whoever holds
+    // the lease then); beats, sweeps and appends keep counting.
     const victim = members.find((m, i) => i !== leaderIdx);
     await victim.kill();
     await waitFor('victim lost', async () => (await asker.getInstance(victim.instanceId))?.state === 'dead', TTL + 6000, 100);
-    const later = await metricsOf(leader);
-    assert.equal(sample(later, 'perseus_peers_lost_total'), 1);
-    assert.ok(sample(later, 'perseus_heartbeats_total', { result: 'ok' }) > sample(first[leaderIdx], 'perseus_heartbeats_total', { result: 'ok' }));
-    assert.ok(sample(later, 'perseus_sweeps_total') > sample(first[leaderIdx], 'perseus_sweeps_total'));
-    assert.ok(sample(later, 'perseus_activity_appends_total', { result: 'ok' }) > sample(first[leaderIdx], 'perseus_activity_appends_total', { result: 'ok' }));
-    assert.equal(sample(later, 'perseus_instances', { state: 'dead' }), 1);
+    const survivors = members.filter((m) => m !== victim);
+    const firstOf = (m) => first[members.indexOf(m)];
+    const sum = (list, name, labels) => list.reduce((n, f) => n + sample(f, name, labels), 0);
+    let later;
+    await waitFor('a survivor leading, its last sweep seeing the death', async () => {
+      later = await Promise.all(survivors.map(metricsOf));
+      const lead = later.filter((f) => sample(f, 'perseus_sweeper_leader') === 1);
+      return lead.length === 1 && sample(lead[0], 'perseus_instances', { state: 'dead' }) === 1;
+    }, 5000, 200);
+    assert.equal(sum(later, 'perseus_peers_lost_total'), 1, 'one HEARTBEAT_LOST among the survivors');
+    const before = survivors.map(firstOf);
+    assert.ok(sum(later, 'perseus_sweeps_total') > sum(before, 'perseus_sweeps_total'));
+    for (const [i, f] of later.entries()) {
+      assert.ok(sample(f, 'perseus_heartbeats_total', { result: 'ok' }) > sample(before[i], 'perseus_heartbeats_total', { result: 'ok' }));
+    }
+    assert.ok(sum(later, 'perseus_activity_appends_total', { result: 'ok' }) > sum(before, 'perseus_activity_appends_total', { result: 'ok' }));
 
     // The asker was never started: its metrics say idle and that it leads nothing.
     const own = parseMetrics(await asker.metrics());
