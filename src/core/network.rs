@@ -198,7 +198,23 @@ impl Network {
                         error,
                     });
                 });
+                if let Some(creds) = &self.inner.cfg.connection.credentials {
+                    let (sink, log) = (self.inner.sink.clone(), self.inner.log.clone());
+                    creds.set_reporter(Arc::new(move |e: Error| {
+                        log.warn(
+                            serde_json::json!({ "error": e.to_string(), "code": e.code() }),
+                            "credentials refresh failed; the current credentials stay in use",
+                        );
+                        sink.emit(NetEvent::Error(e));
+                    }));
+                }
                 let store = Store::connect(&self.inner.cfg.connection, Some(on_status)).await?;
+                if let Some(why) = store.take_name_refusal() {
+                    self.inner.log.debug(
+                        serde_json::json!({ "error": why }),
+                        "Redis refused CLIENT SETNAME; connections stay unnamed",
+                    );
+                }
                 self.inner.sink.emit(NetEvent::Connection {
                     connected: true,
                     error: None,
@@ -680,6 +696,9 @@ impl Network {
         };
         self.inner.closed.store(true, Ordering::Release);
         self.stop_background();
+        if let Some(c) = &self.inner.cfg.connection.credentials {
+            c.stop();
+        }
         if let Some(t) = self.life().tail.take() {
             t.abort();
         }
@@ -699,6 +718,9 @@ impl Network {
     pub fn abort(&self) {
         self.inner.closed.store(true, Ordering::Release);
         self.stop_background();
+        if let Some(c) = &self.inner.cfg.connection.credentials {
+            c.stop();
+        }
         if let Some(t) = self.life().tail.take() {
             t.abort();
         }
@@ -826,7 +848,13 @@ impl Network {
                     self.inner.tail_ready.send_replace(true);
                 }
                 let after = last.clone().unwrap_or_else(|| "0-0".into());
-                let entries = log.read_after(&after, TAIL_BLOCK, 500).await?;
+                // A re-AUTH queues behind the blocked read on this connection: keep the block
+                // short enough that it lands before the current credentials expire.
+                let block = match &self.inner.cfg.connection.credentials {
+                    Some(c) => c.block_limit(TAIL_BLOCK),
+                    None => TAIL_BLOCK,
+                };
+                let entries = log.read_after(&after, block, 500).await?;
                 for e in entries {
                     last = Some(e.id.clone());
                     self.dispatch_entry(e).await;

@@ -18,6 +18,8 @@ use redis::{
 use crate::core::config::{ConnectionConfig, Target};
 use crate::core::error::{Error, Result};
 
+mod rotation;
+
 /// Called with `(connected, error)` when the link to Redis goes down or comes back.
 pub type StatusListener = Arc<dyn Fn(bool, Option<String>) + Send + Sync>;
 
@@ -53,6 +55,8 @@ struct Inner {
     /// A replacement connection is being made (after repeated timeouts).
     replacing: AtomicBool,
     on_status: Option<StatusListener>,
+    /// Why the server refused `CLIENT SETNAME`, for the network to log once.
+    name_refusal: std::sync::Mutex<Option<String>>,
 }
 
 static CRYPTO: Once = Once::new();
@@ -94,10 +98,22 @@ impl Store {
         with_once: bool,
     ) -> Result<Self> {
         install_crypto();
+        let began = tokio::time::Instant::now();
+        if let Some(creds) = &cfg.credentials {
+            creds
+                .ready(cfg.connect_timeout, rotation::validator(cfg))
+                .await?;
+        }
         let secrets = secrets_of(cfg);
-        let scrub =
-            |e: RedisError| Error::Redis(connect_failure(cfg, &scrub(&secrets, &describe(&e))));
-        let deadline = cfg.connect_timeout;
+        let scrub = |e: RedisError| {
+            let text = scrub(&secrets, &describe(&e));
+            let text = match &cfg.credentials {
+                Some(c) => c.scrub(&text),
+                None => text,
+            };
+            Error::Redis(connect_failure(cfg, &text))
+        };
+        let deadline = cfg.connect_timeout.saturating_sub(began.elapsed());
         let fut = async {
             match &cfg.target {
                 Target::Standalone(url) => {
@@ -144,9 +160,11 @@ impl Store {
                 strikes: AtomicU32::new(0),
                 replacing: AtomicBool::new(false),
                 on_status,
+                name_refusal: std::sync::Mutex::new(None),
             }),
         };
         let _: Value = store.query(&redis::cmd("PING")).await?;
+        store.name_connections().await;
         Ok(store)
     }
 
@@ -432,15 +450,12 @@ impl Store {
                 self.inner.response_timeout.as_millis()
             ));
         }
-        Error::Redis(scrub(&self.inner.secrets, &describe(&e)))
+        Error::Redis(self.scrub_text(&describe(&e)))
     }
 
     fn convert<T: FromRedisValue>(&self, v: Value) -> Result<T> {
         if let Value::ServerError(e) = &v {
-            return Err(Error::Redis(scrub(
-                &self.inner.secrets,
-                &server_error_text(e),
-            )));
+            return Err(Error::Redis(self.scrub_text(&server_error_text(e))));
         }
         T::from_redis_value(v)
             .map_err(|e| Error::Redis(format!("unexpected reply from Redis: {e}")))
@@ -458,7 +473,7 @@ impl Store {
     fn reply_error(&self, v: &Value) -> Option<(String, bool)> {
         match v {
             Value::ServerError(se) => Some((
-                scrub(&self.inner.secrets, &server_error_text(se)),
+                self.scrub_text(&server_error_text(se)),
                 is_data_error(Some(se)),
             )),
             _ => None,
@@ -482,6 +497,7 @@ impl Store {
             }
             Ok(Err(e)) => {
                 let err = self.map_err(e.clone());
+                self.note_auth_failure(&e);
                 if is_link_failure(&e) && (report_drop || !is_dropped(&e)) {
                     self.set_connected(false, Some(err.to_string()));
                 }
@@ -536,12 +552,79 @@ impl Store {
             {
                 *self.conn_guard() = Conn::Single(m);
                 tracing::debug!("replaced a Redis connection after repeated timeouts");
+                self.name_connections().await;
             }
         }
     }
 
+    /// Removes every known secret (options, URLs, rotated passwords) from `text`.
+    fn scrub_text(&self, text: &str) -> String {
+        let text = scrub(&self.inner.secrets, text);
+        match &self.inner.cfg.credentials {
+            Some(c) => c.scrub(&text),
+            None => text,
+        }
+    }
+
+    /// A refused login (WRONGPASS, NOAUTH: the credentials were revoked or expired) asks the
+    /// credentials provider for fresh ones at once instead of at the next scheduled refresh.
+    fn note_auth_failure(&self, e: &RedisError) {
+        if let Some(c) = &self.inner.cfg.credentials {
+            if rotation::is_auth_failure(e) {
+                c.nudge();
+            }
+        }
+    }
+
+    /// Sends `CLIENT SETNAME perseus:<instanceId>` on this store's connections (every node's
+    /// on a cluster), so operators see who is connected in `CLIENT LIST`. A server that
+    /// refuses it (some managed services) is logged once at debug and otherwise ignored.
+    async fn name_connections(&self) {
+        let Some(name) = &self.inner.cfg.client_name else {
+            return;
+        };
+        let limit = self.inner.response_timeout;
+        let results = match self.conn() {
+            Conn::Single(mut c) => {
+                vec![rotation::set_name(&mut c, name, limit).await]
+            }
+            Conn::Cluster(c) => {
+                let mut out = vec![rotation::set_name_all_nodes(c, name, limit).await];
+                if let Some(once) = &self.inner.once {
+                    out.push(rotation::set_name_all_nodes(once.clone(), name, limit).await);
+                }
+                out
+            }
+        };
+        for r in results {
+            if let Err(e) = r {
+                if let Some(text) = rotation::name_refused(&self.scrub_text(&describe(&e))) {
+                    *self
+                        .inner
+                        .name_refusal
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(text);
+                }
+            }
+        }
+    }
+
+    /// The server's refusal of `CLIENT SETNAME`, once (the caller logs it at debug).
+    pub fn take_name_refusal(&self) -> Option<String> {
+        self.inner
+            .name_refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
     fn set_connected(&self, up: bool, error: Option<String>) {
         let was = self.inner.connected.swap(up, Ordering::AcqRel);
+        if up && !was {
+            // A reconnected link is a new connection: give it its name too.
+            let me = self.clone();
+            tokio::spawn(async move { me.name_connections().await });
+        }
         if was != up {
             if let Some(cb) = &self.inner.on_status {
                 cb(up, error);
@@ -552,12 +635,18 @@ impl Store {
 
 /// The standalone connection manager's settings (the first connection and replacements).
 fn manager_config(cfg: &ConnectionConfig, response_timeout: Duration) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
+    let c = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(cfg.connect_timeout))
         .set_response_timeout(Some(response_timeout))
         .set_number_of_retries(2)
         .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(1000))
+        .set_max_delay(Duration::from_millis(1000));
+    // Rotating credentials: every (re)connection authenticates with the newest value and
+    // re-AUTHs in place on each rotation (the crate's token-based authentication).
+    match &cfg.credentials {
+        Some(creds) => c.set_credentials_provider(creds.provider()),
+        None => c,
+    }
 }
 
 /// Whether the server provably did not run the command that got this error.
@@ -823,6 +912,10 @@ fn cluster_client(
     if let Some(p) = &cfg.password {
         b = b.password(p);
     }
+    if let Some(creds) = &cfg.credentials {
+        // Every node connection, also one to a node found after a failover or resharding.
+        b = b.set_credentials_provider(creds.provider());
+    }
     if nodes.iter().any(|n| n.starts_with("rediss://")) {
         if cfg.tls_insecure {
             b = b.tls(TlsMode::Insecure);
@@ -952,6 +1045,8 @@ mod tests {
             tls_insecure: false,
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
+            credentials: None,
+            client_name: None,
         };
         let m = connect_failure(&cfg, "invalid peer certificate: UnknownIssuer");
         assert!(m.contains("set tlsCaCert"), "{m}");
@@ -974,6 +1069,8 @@ mod tests {
             tls_insecure: false,
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
+            credentials: None,
+            client_name: None,
         };
         let s = secrets_of(&cfg);
         assert!(s.contains(&"opt".to_string()));
