@@ -68,7 +68,7 @@ impl PerseusNetwork {
         }
         let has_logger = logger.is_some();
         let listeners = Rc::new(RefCell::new(Listeners::default()));
-        let watchdog = Arc::new(crate::core::heartbeat::Watchdog::default());
+        let watchdog = Arc::new(crate::core::watchdog::Watchdog::default());
         let sink = NodeSink::new(
             &env,
             &cfg.identity.instance_id,

@@ -50,7 +50,7 @@ pub(super) fn validator(cfg: &ConnectionConfig) -> Validator {
 }
 
 async fn probe(cfg: &ConnectionConfig, url: &str) -> Result<()> {
-    let Ok(client) = super::standalone_client(cfg, url) else {
+    let Ok(client) = super::connect::standalone_client(cfg, url) else {
         return Ok(());
     };
     let conn_cfg = redis::AsyncConnectionConfig::new()
@@ -59,7 +59,7 @@ async fn probe(cfg: &ConnectionConfig, url: &str) -> Result<()> {
     let attempt = client.get_multiplexed_async_connection_with_config(&conn_cfg);
     match tokio::time::timeout(cfg.connect_timeout + cfg.command_timeout, attempt).await {
         Ok(Err(e)) if is_auth_failure(&e) || e.code() == Some("NOPERM") => {
-            Err(Error::Redis(super::describe(&e)))
+            Err(Error::Redis(super::errors::describe(&e)))
         }
         _ => Ok(()),
     }
