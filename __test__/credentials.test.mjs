@@ -97,6 +97,10 @@ async function rotation(server, connection) {
   await net.start();
   const before = named(await clients(clis), id);
   assert.ok(before.length >= 2, `the network's connections are named (${before.length} found)`);
+  // Every master (the network talks to masters only) has named connections of this network.
+  const masters = [];
+  for (const [i, cli] of clis.entries()) if ((await cli('ROLE')).startsWith('master')) masters.push(i);
+  assert.deepEqual([...new Set(before.map((c) => c.node))].sort(), masters, 'a named connection on every master');
   assert.deepEqual([...new Set(before.map((c) => c.user))], ['u1'], 'all authenticated as u1 first');
   release();
   await waitFor('every connection re-authenticated as u2', async () => {
@@ -279,3 +283,57 @@ test('credentials: malformed options and values are refused with coded errors, w
     await net.close();
   }
 });
+
+test('credentials: the CLI follows activity with --password-command while the password rotates', async () => {
+  const { spawn } = await import('node:child_process');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const cliPath = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'perseus.mjs');
+  const clis = nodesOf(plain);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'perseus-pwcmd-'));
+  const file = path.join(dir, 'password');
+  const [pw1, pw2] = [secret('cli1'), secret('cli2')];
+  fs.writeFileSync(file, `${pw1}\n`);
+  await addUser(clis, 'cliuser', pw1);
+  const prefix = uniquePrefix('cli');
+  const writer = track(new PerseusNetwork(fastOptions({ redisUrl: plain.url, keyPrefix: prefix, instanceId: 'cli-writer' })));
+  const child = spawn(process.execPath, [cliPath, 'activity', '--follow', '--json', '--url', plain.url, '--prefix', prefix,
+    '--username', 'cliuser', '--password-command', `cat '${file}'`, '--credentials-refresh', '1s'], {
+    env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
+  child.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
+  try {
+    await waitFor('the follow notice', () => err.includes('following'), 15_000);
+    const seen = async (tag) => {
+      const id = await writer.logActivity({ event: 'CLI_FOLLOW', reason: tag });
+      await waitFor(`entry ${tag} printed`, () => out.includes(id), 10_000);
+    };
+    await seen('before');
+    for (const [i, pw] of [[1, pw2], [2, pw1]]) {
+      // Rotate: the command now prints the new password, and Redis accepts only the new one.
+      fs.writeFileSync(file, `${pw}\n`);
+      await clis[0]('ACL', 'SETUSER', 'cliuser', 'resetpass', `>${pw}`);
+      await sleep(2500); // a refresh (every 1 s) re-authenticates in place
+      // The CLI is still connected, as cliuser (now with the new password).
+      assert.ok((await clients(clis)).some((c) => c.user === 'cliuser'), 'the CLI is connected as cliuser');
+      // Connections the server drops now must come back with the new password.
+      await clis[0]('CLIENT', 'KILL', 'USER', 'cliuser');
+      await seen(`after rotation ${i}`);
+    }
+    assert.equal(jsonLines(out).filter((e) => e.event === 'CLI_FOLLOW').length, 3);
+  } finally {
+    child.kill('SIGINT');
+  }
+  const [code] = await new Promise((resolve) => child.on('close', (...args) => resolve(args)));
+  assert.equal(code, 0, err);
+  assertNoSecrets(out, err);
+  fs.rmSync(dir, { recursive: true, force: true });
+  await writer.close();
+});
+
+const jsonLines = (text) => text.split('\n').filter(Boolean).map((line) => { try { return JSON.parse(line); } catch { return {}; } });

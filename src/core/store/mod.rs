@@ -258,7 +258,14 @@ impl Store {
                 )
                 .await
             {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    if attempt > 1 {
+                        // The link was re-made under this read: the new connection is unnamed.
+                        let me = self.clone();
+                        tokio::spawn(async move { me.name_connections().await });
+                    }
+                    return Ok(v);
+                }
                 Err((_, Some(e))) if may_retry && is_dropped(&e) => continue,
                 Err((err, e)) => {
                     let data = e.as_ref().is_some_and(|e| {
