@@ -18,7 +18,7 @@ const COMMANDS = [
   'hget', 'hmget', 'hgetall', 'hset',
   'zadd', 'zrange', 'zrem',
   'xadd', 'xrange', 'xrevrange', 'xread', 'xtrim', 'xlen',
-  'scan', 'evalsha', 'script|load',
+  'scan', 'evalsha', 'script|load', 'client|setname',
 ];
 /** docs/ACL.md: what a cluster client needs on top (topology discovery, resharding redirects). */
 const CLUSTER_COMMANDS = ['cluster|slots', 'asking'];

@@ -337,3 +337,25 @@ test('credentials: the CLI follows activity with --password-command while the pa
 });
 
 const jsonLines = (text) => text.split('\n').filter(Boolean).map((line) => { try { return JSON.parse(line); } catch { return {}; } });
+
+test('credentials: connections are named perseus:<instanceId>; a refused CLIENT SETNAME is logged once at debug and ignored', async () => {
+  const clis = nodesOf(plain);
+  const pw = secret('noname');
+  await clis[0]('ACL', 'SETUSER', 'noname', 'reset', 'on', `>${pw}`, '~*', '&*', '+@all', '-client|setname');
+  const logger = recordingLogger();
+  const net = track(new PerseusNetwork(fastOptions({
+    redisUrl: plain.url, keyPrefix: uniquePrefix('noname'), instanceId: 'noname-1', logger, logLevel: 'debug',
+    credentials: () => ({ username: 'noname', password: pw }),
+  })));
+  const ev = recordEvents(net);
+  await tailReady(net);
+  await net.start();
+  await net.logActivity({ event: 'UNNAMED_BUT_FINE' });
+  const refusals = logger.records.filter((r) => /refused CLIENT SETNAME/.test(r.msg));
+  assert.equal(refusals.length, 1);
+  assert.equal(refusals[0].level, 'debug');
+  assert.ok((await clients(clis)).some((c) => c.user === 'noname' && c.name === ''));
+  assert.deepEqual(ev.error, []);
+  await net.close();
+  assertNoSecrets(logger.records, ev);
+});

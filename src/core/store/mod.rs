@@ -147,6 +147,8 @@ struct Inner {
     on_status: Option<StatusListener>,
     /// Why the server refused `CLIENT SETNAME`, for the network to log once.
     name_refusal: std::sync::Mutex<Option<String>>,
+    /// A refusal was already noted (each store reports it once).
+    name_refused: AtomicBool,
 }
 
 impl Store {
@@ -193,6 +195,7 @@ impl Store {
                 replacing: AtomicBool::new(false),
                 on_status,
                 name_refusal: std::sync::Mutex::new(None),
+                name_refused: AtomicBool::new(false),
             }),
         };
         let _: Value = store
@@ -630,7 +633,8 @@ impl Store {
         };
         for r in results {
             if let Err(e) = r {
-                if let Some(text) = rotation::name_refused(&self.scrub_text(&describe(&e))) {
+                let text = rotation::name_refused(&self.scrub_text(&describe(&e)));
+                if !self.inner.name_refused.swap(true, Ordering::AcqRel) {
                     *self
                         .inner
                         .name_refusal

@@ -6,7 +6,6 @@
 //! connection the store builds subscribes to the credentials cell and sends `AUTH` in place
 //! when it changes (see `credentials.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,14 +98,9 @@ pub(super) async fn set_name_all_nodes(
     }
 }
 
-static NAME_REFUSED: AtomicBool = AtomicBool::new(false);
-
-/// Notes that a server refused `CLIENT SETNAME`; the first time (per process) it returns the
-/// text so the caller can log it once at debug.
-pub(super) fn name_refused(text: &str) -> Option<String> {
-    if NAME_REFUSED.swap(true, Ordering::AcqRel) {
-        return None;
-    }
+/// Notes that a server refused `CLIENT SETNAME` (tracing only; the network logs the first
+/// refusal of its shared connection once, at debug).
+pub(super) fn name_refused(text: &str) -> String {
     tracing::debug!("CLIENT SETNAME refused: {text}");
-    Some(text.to_string())
+    text.to_string()
 }
