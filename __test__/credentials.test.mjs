@@ -97,10 +97,12 @@ async function rotation(server, connection) {
   await net.start();
   const before = named(await clients(clis), id);
   assert.ok(before.length >= 2, `the network's connections are named (${before.length} found)`);
-  // Every master (the network talks to masters only) has named connections of this network.
-  const masters = [];
-  for (const [i, cli] of clis.entries()) if ((await cli('ROLE')).startsWith('master')) masters.push(i);
-  assert.deepEqual([...new Set(before.map((c) => c.node))].sort(), masters, 'a named connection on every master');
+  // Every master has named connections of this network (replicas may have some too: the
+  // cluster client connects to the nodes it learns of; all are checked below).
+  const withNamed = new Set(before.map((c) => c.node));
+  for (const [i, cli] of clis.entries()) {
+    if ((await cli('ROLE')).startsWith('master')) assert.ok(withNamed.has(i), `a named connection on master ${i}`);
+  }
   assert.deepEqual([...new Set(before.map((c) => c.user))], ['u1'], 'all authenticated as u1 first');
   release();
   await waitFor('every connection re-authenticated as u2', async () => {
