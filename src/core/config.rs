@@ -56,6 +56,7 @@ pub struct RawOptions {
     pub dead_instance_ttl_ms: Option<f64>,
     pub discovery: Option<String>,
     pub on_heartbeat_lost: Option<String>,
+    pub on_drain_request: Option<String>,
     pub event_loop_stall_ms: Option<f64>,
     pub log_level: Option<String>,
     /// The process id; supplied by the host (Node's `process.pid` equals the OS pid).
@@ -88,6 +89,10 @@ pub struct ConnectionConfig {
     pub tls_insecure: bool,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Rotating credentials (the `credentials` option); they override username/password.
+    pub credentials: Option<crate::core::credentials::Credentials>,
+    /// Sent as `CLIENT SETNAME` on every connection: `perseus:<instanceId>`.
+    pub client_name: Option<String>,
 }
 
 impl std::fmt::Debug for ConnectionConfig {
@@ -98,6 +103,7 @@ impl std::fmt::Debug for ConnectionConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("tls_ca_cert", &self.tls_ca_cert.is_some())
             .field("tls_insecure", &self.tls_insecure)
+            .field("credentials", &self.credentials.is_some())
             .finish()
     }
 }
@@ -179,6 +185,15 @@ pub enum OnHeartbeatLost {
     StayDead,
 }
 
+/// What an instance does when an operator asks it to drain (`requestDrain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDrainRequest {
+    /// Emit `drainRequested`, then drain with the request's reason.
+    Drain,
+    /// Only emit: the application decides.
+    Emit,
+}
+
 /// Log threshold; `Silent` drops everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -226,6 +241,7 @@ pub struct Config {
     pub timing: Timing,
     pub discovery: Discovery,
     pub on_heartbeat_lost: OnHeartbeatLost,
+    pub on_drain_request: OnDrainRequest,
     pub log_level: LogLevel,
 }
 
@@ -233,10 +249,11 @@ impl Config {
     /// Validates and defaults every option. `env_redis_url` is `REDIS_URL` (passed in so tests
     /// and hosts control it).
     pub fn from_options(o: RawOptions, env_redis_url: Option<String>) -> Result<Config> {
-        let connection = connection_config(&o, env_redis_url)?;
+        let mut connection = connection_config(&o, env_redis_url)?;
         let key_prefix = o.key_prefix.clone().unwrap_or_else(|| "perseus".into());
         validate_key_prefix(&key_prefix)?;
         let identity = identity(&o)?;
+        connection.client_name = Some(format!("perseus:{}", identity.instance_id));
         let timing = timing(&o)?;
         let discovery = match o.discovery.as_deref() {
             None | Some("index") => Discovery::Index,
@@ -258,6 +275,16 @@ impl Config {
                 )))
             }
         };
+        let on_drain_request = match o.on_drain_request.as_deref() {
+            None | Some("drain") => OnDrainRequest::Drain,
+            Some("emit") => OnDrainRequest::Emit,
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "onDrainRequest must be 'drain' or 'emit' (got '{}')",
+                    clip(other)
+                )))
+            }
+        };
         let log_level = match o.log_level.as_deref() {
             None => LogLevel::Info,
             Some(s) => LogLevel::parse(s).ok_or_else(|| {
@@ -274,6 +301,7 @@ impl Config {
             timing,
             discovery,
             on_heartbeat_lost,
+            on_drain_request,
             log_level,
         })
     }
@@ -404,6 +432,8 @@ fn connection_config(o: &RawOptions, env_redis_url: Option<String>) -> Result<Co
             .unwrap_or(Duration::from_millis(5000)),
         command_timeout: ms_opt("commandTimeoutMs", o.command_timeout_ms, 1.0)?
             .unwrap_or(Duration::from_millis(5000)),
+        credentials: None,
+        client_name: None,
     })
 }
 
@@ -657,6 +687,7 @@ mod tests {
         assert_eq!(c.timing.event_loop_stall, Some(Duration::from_secs(60)));
         assert_eq!(c.discovery, Discovery::Index);
         assert_eq!(c.on_heartbeat_lost, OnHeartbeatLost::Rejoin);
+        assert_eq!(c.on_drain_request, OnDrainRequest::Drain);
         assert_eq!(c.log_level, LogLevel::Info);
         assert_eq!(c.identity.version, "0.0.0");
         assert!(c.identity.instance_id.starts_with("host-a:1:42:"));
@@ -811,6 +842,10 @@ mod tests {
                 Box::new(|o| o.on_heartbeat_lost = Some("retry".into())),
                 "onHeartbeatLost",
             ),
+            (
+                Box::new(|o| o.on_drain_request = Some("ignore".into())),
+                "onDrainRequest",
+            ),
             (Box::new(|o| o.log_level = Some("loud".into())), "logLevel"),
             (
                 Box::new(|o| o.activity_retention_ms = Some(-1.0)),
@@ -852,6 +887,8 @@ mod tests {
             tls_insecure: false,
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
+            credentials: None,
+            client_name: None,
         };
         assert!(!format!("{c:?}").contains("s3cret"));
     }

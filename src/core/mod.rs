@@ -3,6 +3,8 @@
 pub mod activity;
 pub mod clock;
 pub mod config;
+pub mod control;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod faults;
@@ -12,6 +14,7 @@ pub mod index;
 pub mod ip;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod network;
 pub mod registry;
 pub mod slots;

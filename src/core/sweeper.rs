@@ -16,7 +16,7 @@ use crate::core::faults;
 use crate::core::fsm::State;
 use crate::core::index::{self, IndexView};
 use crate::core::keys::Keys;
-use crate::core::registry::{last_beat_of, parse_record, InstanceInfo, Registry};
+use crate::core::registry::{beat_of, parse_record, InstanceInfo, Registry};
 use crate::core::store::{Command, Kind, Store};
 use crate::core::task::{Exit, Shutdown, TaskCtx};
 
@@ -80,6 +80,7 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
             Ok((l, view)) => (Ok(l), view),
             Err(e) => (Err(e), None),
         };
+        ctx.metrics.set_sweeper_leader(matches!(leased, Ok(None)));
         let wait = match leased {
             Ok(None) => {
                 if due {
@@ -211,6 +212,7 @@ pub(crate) async fn sweep(
     if ctx.cfg.discovery == Discovery::Scan {
         return sweep_all(ctx, st, shutdown).await;
     }
+    let began = Instant::now();
     let registry = &ctx.registry;
     let now = now_ms();
     let read = async {
@@ -346,10 +348,37 @@ pub(crate) async fn sweep(
             r = read => r?,
         };
         st.memo.full_read_done();
-        let instances = swept.into_iter().filter_map(|r| r.info).collect();
+        let instances: Vec<InstanceInfo> = swept.into_iter().filter_map(|r| r.info).collect();
+        record_sweep(ctx, began, Some(&instances));
         write_snapshot(ctx, st.memo, instances).await?;
+    } else {
+        record_sweep(ctx, began, None);
     }
     Ok(soonest.map(|d| d.saturating_sub(now_ms()) as i64))
+}
+
+/// Instances by state, every state present (the snapshot's `counts`).
+fn state_counts(instances: &[InstanceInfo]) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = State::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect();
+    for i in instances {
+        *counts.entry(i.state.as_str().to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// Counts a finished sweep in the metrics; `instances`: what it read in full, when it did
+/// (a sweep of only the due members leaves the by-state gauges as the last full read set them).
+fn record_sweep(ctx: &TaskCtx, began: Instant, instances: Option<&[InstanceInfo]>) {
+    let counts = instances.map(state_counts).unwrap_or_default();
+    ctx.metrics.swept(
+        began.elapsed(),
+        State::ALL
+            .iter()
+            .filter_map(|s| counts.get(s.as_str()).map(|n| (*s, *n))),
+    );
 }
 
 /// How long after a dead record's expiry the sweeper looks again (so it is gone by then).
@@ -365,13 +394,7 @@ async fn write_snapshot(
     if !memo.is_due(digest, ctx.cfg.timing.sweep_interval) {
         return Ok(());
     }
-    let mut counts: BTreeMap<String, u64> = State::ALL
-        .iter()
-        .map(|s| (s.as_str().to_string(), 0))
-        .collect();
-    for i in &instances {
-        *counts.entry(i.state.as_str().to_string()).or_default() += 1;
-    }
+    let counts = state_counts(&instances);
     let snapshot = NetworkState {
         updated_at: iso_now(),
         updated_by: ctx.instance_id().to_string(),
@@ -394,6 +417,7 @@ async fn sweep_all(
     st: &mut SweepState<'_>,
     shutdown: &mut Shutdown,
 ) -> Result<Option<i64>> {
+    let began = Instant::now();
     let registry = &ctx.registry;
     let read = async {
         let ids = registry.ids(ctx.cfg.discovery).await?;
@@ -465,6 +489,7 @@ async fn sweep_all(
     for id in &expired {
         registry.forget(id).await?;
     }
+    record_sweep(ctx, began, Some(&instances));
     ctx.log.debug(
         serde_json::json!({ "instances": instances.len(), "soonestExpiryMs": soonest }),
         "sweep done",
@@ -590,7 +615,7 @@ impl RecordCache {
             };
             let info = info.map(|mut i| {
                 i.alive = l.heartbeat.is_some();
-                i.last_heartbeat = last_beat_of(l.heartbeat.as_deref());
+                (i.last_heartbeat, i.health) = beat_of(l.heartbeat.as_deref());
                 i
             });
             if let (Some(f), Some(i)) = (&l.fingerprint, &info) {
@@ -727,6 +752,7 @@ async fn write_lost_entry(
         ],
     };
     ctx.writer.append_as(&author, &input).await?;
+    ctx.metrics.peer_lost();
     ctx.log.warn(
         serde_json::json!({ "lostInstanceId": lost.instance_id }),
         "peer lost: heartbeat expired",
@@ -754,6 +780,7 @@ mod tests {
             metadata: Default::default(),
             alive,
             last_heartbeat: Some(1),
+            health: None,
         }
     }
 
