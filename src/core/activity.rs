@@ -3,7 +3,7 @@
 //!
 //! Non-UTF-8 bytes in a field name or value are rendered with U+FFFD (lossy UTF-8).
 
-use redis::Value;
+use redis::{FromRedisValue, Value};
 
 use crate::core::config::clip;
 use crate::core::error::{Error, Result};
@@ -367,6 +367,36 @@ impl ActivityLog {
             cmd.arg(k).arg(v);
         }
         self.store.query(&cmd).await
+    }
+
+    /// Many XADDs as one send-once pipeline: each entry gets its own ID or its own error, in
+    /// order (IDs increase in the order of `entries`). A timeout or a dropped link fails every
+    /// entry of the pipeline: each may or may not have been written; none is sent twice.
+    pub async fn append_many(&self, entries: &[Vec<(String, String)>]) -> Vec<Result<String>> {
+        let cmds: Vec<redis::Cmd> = entries
+            .iter()
+            .map(|fields| {
+                let mut cmd = redis::cmd("XADD");
+                cmd.arg(&self.key).arg("*");
+                for (k, v) in fields {
+                    cmd.arg(k).arg(v);
+                }
+                cmd
+            })
+            .collect();
+        match self.store.pipeline_once(&cmds).await {
+            Ok(replies) => replies
+                .into_iter()
+                .map(|r| {
+                    r.and_then(|v| {
+                        String::from_redis_value(v).map_err(|e| {
+                            Error::Redis(format!("unexpected reply from Redis to XADD: {e}"))
+                        })
+                    })
+                })
+                .collect(),
+            Err(e) => entries.iter().map(|_| Err(e.clone())).collect(),
+        }
     }
 
     /// Runs a query, paging with COUNT and filtering here, so `limit` counts matches.

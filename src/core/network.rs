@@ -168,12 +168,18 @@ impl Network {
         self.inner.life.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn ensure_open(&self) -> Result<()> {
+    /// Fails with [`Error::Closed`] once closed.
+    pub fn ensure_open(&self) -> Result<()> {
         if self.is_closed() {
             Err(Error::Closed)
         } else {
             Ok(())
         }
+    }
+
+    /// Whether two handles are the same network (the Node layer batches per network).
+    pub fn same_as(&self, other: &Network) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The shared connection, made on first use.
@@ -230,13 +236,18 @@ impl Network {
 
     /// Appends an entry written on behalf of `author` (the sweeper writes for lost peers).
     pub(crate) async fn append_as(&self, author: &Author, input: &ActivityInput) -> Result<String> {
+        self.wait_tail_ready().await;
+        let fields = activity::encode(author, input, &iso_now());
+        self.activity_log().await?.append(&fields).await
+    }
+
+    /// A starting tail must see our own entries: appends wait (bounded) until it is reading.
+    async fn wait_tail_ready(&self) {
         if !*self.inner.tail_ready.borrow() {
             let mut ready = self.inner.tail_ready.subscribe();
             let limit = self.inner.cfg.connection.connect_timeout;
             let _ = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
         }
-        let fields = activity::encode(author, input, &iso_now());
-        self.activity_log().await?.append(&fields).await
     }
 
     async fn append(&self, input: ActivityInput) -> Result<String> {
@@ -752,6 +763,37 @@ impl Network {
         self.ensure_open()?;
         activity::validate_input(&input)?;
         self.append(input).await
+    }
+
+    /// Many `log_activity` calls as one pipeline (the Node layer gathers one tick's calls):
+    /// each input gets its own stream ID or error, in order; an invalid input fails alone and
+    /// is not sent.
+    pub async fn log_activity_batch(&self, inputs: Vec<ActivityInput>) -> Vec<Result<String>> {
+        if let Err(e) = self.ensure_open() {
+            return inputs.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut out: Vec<Result<String>> = inputs
+            .iter()
+            .map(|i| activity::validate_input(i).map(|()| String::new()))
+            .collect();
+        let sendable: Vec<usize> = (0..inputs.len()).filter(|&i| out[i].is_ok()).collect();
+        if sendable.is_empty() {
+            return out;
+        }
+        self.wait_tail_ready().await;
+        let (author, ts) = (self.author(), iso_now());
+        let entries: Vec<_> = sendable
+            .iter()
+            .map(|&i| activity::encode(&author, &inputs[i], &ts))
+            .collect();
+        let results = match self.activity_log().await {
+            Ok(log) => log.append_many(&entries).await,
+            Err(e) => entries.iter().map(|_| Err(e.clone())).collect(),
+        };
+        for (i, r) in sendable.into_iter().zip(results) {
+            out[i] = r;
+        }
+        out
     }
 
     pub async fn query_activity(&self, q: &Query) -> Result<Vec<ActivityEntry>> {

@@ -281,19 +281,21 @@ impl PerseusNetwork {
         env: &'e Env,
         input: Option<Unknown>,
     ) -> napi::Result<Object<'e>> {
-        let input = match Reader::new(input, "input", "input.").and_then(|r| {
-            r.ok_or_else(|| CoreError::invalid("input must be an object with an event"))
-                .and_then(|r| read_activity_input(&r))
+        // Checked now, so a bad input rejects alone and is never queued (a closed network
+        // says so first, as before).
+        let input = match self.net.ensure_open().and_then(|()| {
+            Reader::new(input, "input", "input.").and_then(|r| {
+                r.ok_or_else(|| CoreError::invalid("input must be an object with an event"))
+                    .and_then(|r| read_activity_input(&r))
+            })
         }) {
-            Ok(i) => i,
+            Ok(i) => match crate::core::activity::validate_input(&i) {
+                Ok(()) => i,
+                Err(e) => return rejected(env, e),
+            },
             Err(e) => return rejected(env, e),
         };
-        let net = self.net.clone();
-        promise(
-            env,
-            async move { net.log_activity(input).await },
-            |_, id| Ok(id),
-        )
+        crate::node::batch::log_activity(env, &self.net, input)
     }
 
     #[napi(
