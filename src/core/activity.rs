@@ -3,6 +3,8 @@
 //!
 //! Non-UTF-8 bytes in a field name or value are rendered with U+FFFD (lossy UTF-8).
 
+use std::borrow::Cow;
+
 use redis::{FromRedisValue, Value};
 
 use crate::core::config::clip;
@@ -35,15 +37,35 @@ pub const MAX_QUERY_LIMIT: u64 = 1_000_000;
 const PAGE: u64 = 10_000;
 
 /// One stream entry as the API shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActivityEntry {
     pub id: String,
-    #[serde(serialize_with = "crate::core::registry::int")]
     pub time: u64,
     pub instance_id: String,
     pub event: String,
     pub exchange: String,
+    pub exchange_id: Option<u64>,
+    pub from_state: Option<State>,
+    pub to_state: Option<State>,
+    pub reason: Option<String>,
+    pub public_ip: Option<String>,
+    pub hostname: Option<String>,
+    pub ts: String,
+    /// Every other field, in the order written.
+    pub fields: Vec<(String, String)>,
+}
+
+/// An entry whose text may borrow from a reply buffer (the RESP decoder's output), and the one
+/// definition of an entry's JSON shape: [`ActivityEntry`] serialises through it too.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryRef<'a> {
+    pub id: Cow<'a, str>,
+    #[serde(serialize_with = "crate::core::registry::int")]
+    pub time: u64,
+    pub instance_id: Cow<'a, str>,
+    pub event: Cow<'a, str>,
+    pub exchange: Cow<'a, str>,
     #[serde(serialize_with = "crate::core::registry::opt_int")]
     pub exchange_id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,26 +73,77 @@ pub struct ActivityEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to_state: Option<State>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_ip: Option<String>,
+    pub public_ip: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    pub ts: String,
-    /// Every other field, in the order written.
+    pub hostname: Option<Cow<'a, str>>,
+    pub ts: Cow<'a, str>,
     #[serde(serialize_with = "pairs_as_map")]
-    pub fields: Vec<(String, String)>,
+    pub fields: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl EntryRef<'_> {
+    /// The owned entry (copies only what is borrowed).
+    pub fn into_owned(self) -> ActivityEntry {
+        ActivityEntry {
+            id: self.id.into_owned(),
+            time: self.time,
+            instance_id: self.instance_id.into_owned(),
+            event: self.event.into_owned(),
+            exchange: self.exchange.into_owned(),
+            exchange_id: self.exchange_id,
+            from_state: self.from_state,
+            to_state: self.to_state,
+            reason: self.reason.map(Cow::into_owned),
+            public_ip: self.public_ip.map(Cow::into_owned),
+            hostname: self.hostname.map(Cow::into_owned),
+            ts: self.ts.into_owned(),
+            fields: self
+                .fields
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a ActivityEntry> for EntryRef<'a> {
+    fn from(e: &'a ActivityEntry) -> Self {
+        let b = |s: &'a String| Cow::Borrowed(s.as_str());
+        EntryRef {
+            id: b(&e.id),
+            time: e.time,
+            instance_id: b(&e.instance_id),
+            event: b(&e.event),
+            exchange: b(&e.exchange),
+            exchange_id: e.exchange_id,
+            from_state: e.from_state,
+            to_state: e.to_state,
+            reason: e.reason.as_ref().map(b),
+            public_ip: e.public_ip.as_ref().map(b),
+            hostname: e.hostname.as_ref().map(b),
+            ts: b(&e.ts),
+            fields: e.fields.iter().map(|(k, v)| (b(k), b(v))).collect(),
+        }
+    }
+}
+
+impl serde::Serialize for ActivityEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        EntryRef::from(self).serialize(s)
+    }
 }
 
 /// Serialises ordered pairs as an object (a later duplicate name wins, as in JS).
-fn pairs_as_map<S: serde::Serializer>(
-    pairs: &[(String, String)],
+fn pairs_as_map<S: serde::Serializer, K: AsRef<str>, V: AsRef<str>>(
+    pairs: &[(K, V)],
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
     let mut m = s.serialize_map(Some(pairs.len()))?;
     for (k, v) in pairs {
-        m.serialize_entry(k, v)?;
+        m.serialize_entry(k.as_ref(), v.as_ref())?;
     }
     m.end()
 }
@@ -177,31 +250,44 @@ pub fn encode(author: &Author, input: &ActivityInput, ts: &str) -> Vec<(String, 
 /// Decodes one entry from its ID and flat field list. Never fails: missing schema fields
 /// become empty strings or `None`, an odd trailing name is dropped, unknown fields are kept.
 pub fn decode(id: &str, flat: Vec<Value>) -> ActivityEntry {
-    let mut e = ActivityEntry {
-        id: id.to_string(),
-        time: id
-            .split('-')
-            .next()
-            .and_then(|ms| ms.parse().ok())
-            .unwrap_or(0),
-        instance_id: String::new(),
-        event: String::new(),
-        exchange: String::new(),
+    let mut pairs = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if let (Some(k), Some(v)) = (into_text(k), into_text(v)) {
+            pairs.push((Cow::Owned(k), Cow::Owned(v)));
+        }
+    }
+    decode_pairs(Cow::Borrowed(id), pairs.into_iter()).into_owned()
+}
+
+/// The one place that maps an entry's text pairs onto the schema (both the crate's `Value`
+/// path and the RESP decoder use it): a later duplicate wins, unknown names are kept in order.
+pub fn decode_pairs<'a>(
+    id: Cow<'a, str>,
+    pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
+) -> EntryRef<'a> {
+    let time = id
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0);
+    let mut e = EntryRef {
+        id,
+        time,
+        instance_id: Cow::Borrowed(""),
+        event: Cow::Borrowed(""),
+        exchange: Cow::Borrowed(""),
         exchange_id: None,
         from_state: None,
         to_state: None,
         reason: None,
         public_ip: None,
         hostname: None,
-        ts: String::new(),
+        ts: Cow::Borrowed(""),
         fields: Vec::new(),
     };
-    let mut it = flat.into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        let (Some(k), Some(v)) = (into_text(k), into_text(v)) else {
-            continue;
-        };
-        match k.as_str() {
+    for (k, v) in pairs {
+        match k.as_ref() {
             "instanceId" => e.instance_id = v,
             "event" => e.event = v,
             "exchange" => e.exchange = v,
@@ -244,7 +330,7 @@ pub fn decode_range(v: Value) -> Vec<ActivityEntry> {
 }
 
 /// How many entries a range reply holds, and the ID of the last one (for the next page).
-fn page_extent(v: &Value) -> (u64, Option<String>) {
+pub(crate) fn page_extent(v: &Value) -> (u64, Option<String>) {
     let Value::Array(items) = v else {
         return (0, None);
     };

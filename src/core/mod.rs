@@ -11,5 +11,6 @@ pub mod keys;
 pub mod logging;
 pub mod network;
 pub mod registry;
+pub mod resp;
 pub mod store;
 pub mod sweeper;
