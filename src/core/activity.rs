@@ -341,6 +341,26 @@ pub(crate) fn page_extent(v: &Value) -> (u64, Option<String>) {
     (items.len() as u64, last)
 }
 
+/// One page of a range read: raw reply bytes (with their extent, already checked) or the
+/// crate's parse.
+enum Page {
+    Bytes {
+        bytes: Vec<u8>,
+        extent: (u64, Option<String>),
+    },
+    Tree(Value),
+}
+
+impl Page {
+    /// How many items the page holds and the ID of its last one.
+    fn extent(&self) -> (u64, Option<String>) {
+        match self {
+            Page::Bytes { extent, .. } => extent.clone(),
+            Page::Tree(v) => page_extent(v),
+        }
+    }
+}
+
 /// A query bound as given: ms epoch (a `Date` arrives as ms) or a stream ID / `-` / `+`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Bound {
@@ -489,7 +509,7 @@ impl ActivityLog {
     pub async fn query(&self, q: &Query) -> Result<Vec<ActivityEntry>> {
         let mut out: Vec<ActivityEntry> = Vec::with_capacity(q.limit.min(PAGE) as usize);
         self.each_match(q, |e| {
-            out.push(e);
+            out.push(e.into_owned());
             true
         })
         .await?;
@@ -505,7 +525,7 @@ impl ActivityLog {
             if buf.len() > 1 {
                 buf.push(b',');
             }
-            // Serialising owned strings and numbers into a Vec cannot fail.
+            // Serialising strings and numbers into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut buf, &e);
             true
         })
@@ -520,7 +540,7 @@ impl ActivityLog {
     async fn each_match(
         &self,
         q: &Query,
-        mut sink: impl FnMut(ActivityEntry) -> bool,
+        mut sink: impl FnMut(EntryRef<'_>) -> bool,
     ) -> Result<()> {
         let filtered = q.instance_id.is_some() || q.events.is_some();
         let mut delivered: u64 = 0;
@@ -528,10 +548,10 @@ impl ActivityLog {
         let first = q.limit.min(PAGE);
         let mut pending = Some((first, self.spawn_page(q.reverse, &lo, &hi, first)));
         while let Some((count, task)) = pending.take() {
-            let raw = task
+            let page = task
                 .await
                 .map_err(|e| Error::Redis(format!("query task failed: {e}")))??;
-            let (got, last_id) = page_extent(&raw);
+            let (got, last_id) = page.extent();
             let after_this = delivered + got;
             if let (true, Some(id)) = (got == count, last_id) {
                 // Continue after the last ID seen (exclusive ranges, Redis >= 6.2).
@@ -549,35 +569,59 @@ impl ActivityLog {
                     pending = Some((n, self.spawn_page(q.reverse, &lo, &hi, n)));
                 }
             }
-            for e in decode_range(raw) {
+            let mut done = false;
+            let mut visit = |e: EntryRef<'_>| -> bool {
                 if q.instance_id
                     .as_ref()
-                    .is_some_and(|id| *id != e.instance_id)
+                    .is_some_and(|id| id.as_str() != e.instance_id.as_ref())
                 {
-                    continue;
+                    return true;
                 }
-                if q.events.as_ref().is_some_and(|ev| !ev.contains(&e.event)) {
-                    continue;
+                if q.events
+                    .as_ref()
+                    .is_some_and(|ev| !ev.iter().any(|x| x.as_str() == e.event.as_ref()))
+                {
+                    return true;
                 }
                 delivered += 1;
                 if !sink(e) || delivered >= q.limit {
-                    if let Some((_, t)) = pending.take() {
-                        t.abort();
-                    }
-                    return Ok(());
+                    done = true;
+                    return false;
                 }
+                true
+            };
+            match page {
+                // The bytes were checked by `extent`; a walk cannot fail half-way on them.
+                Page::Bytes { bytes, .. } => {
+                    let _ = crate::core::resp::for_each_entry(&bytes, &mut visit);
+                }
+                Page::Tree(v) => {
+                    for e in decode_range(v) {
+                        if !visit(EntryRef::from(&e)) {
+                            break;
+                        }
+                    }
+                }
+            }
+            if done {
+                if let Some((_, t)) = pending.take() {
+                    t.abort();
+                }
+                return Ok(());
             }
         }
         Ok(())
     }
 
+    /// Reads one page: over a direct connection decoded from its bytes where that works
+    /// (`direct.rs`, `resp.rs`), else through the crate.
     fn spawn_page(
         &self,
         reverse: bool,
         lo: &str,
         hi: &str,
         count: u64,
-    ) -> tokio::task::JoinHandle<Result<Value>> {
+    ) -> tokio::task::JoinHandle<Result<Page>> {
         let mut cmd = redis::cmd(if reverse { "XREVRANGE" } else { "XRANGE" });
         cmd.arg(&self.key);
         if reverse {
@@ -587,7 +631,16 @@ impl ActivityLog {
         }
         cmd.arg("COUNT").arg(count);
         let store = self.store.clone();
-        tokio::spawn(async move { store.query::<Value>(&cmd).await })
+        let key = self.key.clone();
+        tokio::spawn(async move {
+            if let Some(bytes) = store.query_bytes(&key, &cmd).await {
+                let bytes = bytes?;
+                if let Ok(extent) = crate::core::resp::extent(&bytes) {
+                    return Ok(Page::Bytes { bytes, extent });
+                }
+            }
+            store.query::<Value>(&cmd).await.map(Page::Tree)
+        })
     }
 
     /// `XTRIM MINID ~ <server now - retention>`; the count Redis reports.

@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod config;
+pub mod direct;
 pub mod error;
 pub mod events;
 pub mod fsm;

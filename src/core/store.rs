@@ -53,6 +53,8 @@ struct Inner {
     /// A replacement connection is being made (after repeated timeouts).
     replacing: AtomicBool,
     on_status: Option<StatusListener>,
+    /// Connections of our own for range reads decoded from raw bytes (`direct.rs`).
+    direct: crate::core::direct::Direct,
 }
 
 static CRYPTO: Once = Once::new();
@@ -144,6 +146,7 @@ impl Store {
                 strikes: AtomicU32::new(0),
                 replacing: AtomicBool::new(false),
                 on_status,
+                direct: crate::core::direct::Direct::new(cfg),
             }),
         };
         let _: Value = store.query(&redis::cmd("PING")).await?;
@@ -261,6 +264,35 @@ impl Store {
                 self.set_connected(false, Some(mapped.to_string()));
             }
             return Err(labelled(mapped, || cmd_label(cmd)));
+        }
+    }
+
+    /// One read-only command about `key` over a direct connection, its reply as raw bytes
+    /// (for [`crate::core::resp`]). `None` when that path cannot serve it, or the reply is a
+    /// server error: the caller then sends it through [`Store::query`], which words errors.
+    pub async fn query_bytes(&self, key: &str, cmd: &Cmd) -> Option<Result<Vec<u8>>> {
+        use crate::core::direct::Miss;
+        let slot_map = || async {
+            let mut slots = redis::cmd("CLUSTER");
+            slots.arg("SLOTS");
+            let v: Value = self.query(&slots).await.ok()?;
+            crate::core::direct::parse_slots(&v)
+        };
+        let packed = cmd.get_packed_command();
+        match self.inner.direct.request(key, &packed, slot_map).await {
+            Ok(bytes) if !bytes.starts_with(b"-") => Some(Ok(bytes)),
+            Ok(_) | Err(Miss::Fallback(_)) => {
+                self.inner.direct.forget_slots();
+                None
+            }
+            Err(Miss::Timeout) => {
+                let err = Error::Timeout(format!(
+                    "Redis did not answer within {} ms",
+                    self.inner.response_timeout.as_millis()
+                ));
+                self.set_connected(false, Some(err.to_string()));
+                Some(Err(labelled(err, || cmd_label(cmd))))
+            }
         }
     }
 
