@@ -244,17 +244,14 @@ impl Direct {
             match &self.cfg.tls_ca_cert {
                 Some(pem) => {
                     use rustls::pki_types::pem::PemObject;
-                    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
-                    {
+                    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
                         let cert = cert.map_err(|e| miss(&e.to_string()))?;
                         roots.add(cert).map_err(|e| miss(&e.to_string()))?;
                     }
                 }
                 None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
             }
-            builder
-                .with_root_certificates(roots)
-                .with_no_client_auth()
+            builder.with_root_certificates(roots).with_no_client_auth()
         };
         let config = Arc::new(config);
         *cached = Some(config.clone());

@@ -411,9 +411,14 @@ mod tests {
         assert!(extent(b"-WRONGTYPE x\r\n").is_err());
         assert!(for_each_entry(b"-WRONGTYPE x\r\n", |_| true).is_err());
         assert_eq!(
-            FrameScanner::default().feed(b"*2\r\n$1\r\na\r\n*0\r\n").unwrap(),
+            FrameScanner::default()
+                .feed(b"*2\r\n$1\r\na\r\n*0\r\n")
+                .unwrap(),
             Some(15)
         );
-        assert_eq!(FrameScanner::default().feed(b"*2\r\n$1\r\na\r\n").unwrap(), None);
+        assert_eq!(
+            FrameScanner::default().feed(b"*2\r\n$1\r\na\r\n").unwrap(),
+            None
+        );
     }
 }

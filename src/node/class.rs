@@ -54,7 +54,7 @@ impl PerseusNetwork {
         let cfg = Config::from_options(raw, std::env::var("REDIS_URL").ok()).map_err(fail)?;
         let has_logger = logger.is_some();
         let listeners = Rc::new(RefCell::new(Listeners::default()));
-        let watchdog = Arc::new(crate::core::heartbeat::Watchdog::default());
+        let watchdog = Arc::new(crate::core::watchdog::Watchdog::default());
         let sink = NodeSink::new(
             &env,
             &cfg.identity.instance_id,

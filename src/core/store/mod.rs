@@ -1,21 +1,31 @@
 //! The Redis connection: standalone (auto-reconnecting manager) or OSS cluster, with explicit
 //! timeouts, secret-free errors and connection-status tracking.
+//!
+//! Callers say what a command is ([`Kind`]): a read may be sent again after a dropped link, a
+//! write never is by us, a send-once write is never re-sent by anyone. The store matches no
+//! command names; a failure is labelled with the command and key the caller gave.
+
+mod connect;
+mod errors;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClientBuilder;
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
-use redis::{
-    Client, Cmd, ConnectionAddr, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError,
-    TlsCertificates, TlsMode, Value,
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, ToRedisArgs, Value};
+
+pub use connect::install_crypto;
+pub use errors::scrub;
+use errors::{
+    describe, is_data_error, is_dropped, is_link_failure, labelled, secrets_of, server_error_text,
+    was_not_run,
 };
 
-use crate::core::config::{ConnectionConfig, Target};
+use crate::core::config::ConnectionConfig;
 use crate::core::error::{Error, Result};
 
 /// Called with `(connected, error)` when the link to Redis goes down or comes back.
@@ -24,6 +34,87 @@ pub type StatusListener = Arc<dyn Fn(bool, Option<String>) + Send + Sync>;
 /// Consecutive timeouts after which a standalone connection is rebuilt (a half-open socket
 /// keeps timing out and the manager does not reconnect on timeouts by itself).
 const TIMEOUT_STRIKES: u32 = 3;
+
+/// What sending a command twice would do, as its caller knows: the store decides retries on
+/// this, never on the command's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only reads: sent once more on the reconnected link after the link dropped under it
+    /// (the multiplexed connection notices a dropped socket only when it next writes).
+    Read,
+    /// Changes data, with the same effect when run twice (SET, HSET, ZADD, DEL, a script
+    /// with a token...): never re-sent by us, but a cluster client may re-send it.
+    Write,
+    /// Must run at most once (`XADD *` writes a second entry when sent twice): on a cluster
+    /// it goes over a connection whose client never re-sends by itself.
+    WriteOnce,
+}
+
+/// One command, with what it is ([`Kind`]) and how its failures are labelled (`NAME key`:
+/// keys are never secret; values are never included).
+#[derive(Clone)]
+pub struct Command {
+    cmd: Cmd,
+    kind: Kind,
+    label: String,
+}
+
+impl Command {
+    /// `NAME key ...`: the usual single-key command; add the rest with [`Command::arg`].
+    pub fn on_key(kind: Kind, name: &str, key: &str) -> Self {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(key);
+        Command {
+            cmd,
+            kind,
+            label: format!("{name} {key}"),
+        }
+    }
+
+    /// A read of `key` ([`Kind::Read`]).
+    pub fn read(name: &str, key: &str) -> Self {
+        Self::on_key(Kind::Read, name, key)
+    }
+
+    /// An idempotent write of `key` ([`Kind::Write`]).
+    pub fn write(name: &str, key: &str) -> Self {
+        Self::on_key(Kind::Write, name, key)
+    }
+
+    /// A write of `key` that must run at most once ([`Kind::WriteOnce`]).
+    pub fn write_once(name: &str, key: &str) -> Self {
+        Self::on_key(Kind::WriteOnce, name, key)
+    }
+
+    /// A command whose key is not its first argument (`XREAD ... STREAMS key`), or that has
+    /// none (`PING`, `SCAN`): `label_key` names it in errors.
+    pub fn with_args(kind: Kind, name: &str, label_key: Option<&str>) -> Self {
+        Command {
+            cmd: redis::cmd(name),
+            kind,
+            label: match label_key {
+                Some(k) => format!("{name} {k}"),
+                None => name.to_string(),
+            },
+        }
+    }
+
+    /// Appends an argument.
+    pub fn arg<T: ToRedisArgs>(&mut self, a: T) -> &mut Self {
+        self.cmd.arg(a);
+        self
+    }
+
+    /// What errors of this command start with (`XADD perseus:activity`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The caller's word on re-sending it.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+}
 
 #[derive(Clone)]
 enum Conn {
@@ -57,15 +148,6 @@ struct Inner {
     direct: crate::core::direct::Direct,
 }
 
-static CRYPTO: Once = Once::new();
-
-/// Installs ring as rustls' process-wide crypto provider, once (needed before any TLS use).
-pub fn install_crypto() {
-    CRYPTO.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 impl Store {
     /// Connects within `connect_timeout`. `on_status` hears later losses and recoveries.
     pub async fn connect(
@@ -95,45 +177,8 @@ impl Store {
         on_status: Option<StatusListener>,
         with_once: bool,
     ) -> Result<Self> {
-        install_crypto();
         let secrets = secrets_of(cfg);
-        let scrub =
-            |e: RedisError| Error::Redis(connect_failure(cfg, &scrub(&secrets, &describe(&e))));
-        let deadline = cfg.connect_timeout;
-        let fut = async {
-            match &cfg.target {
-                Target::Standalone(url) => {
-                    let client = standalone_client(cfg, url).map_err(scrub)?;
-                    let mgr_cfg = manager_config(cfg, response_timeout);
-                    ConnectionManager::new_with_config(client, mgr_cfg)
-                        .await
-                        .map(|c| (Conn::Single(c), None))
-                        .map_err(scrub)
-                }
-                Target::Cluster(nodes) => {
-                    let client = cluster_client(cfg, nodes, response_timeout, 3).map_err(scrub)?;
-                    let conn = client.get_async_connection().await.map_err(scrub)?;
-                    let once = if with_once {
-                        let client =
-                            cluster_client(cfg, nodes, response_timeout, 0).map_err(scrub)?;
-                        Some(client.get_async_connection().await.map_err(scrub)?)
-                    } else {
-                        None
-                    };
-                    Ok((Conn::Cluster(conn), once))
-                }
-            }
-        };
-        let (conn, once) = match tokio::time::timeout(deadline, fut).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(Error::Timeout(format!(
-                    "could not connect to Redis at {} within {} ms",
-                    crate::core::config::redact_target(&cfg.target),
-                    deadline.as_millis()
-                )))
-            }
-        };
+        let (conn, once) = connect::open(cfg, &secrets, response_timeout, with_once).await?;
         // A probe, so a server that accepts TCP but refuses us (auth, ACL) fails here.
         let store = Store {
             inner: Arc::new(Inner {
@@ -149,7 +194,9 @@ impl Store {
                 direct: crate::core::direct::Direct::new(cfg),
             }),
         };
-        let _: Value = store.query(&redis::cmd("PING")).await?;
+        let _: Value = store
+            .query(&Command::with_args(Kind::Read, "PING", None))
+            .await?;
         Ok(store)
     }
 
@@ -170,28 +217,28 @@ impl Store {
     /// e.g. `XADD perseus:activity failed: NOPERM this user has no permissions to run the
     /// 'xadd' command`.
     ///
-    /// A read-only command that fails because the link dropped (the server closed it, e.g.
+    /// A [`Kind::Read`] that fails because the link dropped (the server closed it, e.g.
     /// `CLIENT KILL`, a restart or a failover) is sent once more on the reconnected link: the
     /// multiplexed connection only notices a dropped socket when it next writes, so the first
     /// command after a drop would fail although the server is fine. Writes are never re-sent
-    /// (`XADD *` is not idempotent).
-    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+    /// by us, and a [`Kind::WriteOnce`] never by the cluster client either.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Command) -> Result<T> {
         if let Some(once) = &self.inner.once {
-            if !is_idempotent(cmd) {
+            if cmd.kind == Kind::WriteOnce {
                 return self.query_once(cmd, once.clone()).await;
             }
         }
         let value = self.query_raw(cmd).await.map_err(|(e, _)| e)?;
         self.convert(value)
-            .map_err(|e| labelled(e, || cmd_label(cmd)))
+            .map_err(|e| labelled(e, || cmd.label.clone()))
     }
 
-    /// One command on the shared connection (read-only ones retried once after a dropped
-    /// link). The reply may be a `Value::ServerError`. A failure comes labelled, with whether
-    /// it is about the key's data (a per-key error) rather than the link, the cluster's state
-    /// or the user's rights.
-    async fn query_raw(&self, cmd: &Cmd) -> std::result::Result<Value, (Error, bool)> {
-        let retry = is_read_only(cmd);
+    /// One command on the shared connection (reads retried once after a dropped link). The
+    /// reply may be a `Value::ServerError`. A failure comes labelled, with whether it is about
+    /// the key's data (a per-key error) rather than the link, the cluster's state or the
+    /// user's rights.
+    async fn query_raw(&self, cmd: &Command) -> std::result::Result<Value, (Error, bool)> {
+        let retry = cmd.kind == Kind::Read;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -201,8 +248,8 @@ impl Store {
                 .timed_with(
                     async {
                         match &mut conn {
-                            Conn::Single(c) => c.req_packed_command(cmd).await,
-                            Conn::Cluster(c) => c.req_packed_command(cmd).await,
+                            Conn::Single(c) => c.req_packed_command(&cmd.cmd).await,
+                            Conn::Cluster(c) => c.req_packed_command(&cmd.cmd).await,
                         }
                     },
                     !may_retry,
@@ -215,7 +262,7 @@ impl Store {
                     let data = e.as_ref().is_some_and(|e| {
                         is_data_error(redis::ServerError::try_from(e.clone()).ok().as_ref())
                     });
-                    return Err((labelled(err, || cmd_label(cmd)), data));
+                    return Err((labelled(err, || cmd.label.clone()), data));
                 }
             }
         }
@@ -228,7 +275,7 @@ impl Store {
     /// have been written.
     async fn query_once<T: FromRedisValue>(
         &self,
-        cmd: &Cmd,
+        cmd: &Command,
         mut conn: ClusterConnection,
     ) -> Result<T> {
         let deadline = tokio::time::Instant::now() + self.inner.response_timeout;
@@ -236,7 +283,7 @@ impl Store {
         loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let attempt = async {
-                match tokio::time::timeout(remaining, conn.req_packed_command(cmd)).await {
+                match tokio::time::timeout(remaining, conn.req_packed_command(&cmd.cmd)).await {
                     Ok(r) => r,
                     Err(_) => Err(RedisError::from(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
@@ -247,7 +294,9 @@ impl Store {
             let (err, retryable) = match attempt.await {
                 Ok(v) => {
                     self.set_connected(true, None);
-                    return self.convert(v).map_err(|e| labelled(e, || cmd_label(cmd)));
+                    return self
+                        .convert(v)
+                        .map_err(|e| labelled(e, || cmd.label.clone()));
                 }
                 Err(e) => {
                     let retryable = was_not_run(&e);
@@ -263,22 +312,22 @@ impl Store {
             if is_link_failure(&err) || retryable {
                 self.set_connected(false, Some(mapped.to_string()));
             }
-            return Err(labelled(mapped, || cmd_label(cmd)));
+            return Err(labelled(mapped, || cmd.label.clone()));
         }
     }
 
     /// One read-only command about `key` over a direct connection, its reply as raw bytes
     /// (for [`crate::core::resp`]). `None` when that path cannot serve it, or the reply is a
     /// server error: the caller then sends it through [`Store::query`], which words errors.
-    pub async fn query_bytes(&self, key: &str, cmd: &Cmd) -> Option<Result<Vec<u8>>> {
+    pub async fn query_bytes(&self, key: &str, cmd: &Command) -> Option<Result<Vec<u8>>> {
         use crate::core::direct::Miss;
         let slot_map = || async {
-            let mut slots = redis::cmd("CLUSTER");
+            let mut slots = Command::with_args(Kind::Read, "CLUSTER", None);
             slots.arg("SLOTS");
             let v: Value = self.query(&slots).await.ok()?;
             crate::core::direct::parse_slots(&v)
         };
-        let packed = cmd.get_packed_command();
+        let packed = cmd.cmd.get_packed_command();
         match self.inner.direct.request(key, &packed, slot_map).await {
             Ok(bytes) if !bytes.starts_with(b"-") => Some(Ok(bytes)),
             Ok(_) | Err(Miss::Fallback(_)) => {
@@ -291,7 +340,7 @@ impl Store {
                     self.inner.response_timeout.as_millis()
                 ));
                 self.set_connected(false, Some(err.to_string()));
-                Some(Err(labelled(err, || cmd_label(cmd))))
+                Some(Err(labelled(err, || cmd.label.clone())))
             }
         }
     }
@@ -319,12 +368,12 @@ impl Store {
     /// through the send-once connection; commands that provably did not run (MOVED,
     /// TRYAGAIN, CLUSTERDOWN...: a whole-pipeline refusal, or those entries alone) are sent
     /// again until the command timeout, the others never.
-    pub async fn pipeline_once(&self, cmds: &[Cmd]) -> Result<Vec<Result<Value>>> {
-        let label = || cmds.first().map(cmd_label).unwrap_or_default();
+    pub async fn pipeline_once(&self, cmds: &[Command]) -> Result<Vec<Result<Value>>> {
+        let label = || cmds.first().map(|c| c.label.clone()).unwrap_or_default();
         let Some(once) = &self.inner.once else {
             let mut pipe = redis::pipe();
             for c in cmds {
-                pipe.add_command(c.clone());
+                pipe.add_command(c.cmd.clone());
             }
             let values = self.pipeline(&pipe).await.map_err(|e| labelled(e, label))?;
             return Ok(values.into_iter().map(|v| self.entry(v, label)).collect());
@@ -337,7 +386,7 @@ impl Store {
         loop {
             let mut pipe = redis::pipe();
             for &i in &todo {
-                pipe.add_command(cmds[i].clone());
+                pipe.add_command(cmds[i].cmd.clone());
             }
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let sent =
@@ -408,7 +457,7 @@ impl Store {
     /// command keeps its own result so one bad key cannot fail the others.
     pub async fn query_many(
         &self,
-        cmds: Vec<Cmd>,
+        cmds: Vec<Command>,
     ) -> Result<Vec<std::result::Result<Value, String>>> {
         if cmds.is_empty() {
             return Ok(vec![]);
@@ -418,7 +467,7 @@ impl Store {
         // refusal of the user (ACL, auth) fails the whole call: reading such a key as absent
         // would let a sweeper declare a live instance dead, or prune its index entry.
         if self.is_cluster() {
-            let labels: Vec<String> = cmds.iter().map(cmd_label).collect();
+            let labels: Vec<&str> = cmds.iter().map(|c| c.label.as_str()).collect();
             let futs = cmds.iter().map(|c| self.query_raw(c));
             let results = join_all(futs).await;
             let mut out = Vec::with_capacity(results.len());
@@ -437,10 +486,10 @@ impl Store {
             }
             Ok(out)
         } else {
-            let labels: Vec<String> = cmds.iter().map(cmd_label).collect();
+            let labels: Vec<String> = cmds.iter().map(|c| c.label.clone()).collect();
             let mut pipe = redis::pipe();
             for c in cmds {
-                pipe.add_command(c);
+                pipe.add_command(c.cmd);
             }
             let values = self.pipeline(&pipe).await?;
             let mut out = Vec::with_capacity(values.len());
@@ -522,7 +571,7 @@ impl Store {
     ) -> Result<()> {
         let mut cursor: u64 = 0;
         loop {
-            let mut cmd = redis::cmd("SCAN");
+            let mut cmd = Command::with_args(Kind::Read, "SCAN", None);
             cmd.arg(cursor)
                 .arg("MATCH")
                 .arg(pattern)
@@ -534,7 +583,7 @@ impl Store {
                         host: host.clone(),
                         port: *port,
                     });
-                    self.timed(c.route_command(cmd, route)).await?
+                    self.timed(c.route_command(cmd.cmd, route)).await?
                 }
                 _ => self.query::<Value>(&cmd).await?,
             };
@@ -646,20 +695,11 @@ impl Store {
 
     /// Makes a fresh standalone connection and swaps it in, if one can be made in time.
     async fn replace_connection(&self) {
-        if let Target::Standalone(url) = &self.inner.cfg.target {
-            let Ok(client) = standalone_client(&self.inner.cfg, url) else {
-                return;
-            };
-            let mgr_cfg = manager_config(&self.inner.cfg, self.inner.response_timeout);
-            if let Ok(Ok(m)) = tokio::time::timeout(
-                self.inner.cfg.connect_timeout,
-                ConnectionManager::new_with_config(client, mgr_cfg),
-            )
-            .await
-            {
-                *self.conn_guard() = Conn::Single(m);
-                tracing::debug!("replaced a Redis connection after repeated timeouts");
-            }
+        if let Some(m) =
+            connect::reopen_standalone(&self.inner.cfg, self.inner.response_timeout).await
+        {
+            *self.conn_guard() = Conn::Single(m);
+            tracing::debug!("replaced a Redis connection after repeated timeouts");
         }
     }
 
@@ -671,295 +711,6 @@ impl Store {
             }
         }
     }
-}
-
-/// The standalone connection manager's settings (the first connection and replacements).
-fn manager_config(cfg: &ConnectionConfig, response_timeout: Duration) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(cfg.connect_timeout))
-        .set_response_timeout(Some(response_timeout))
-        .set_number_of_retries(2)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(1000))
-}
-
-/// Whether the server provably did not run the command that got this error.
-fn was_not_run(e: &RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind as S};
-    e.is_connection_refusal()
-        || matches!(
-            e.kind(),
-            ErrorKind::ClusterConnectionNotFound
-                | ErrorKind::Server(
-                    S::Moved | S::TryAgain | S::ClusterDown | S::MasterDown | S::BusyLoading
-                )
-        )
-}
-
-/// Commands the cluster client may safely re-send by itself (everything the core sends but
-/// XADD: a second `XADD *` writes a second entry).
-fn is_idempotent(cmd: &Cmd) -> bool {
-    !matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"XADD"))
-}
-
-/// Commands that only read: safe to send again after the link dropped.
-fn is_read_only(cmd: &Cmd) -> bool {
-    const READS: &[&str] = &[
-        "PING",
-        "GET",
-        "EXISTS",
-        "PTTL",
-        "HGET",
-        "HGETALL",
-        "ZRANGE",
-        "XRANGE",
-        "XREVRANGE",
-        "XLEN",
-        "XREAD",
-        "SCAN",
-    ];
-    match cmd.args_iter().next() {
-        Some(redis::Arg::Simple(name)) => READS
-            .iter()
-            .any(|r| r.as_bytes().eq_ignore_ascii_case(name)),
-        _ => false,
-    }
-}
-
-/// Whether an error means the link (not the command) failed.
-fn is_link_failure(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
-}
-
-/// The error's text, with the command-level detail Redis gave: a server error reads as Redis
-/// wrote it (`NOPERM this user has no permissions to run the 'xadd' command`), not as the
-/// crate's debug form.
-fn describe(e: &RedisError) -> String {
-    match redis::ServerError::try_from(e.clone()) {
-        Ok(se) => server_error_text(&se),
-        Err(_) => e.to_string(),
-    }
-}
-
-/// `CODE detail`, as the server sent it.
-fn server_error_text(e: &redis::ServerError) -> String {
-    match e.details() {
-        Some(d) => format!("{} {d}", e.code()),
-        None => e.code().to_string(),
-    }
-}
-
-/// Commands whose first argument is their one key (every single-key command the core sends).
-const KEY_FIRST: &[&str] = &[
-    "GET",
-    "SET",
-    "DEL",
-    "EXISTS",
-    "PEXPIRE",
-    "PTTL",
-    "HGET",
-    "HGETALL",
-    "HSET",
-    "ZADD",
-    "ZRANGE",
-    "ZREM",
-    "XADD",
-    "XRANGE",
-    "XREVRANGE",
-    "XTRIM",
-    "XLEN",
-];
-
-/// `XADD perseus:activity`: the command's name, plus its key for single-key commands (keys
-/// are never secret; values are never included).
-fn cmd_label(cmd: &Cmd) -> String {
-    let mut args = cmd.args_iter().filter_map(|a| match a {
-        redis::Arg::Simple(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        _ => None,
-    });
-    let name = args.next().unwrap_or_default().to_ascii_uppercase();
-    if KEY_FIRST.contains(&name.as_str()) {
-        if let Some(key) = args.next() {
-            return format!("{name} {key}");
-        }
-    }
-    if name == "XREAD" {
-        let rest: Vec<String> = args.collect();
-        if let Some(i) = rest.iter().position(|a| a.eq_ignore_ascii_case("STREAMS")) {
-            if let Some(key) = rest.get(i + 1) {
-                return format!("{name} {key}");
-            }
-        }
-    }
-    name
-}
-
-/// Prefixes a Redis error or timeout with what was being done; other kinds pass unchanged.
-fn labelled(e: Error, label: impl FnOnce() -> String) -> Error {
-    match e {
-        Error::Redis(m) => {
-            // Redis 7 does not name the refused command when a script calls it.
-            let hint = if m.contains("can't run this command") {
-                " (a command the script calls is not allowed for this ACL user: see ACL LOG and docs/ACL.md)"
-            } else {
-                ""
-            };
-            Error::Redis(format!("{} failed: {m}{hint}", label()))
-        }
-        Error::Timeout(m) => Error::Timeout(format!("{} timed out: {m}", label())),
-        e => e,
-    }
-}
-
-/// Whether a server error is about the data of the key a command named (WRONGTYPE, ERR...),
-/// not about the user's rights (NOPERM, NOAUTH) or the cluster's state (MOVED, CLUSTERDOWN,
-/// LOADING...). `None` (no server error: the link failed) is not.
-fn is_data_error(e: Option<&redis::ServerError>) -> bool {
-    use redis::ServerErrorKind as S;
-    match e {
-        None => false,
-        Some(se) => match se.kind() {
-            Some(S::ResponseError | S::ExecAbort | S::NoScript | S::NotBusy | S::NoSub) => true,
-            Some(_) => false,
-            None => !matches!(se.code(), "NOAUTH" | "WRONGPASS" | "NOPERM"),
-        },
-    }
-}
-
-/// Whether the link dropped under the command (an I/O failure other than a timeout): a
-/// read-only command may be sent again on the reconnected link.
-fn is_dropped(e: &RedisError) -> bool {
-    is_link_failure(e) && !e.is_timeout()
-}
-
-/// A connect failure with where it went, and a hint when the TLS handshake failed.
-fn connect_failure(cfg: &ConnectionConfig, msg: &str) -> String {
-    let target = crate::core::config::redact_target(&cfg.target);
-    let lower = msg.to_ascii_lowercase();
-    let hint = if lower.contains("certificate")
-        || lower.contains("tls")
-        || lower.contains("handshake")
-    {
-        if cfg.tls_ca_cert.is_some() {
-            " (TLS: the server's certificate is not trusted by tlsCaCert, or does not name this host)"
-        } else {
-            " (TLS: the server's certificate is not trusted; set tlsCaCert to the PEM of the CA that signed it)"
-        }
-    } else {
-        ""
-    };
-    format!("could not connect to Redis at {target}: {msg}{hint}")
-}
-
-/// Replaces every secret in `text` with `***`.
-pub fn scrub(secrets: &[String], text: &str) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if !s.is_empty() {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
-}
-
-fn secrets_of(cfg: &ConnectionConfig) -> Vec<String> {
-    let mut out: Vec<String> = cfg.password.iter().cloned().collect();
-    let urls: Vec<&String> = match &cfg.target {
-        Target::Standalone(u) => vec![u],
-        Target::Cluster(n) => n.iter().collect(),
-    };
-    for u in urls {
-        if let Ok(parsed) = url::Url::parse(u) {
-            if let Some(p) = parsed.password() {
-                out.push(p.to_string());
-                if let Ok(decoded) = url_decode(p) {
-                    out.push(decoded);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn url_decode(s: &str) -> std::result::Result<String, ()> {
-    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned().into_bytes())
-        .ok_or(())?;
-    String::from_utf8(bytes).map_err(|_| ())
-}
-
-fn standalone_client(cfg: &ConnectionConfig, url: &str) -> redis::RedisResult<Client> {
-    let mut info = url.into_connection_info()?;
-    let mut settings = info.redis_settings().clone();
-    if let Some(u) = &cfg.username {
-        settings = settings.set_username(u);
-    }
-    if let Some(p) = &cfg.password {
-        settings = settings.set_password(p);
-    }
-    info = info.set_redis_settings(settings);
-    if let ConnectionAddr::TcpTls { host, port, .. } = info.addr().clone() {
-        if cfg.tls_insecure {
-            info = info.set_addr(ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: true,
-                tls_params: None,
-            });
-        } else if let Some(ca) = &cfg.tls_ca_cert {
-            return Client::build_with_tls(
-                info,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.as_bytes().to_vec()),
-                },
-            );
-        }
-    }
-    Client::open(info)
-}
-
-/// `retries`: how often the client itself retries a request (redirects, cluster-state errors,
-/// and dropped connections, for which it re-sends the command). 0 for the send-once client.
-fn cluster_client(
-    cfg: &ConnectionConfig,
-    nodes: &[String],
-    response_timeout: Duration,
-    retries: u32,
-) -> redis::RedisResult<redis::cluster::ClusterClient> {
-    let mut b = ClusterClientBuilder::new(nodes.iter().map(|s| s.as_str()))
-        .connection_timeout(cfg.connect_timeout)
-        .response_timeout(response_timeout)
-        // No silent re-send of a timed-out write: a timeout surfaces to the caller (our own
-        // timer is at most the response timeout + 50 ms).
-        .retries(retries)
-        .min_retry_wait(50)
-        .max_retry_wait(1000);
-    if let Some(u) = &cfg.username {
-        b = b.username(u);
-    }
-    if let Some(p) = &cfg.password {
-        b = b.password(p);
-    }
-    if nodes.iter().any(|n| n.starts_with("rediss://")) {
-        if cfg.tls_insecure {
-            b = b.tls(TlsMode::Insecure);
-        } else {
-            b = b.tls(TlsMode::Secure);
-            if let Some(ca) = &cfg.tls_ca_cert {
-                b = b.certs(TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.as_bytes().to_vec()),
-                });
-            }
-        }
-    }
-    b.build()
 }
 
 /// The `host:port` keys of a multi-node reply.
@@ -987,20 +738,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scrub_removes_every_secret() {
-        let s = vec!["p@ss".to_string(), "other".to_string()];
-        assert_eq!(scrub(&s, "auth p@ss failed, other"), "auth *** failed, ***");
-    }
-
-    #[test]
     fn labels_name_the_command_and_its_key_only() {
-        let mut x = redis::cmd("XADD");
-        x.arg("perseus:activity")
-            .arg("*")
-            .arg("secret-field")
-            .arg("v");
-        assert_eq!(cmd_label(&x), "XADD perseus:activity");
-        let mut r = redis::cmd("XREAD");
+        let mut x = Command::write_once("XADD", "perseus:activity");
+        x.arg("*").arg("secret-field").arg("v");
+        assert_eq!(x.label(), "XADD perseus:activity");
+        let mut r = Command::with_args(Kind::Read, "XREAD", Some("p:activity"));
         r.arg("COUNT")
             .arg(5)
             .arg("BLOCK")
@@ -1008,99 +750,11 @@ mod tests {
             .arg("STREAMS")
             .arg("p:activity")
             .arg("0-0");
-        assert_eq!(cmd_label(&r), "XREAD p:activity");
-        assert_eq!(cmd_label(&redis::cmd("PING")), "PING");
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(0).arg("MATCH").arg("p:*");
-        assert_eq!(cmd_label(&scan), "SCAN");
-    }
-
-    #[test]
-    fn only_reads_are_retried() {
-        for name in ["GET", "hgetall", "XRANGE", "XREAD", "SCAN", "PING", "PTTL"] {
-            assert!(is_read_only(&redis::cmd(name)), "{name}");
-        }
-        for name in ["XADD", "SET", "DEL", "HSET", "ZADD", "XTRIM", "EVALSHA"] {
-            assert!(!is_read_only(&redis::cmd(name)), "{name}");
-        }
-    }
-
-    #[test]
-    fn refusals_fail_whole_calls_other_errors_stay_per_key() {
-        let parse = |raw: &[u8]| match redis::parse_redis_value(raw).unwrap() {
-            Value::ServerError(se) => se,
-            v => panic!("not an error: {v:?}"),
-        };
-        assert!(is_data_error(Some(&parse(
-            b"-WRONGTYPE Operation against a key\r\n"
-        ))));
-        assert!(is_data_error(Some(&parse(
-            b"-ERR value is not an integer\r\n"
-        ))));
-        assert!(!is_data_error(Some(&parse(
-            b"-NOPERM this user has no permissions\r\n"
-        ))));
-        assert!(!is_data_error(Some(&parse(
-            b"-CLUSTERDOWN The cluster is down\r\n"
-        ))));
-        assert!(!is_data_error(Some(&parse(
-            b"-MOVED 3999 127.0.0.1:6381\r\n"
-        ))));
-        assert!(!is_data_error(Some(&parse(
-            b"-TRYAGAIN Multiple keys request\r\n"
-        ))));
-        assert!(!is_data_error(None));
-        let e = labelled(
-            Error::Redis("ERR The user executing the script can't run this command".into()),
-            || "Lua script on k".into(),
-        );
-        assert!(e.to_string().starts_with("Lua script on k failed: ERR"));
-        assert!(e.to_string().contains("ACL LOG"));
-        let t = labelled(
-            Error::Timeout("Redis did not answer within 5 ms".into()),
-            || "XLEN k".into(),
-        );
-        assert!(
-            matches!(t, Error::Timeout(ref m) if m == "XLEN k timed out: Redis did not answer within 5 ms")
-        );
-    }
-
-    #[test]
-    fn tls_connect_failures_get_a_hint_and_no_secret() {
-        let mut cfg = ConnectionConfig {
-            target: Target::Standalone("rediss://u:pw@h:1".into()),
-            username: None,
-            password: None,
-            tls_ca_cert: None,
-            tls_insecure: false,
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-        };
-        let m = connect_failure(&cfg, "invalid peer certificate: UnknownIssuer");
-        assert!(m.contains("set tlsCaCert"), "{m}");
-        assert!(!m.contains("pw@"), "{m}");
-        cfg.tls_ca_cert = Some("pem".into());
-        assert!(
-            connect_failure(&cfg, "invalid peer certificate: UnknownIssuer")
-                .contains("not trusted by tlsCaCert")
-        );
-        assert!(!connect_failure(&cfg, "Connection refused (os error 111)").contains("TLS"));
-    }
-
-    #[test]
-    fn url_passwords_are_secrets_too() {
-        let cfg = ConnectionConfig {
-            target: Target::Standalone("redis://u:p%40ss@h:1".into()),
-            username: None,
-            password: Some("opt".into()),
-            tls_ca_cert: None,
-            tls_insecure: false,
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-        };
-        let s = secrets_of(&cfg);
-        assert!(s.contains(&"opt".to_string()));
-        assert!(s.contains(&"p%40ss".to_string()));
-        assert!(s.contains(&"p@ss".to_string()));
+        assert_eq!(r.label(), "XREAD p:activity");
+        assert_eq!(Command::with_args(Kind::Read, "PING", None).label(), "PING");
+        let mut h = Command::read("HMGET", "p:instance:a");
+        h.arg("state").arg("publicIp");
+        assert_eq!(h.label(), "HMGET p:instance:a");
+        assert_eq!(h.kind(), Kind::Read);
     }
 }
