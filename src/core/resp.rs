@@ -231,32 +231,30 @@ pub fn for_each_entry<'a>(
     };
     let mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::with_capacity(16);
     for _ in 0..n {
-        let k = match c.next()? {
-            Item::Array(2) => 2,
+        match c.next()? {
+            Item::Array(2) => {}
             Item::Array(k) => {
                 c.skip(k)?;
                 continue;
             }
             _ => continue,
-        };
-        debug_assert_eq!(k, 2);
+        }
         let Some(id) = c.text()? else {
             c.skip(1)?;
             continue;
         };
         pairs.clear();
-        match c.next()? {
-            Item::Array(m) => {
-                for _ in 0..m / 2 {
-                    if let (Some(k), Some(v)) = (c.text()?, c.text()?) {
-                        pairs.push((k, v));
-                    }
-                }
-                if m % 2 == 1 {
-                    c.skip(1)?;
+        // Fields that are not an array (nil: an entry deleted under a pending-list read)
+        // count as none.
+        if let Item::Array(m) = c.next()? {
+            for _ in 0..m / 2 {
+                if let (Some(k), Some(v)) = (c.text()?, c.text()?) {
+                    pairs.push((k, v));
                 }
             }
-            _ => {}
+            if m % 2 == 1 {
+                c.skip(1)?;
+            }
         }
         if !sink(decode_pairs(id, pairs.drain(..))) {
             return Ok(());
