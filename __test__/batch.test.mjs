@@ -155,3 +155,18 @@ test('batch: a batch sent to a frozen server rejects every call with ERR_PERSEUS
   assert.ok(ns.length === 0 || ns.length === 200, `the pipeline was sent whole or not at all (${ns.length})`);
   console.log(`# timed-out batch entries written after SIGCONT: ${ns.length}/200`);
 });
+
+test('batch: other calls keep call order: logActivity then drain() in one tick writes the entry before DEREGISTERED; close() does not drop it', async () => {
+  const net = make();
+  await net.start();
+  const logged = net.logActivity({ event: 'BEFORE_DRAIN' });
+  const drained = net.drain('bye');
+  const [id] = await Promise.all([logged, drained]);
+  const events = (await net.queryActivity({ since: id })).map((e) => e.event);
+  assert.equal(events[0], 'BEFORE_DRAIN', `entries after it: ${events}`);
+  assert.ok(events.includes('DEREGISTERED'), `entries: ${events}`);
+  const last = net.logActivity({ event: 'BEFORE_CLOSE' });
+  const closed = net.close();
+  assert.match(await last, /^\d+-\d+$/);
+  await closed;
+});

@@ -67,6 +67,15 @@ pub fn log_activity<'e>(
     Ok(promise)
 }
 
+/// Hands the waiting calls over now. Every other method of a network calls this first, so
+/// work keeps call order across methods (`logActivity(x)` then `drain()` in one tick writes x
+/// before DEREGISTERED, as when each call was its own task).
+pub fn flush_now(env: &Env) {
+    if QUEUE.with(|q| !q.borrow().is_empty()) {
+        flush(env);
+    }
+}
+
 /// Runs on the JS thread after the tick: one runtime task per network with waiting calls.
 fn flush(env: &Env) {
     let batches = QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));

@@ -86,6 +86,7 @@ impl PerseusNetwork {
     /// idle → registering → running.
     #[napi(catch_unwind, ts_return_type = "Promise<InstanceInfo>")]
     pub fn start<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         // Hold the process only for a start that can happen; a refused one must not leak a hold.
         let legal =
             crate::core::fsm::next_state(self.net.state(), crate::core::fsm::Event::Register);
@@ -103,6 +104,7 @@ impl PerseusNetwork {
         ts_return_type = "Promise<void>"
     )]
     pub fn drain<'e>(&self, env: &'e Env, reason: Option<Unknown>) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let reason = match optional_reason(reason) {
             Ok(r) => r,
             Err(e) => return rejected(env, e),
@@ -118,6 +120,7 @@ impl PerseusNetwork {
         ts_return_type = "Promise<void>"
     )]
     pub fn fail<'e>(&self, env: &'e Env, reason: Option<Unknown>) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let reason = match optional_reason(reason).and_then(|r| {
             r.ok_or_else(|| {
                 CoreError::invalid("reason is required (a string of at most 1024 characters)")
@@ -133,6 +136,7 @@ impl PerseusNetwork {
     /// Drains when running, then releases everything. Idempotent.
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn close<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let net = self.net.clone();
         promise(env, async move { net.close().await }, |_, ()| Ok(()))
     }
@@ -222,6 +226,7 @@ impl PerseusNetwork {
         env: &'e Env,
         options: Option<Unknown>,
     ) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let include_dead = match Reader::new(options, "options", "options.")
             .and_then(|r| r.map(|r| r.boolean("includeDead")).transpose())
         {
@@ -250,6 +255,7 @@ impl PerseusNetwork {
         env: &'e Env,
         instance_id: Option<Unknown>,
     ) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let id = match instance_id
             .ok_or_else(|| CoreError::invalid("instanceId is required"))
             .and_then(|v| crate::node::convert::as_string("instanceId", v))
@@ -265,6 +271,7 @@ impl PerseusNetwork {
 
     #[napi(catch_unwind, ts_return_type = "Promise<NetworkState | null>")]
     pub fn network_state<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let net = self.net.clone();
         promise(env, async move { net.network_state().await }, |_, v| {
             Ok(Json(v))
@@ -308,6 +315,7 @@ impl PerseusNetwork {
         env: &'e Env,
         query: Option<Unknown>,
     ) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let q = (|| {
             let Some(r) = Reader::new(query, "query", "")? else {
                 return make_query(None, None, None, false, None, None);
@@ -348,6 +356,7 @@ impl PerseusNetwork {
         env: &'e Env,
         retention_ms: Option<Unknown>,
     ) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let retention = match retention_ms
             .map(|v| {
                 crate::node::convert::as_number("retentionMs", v).and_then(|n| {
@@ -370,6 +379,7 @@ impl PerseusNetwork {
 
     #[napi(catch_unwind, ts_return_type = "Promise<number>")]
     pub fn activity_length<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let net = self.net.clone();
         promise(env, async move { net.activity_length().await }, |_, n| {
             Ok(n as f64)
