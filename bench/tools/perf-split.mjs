@@ -16,7 +16,7 @@ const rules = [
   ['crossing (napi, JS-thread queue)', (_c, _d, sym) => /napi|perseus_native::node::|ThreadSafeFunction|uv_async|node_api/.test(sym)],
   ['our code (core)', (_c, _d, sym) => /perseus_native::core|serde_json|serde::/.test(sym)],
   ['tokio runtime', (_c, _d, sym) => /tokio::|mio::|futures_util::|parking_lot/.test(sym)],
-  ['tls', (_c, _d, sym) => /rustls|ring::/.test(sym)],
+  ['tls', (_c, _d, sym) => /rustls|\bring::/.test(sym)],
   ['libc / allocator', (_c, dso) => /libc|ld-linux|libm|libpthread|libstdc\+\+/.test(dso)],
   ['V8 / Node', (_c, dso) => /node$|perf-\d+\.map|JIT|\[unknown\]/.test(dso) || dso === 'node'],
   ['addon, unattributed', (_c, dso) => /\.node$|\.so$/.test(dso)],
@@ -34,6 +34,11 @@ for await (const line of rl) {
   totals.set(cat, (totals.get(cat) ?? 0) + p);
   sum += p;
 }
+// Shares of what this run's processes did (other processes on the host are left out).
+const other = totals.get('other process') ?? 0;
+totals.delete('other process');
+const ours = sum - other;
+console.log(`(other processes on the host: ${((100 * other) / sum).toFixed(1)} % of all samples, left out)`);
 for (const [cat, p] of [...totals].sort((a, b) => b[1] - a[1])) {
-  console.log(`${cat.padEnd(36)} ${((100 * p) / sum).toFixed(1).padStart(5)} %`);
+  console.log(`${cat.padEnd(36)} ${((100 * p) / ours).toFixed(1).padStart(5)} %`);
 }
