@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 
 const rules = [
   ['Redis', (comm) => comm.startsWith('redis-server') || comm.startsWith('io_thd')],
-  ['other process', (comm) => !/^(node|perseus-rt|tokio-rt-worker|libuv-worker|V8 )/.test(comm)],
+  ['other process', (comm) => !/^(node|perseus-rt|tokio-rt-worker|libuv-worker|V8 |:\d+$)/.test(comm)],
   ['kernel', (_c, dso) => dso === '[kernel.kallsyms]' || dso.startsWith('[')],
   ['redis crate', (_c, _d, sym) => /\bredis::|combine::/.test(sym)],
   ['crossing (napi, JS-thread queue)', (_c, _d, sym) => /napi|perseus_native::node::|ThreadSafeFunction|uv_async|node_api/.test(sym)],
