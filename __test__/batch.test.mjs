@@ -114,8 +114,9 @@ test('batch: a Redis error mid-batch (OOM once maxmemory is reached) rejects exa
   // Exactly the resolved calls are in the stream, with their IDs; the refused ones are not.
   const entries = await net.queryActivity({ event: 'FILL', limit: 5000 });
   assert.deepEqual(entries.map((e) => [e.id, e.fields.n]), ok.map((o) => [o.id, String(o.i)]));
-  // Redis ran the pipeline in order: everything before the first refusal was written.
-  assert.deepEqual(ok.map((o) => o.i), ok.map((_, k) => k));
+  // Redis checks memory per command, so once full it refuses; (its usage can dip under the
+  // limit again as buffers shrink, so a few later entries may land: each call says which.)
+  assert.equal(ok[0].i, 0, 'the batch started with room');
   assert.match(await net.logActivity({ event: 'AFTER_OOM' }), /^\d+-\d+$/);
 });
 
