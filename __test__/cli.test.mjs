@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 
 import { startStandalone } from '../scripts/redis.mjs';
+import { sleep, waitFor } from './helpers-wait.mjs';
 
 const require = createRequire(import.meta.url);
 const { PerseusNetwork } = require('../index.js');
@@ -17,7 +18,6 @@ const { PerseusNetwork } = require('../index.js');
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'perseus.mjs');
 const PREFIX = 'clitest';
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The environment of a CLI child: no REDIS_URL from the outside, no colours. */
 function childEnv(extra = {}) {
@@ -45,14 +45,6 @@ function run(args, { env, timeoutMs = 15_000 } = {}) {
   });
 }
 
-async function waitFor(what, check, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 const jsonLines = (text) => text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
 
