@@ -37,6 +37,14 @@ function idLess(a, b) {
   return am < bm || (am === bm && as < bs);
 }
 
+/** perseus_activity_appends_total{result} from metrics() text (issue 13's counter). */
+async function appends(net, result) {
+  const text = await net.metrics();
+  const m = text.match(new RegExp(`^perseus_activity_appends_total\\{result="${result}"\\} (\\d+)`, 'm'));
+  assert.ok(m, `no perseus_activity_appends_total{result="${result}"} in metrics()`);
+  return Number(m[1]);
+}
+
 /** Commands Redis has executed so far, by name (INFO commandstats). */
 async function calls(command) {
   const info = await redis.cli('INFO', 'commandstats');
@@ -94,6 +102,7 @@ test('batch: a Redis error mid-batch (OOM once maxmemory is reached) rejects exa
   const used = Number((await redis.cli('INFO', 'memory')).match(/used_memory:(\d+)/)[1]);
   await redis.cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
   await redis.cli('CONFIG', 'SET', 'maxmemory', String(used + 1024 * 1024));
+  const [ok0, failed0] = [await appends(net, 'ok'), await appends(net, 'failed')];
   let results;
   try {
     const big = 'v'.repeat(4096);
@@ -117,6 +126,9 @@ test('batch: a Redis error mid-batch (OOM once maxmemory is reached) rejects exa
   // Redis checks memory per command, so once full it refuses; (its usage can dip under the
   // limit again as buffers shrink, so a few later entries may land: each call says which.)
   assert.equal(ok[0].i, 0, 'the batch started with room');
+  // The appends counter counts each entry of a batch, by its own result.
+  assert.equal(await appends(net, 'ok') - ok0, ok.length);
+  assert.equal(await appends(net, 'failed') - failed0, failed.length);
   assert.match(await net.logActivity({ event: 'AFTER_OOM' }), /^\d+-\d+$/);
 });
 

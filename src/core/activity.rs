@@ -724,6 +724,8 @@ pub struct Writer {
     tail_ready: tokio::sync::watch::Receiver<bool>,
     /// Longest an append waits for a starting tail.
     wait_limit: std::time::Duration,
+    /// Counts appends by result.
+    metrics: std::sync::Arc<crate::core::metrics::Metrics>,
 }
 
 impl Writer {
@@ -731,11 +733,13 @@ impl Writer {
         log: ActivityLog,
         tail_ready: tokio::sync::watch::Receiver<bool>,
         wait_limit: std::time::Duration,
+        metrics: std::sync::Arc<crate::core::metrics::Metrics>,
     ) -> Self {
         Writer {
             log,
             tail_ready,
             wait_limit,
+            metrics,
         }
     }
 
@@ -751,7 +755,9 @@ impl Writer {
             let _ = tokio::time::timeout(self.wait_limit, ready.wait_for(|r| *r)).await;
         }
         let fields = encode(author, input, &crate::core::clock::iso_now());
-        self.log.append(&fields).await
+        let appended = self.log.append(&fields).await;
+        self.metrics.appended(appended.is_ok());
+        appended
     }
 
     /// Appends many entries by `author` as one send-once pipeline (a tick's `logActivity`
@@ -767,7 +773,12 @@ impl Writer {
         }
         let ts = crate::core::clock::iso_now();
         let entries: Vec<_> = inputs.iter().map(|i| encode(author, i, &ts)).collect();
-        self.log.append_many(&entries).await
+        let appended = self.log.append_many(&entries).await;
+        // Counted per entry, as single appends are.
+        for r in &appended {
+            self.metrics.appended(r.is_ok());
+        }
+        appended
     }
 }
 
