@@ -8,6 +8,8 @@ const { PerseusNetwork } = loadAddon();
 const redis = await startStandalone();
 const net = new PerseusNetwork({ redisUrl: redis.url, exchangeId: 1, exchangeName: 'coinbase', hostname: 'bench-host', instanceId: 'diag', publicIp: false, logLevel: 'silent' });
 await net.activityLength();
+console.log('READY', process.pid, redis.pid); // for perf record -p <both> (bench/tools/perf-split.mjs)
+await new Promise((r) => setTimeout(r, 1000));
 for (let i = 0; i < 4; i++) {
   const t0 = performance.now();
   await pool(50_000, 256, () => net.logActivity({ event: 'BENCH_WRITE', reason: 'bench' }));

@@ -3,7 +3,9 @@
 //!
 //! Non-UTF-8 bytes in a field name or value are rendered with U+FFFD (lossy UTF-8).
 
-use redis::Value;
+use std::borrow::Cow;
+
+use redis::{FromRedisValue, Value};
 
 use crate::core::config::clip;
 use crate::core::error::{Error, Result};
@@ -35,15 +37,35 @@ pub const MAX_QUERY_LIMIT: u64 = 1_000_000;
 const PAGE: u64 = 10_000;
 
 /// One stream entry as the API shows it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActivityEntry {
     pub id: String,
-    #[serde(serialize_with = "crate::core::registry::int")]
     pub time: u64,
     pub instance_id: String,
     pub event: String,
     pub exchange: String,
+    pub exchange_id: Option<u64>,
+    pub from_state: Option<State>,
+    pub to_state: Option<State>,
+    pub reason: Option<String>,
+    pub public_ip: Option<String>,
+    pub hostname: Option<String>,
+    pub ts: String,
+    /// Every other field, in the order written.
+    pub fields: Vec<(String, String)>,
+}
+
+/// An entry whose text may borrow from a reply buffer (the RESP decoder's output), and the one
+/// definition of an entry's JSON shape: [`ActivityEntry`] serialises through it too.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryRef<'a> {
+    pub id: Cow<'a, str>,
+    #[serde(serialize_with = "crate::core::registry::int")]
+    pub time: u64,
+    pub instance_id: Cow<'a, str>,
+    pub event: Cow<'a, str>,
+    pub exchange: Cow<'a, str>,
     #[serde(serialize_with = "crate::core::registry::opt_int")]
     pub exchange_id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,26 +73,77 @@ pub struct ActivityEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to_state: Option<State>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_ip: Option<String>,
+    pub public_ip: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    pub ts: String,
-    /// Every other field, in the order written.
+    pub hostname: Option<Cow<'a, str>>,
+    pub ts: Cow<'a, str>,
     #[serde(serialize_with = "pairs_as_map")]
-    pub fields: Vec<(String, String)>,
+    pub fields: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl EntryRef<'_> {
+    /// The owned entry (copies only what is borrowed).
+    pub fn into_owned(self) -> ActivityEntry {
+        ActivityEntry {
+            id: self.id.into_owned(),
+            time: self.time,
+            instance_id: self.instance_id.into_owned(),
+            event: self.event.into_owned(),
+            exchange: self.exchange.into_owned(),
+            exchange_id: self.exchange_id,
+            from_state: self.from_state,
+            to_state: self.to_state,
+            reason: self.reason.map(Cow::into_owned),
+            public_ip: self.public_ip.map(Cow::into_owned),
+            hostname: self.hostname.map(Cow::into_owned),
+            ts: self.ts.into_owned(),
+            fields: self
+                .fields
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a ActivityEntry> for EntryRef<'a> {
+    fn from(e: &'a ActivityEntry) -> Self {
+        let b = |s: &'a String| Cow::Borrowed(s.as_str());
+        EntryRef {
+            id: b(&e.id),
+            time: e.time,
+            instance_id: b(&e.instance_id),
+            event: b(&e.event),
+            exchange: b(&e.exchange),
+            exchange_id: e.exchange_id,
+            from_state: e.from_state,
+            to_state: e.to_state,
+            reason: e.reason.as_ref().map(b),
+            public_ip: e.public_ip.as_ref().map(b),
+            hostname: e.hostname.as_ref().map(b),
+            ts: b(&e.ts),
+            fields: e.fields.iter().map(|(k, v)| (b(k), b(v))).collect(),
+        }
+    }
+}
+
+impl serde::Serialize for ActivityEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        EntryRef::from(self).serialize(s)
+    }
 }
 
 /// Serialises ordered pairs as an object (a later duplicate name wins, as in JS).
-fn pairs_as_map<S: serde::Serializer>(
-    pairs: &[(String, String)],
+fn pairs_as_map<S: serde::Serializer, K: AsRef<str>, V: AsRef<str>>(
+    pairs: &[(K, V)],
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
     let mut m = s.serialize_map(Some(pairs.len()))?;
     for (k, v) in pairs {
-        m.serialize_entry(k, v)?;
+        m.serialize_entry(k.as_ref(), v.as_ref())?;
     }
     m.end()
 }
@@ -177,31 +250,44 @@ pub fn encode(author: &Author, input: &ActivityInput, ts: &str) -> Vec<(String, 
 /// Decodes one entry from its ID and flat field list. Never fails: missing schema fields
 /// become empty strings or `None`, an odd trailing name is dropped, unknown fields are kept.
 pub fn decode(id: &str, flat: Vec<Value>) -> ActivityEntry {
-    let mut e = ActivityEntry {
-        id: id.to_string(),
-        time: id
-            .split('-')
-            .next()
-            .and_then(|ms| ms.parse().ok())
-            .unwrap_or(0),
-        instance_id: String::new(),
-        event: String::new(),
-        exchange: String::new(),
+    let mut pairs = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if let (Some(k), Some(v)) = (into_text(k), into_text(v)) {
+            pairs.push((Cow::Owned(k), Cow::Owned(v)));
+        }
+    }
+    decode_pairs(Cow::Borrowed(id), pairs.into_iter()).into_owned()
+}
+
+/// The one place that maps an entry's text pairs onto the schema (both the crate's `Value`
+/// path and the RESP decoder use it): a later duplicate wins, unknown names are kept in order.
+pub fn decode_pairs<'a>(
+    id: Cow<'a, str>,
+    pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
+) -> EntryRef<'a> {
+    let time = id
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0);
+    let mut e = EntryRef {
+        id,
+        time,
+        instance_id: Cow::Borrowed(""),
+        event: Cow::Borrowed(""),
+        exchange: Cow::Borrowed(""),
         exchange_id: None,
         from_state: None,
         to_state: None,
         reason: None,
         public_ip: None,
         hostname: None,
-        ts: String::new(),
+        ts: Cow::Borrowed(""),
         fields: Vec::new(),
     };
-    let mut it = flat.into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        let (Some(k), Some(v)) = (into_text(k), into_text(v)) else {
-            continue;
-        };
-        match k.as_str() {
+    for (k, v) in pairs {
+        match k.as_ref() {
             "instanceId" => e.instance_id = v,
             "event" => e.event = v,
             "exchange" => e.exchange = v,
@@ -244,7 +330,7 @@ pub fn decode_range(v: Value) -> Vec<ActivityEntry> {
 }
 
 /// How many entries a range reply holds, and the ID of the last one (for the next page).
-fn page_extent(v: &Value) -> (u64, Option<String>) {
+pub(crate) fn page_extent(v: &Value) -> (u64, Option<String>) {
     let Value::Array(items) = v else {
         return (0, None);
     };
@@ -253,6 +339,26 @@ fn page_extent(v: &Value) -> (u64, Option<String>) {
         _ => None,
     });
     (items.len() as u64, last)
+}
+
+/// One page of a range read: raw reply bytes (with their extent, already checked) or the
+/// crate's parse.
+enum Page {
+    Bytes {
+        bytes: Vec<u8>,
+        extent: (u64, Option<String>),
+    },
+    Tree(Value),
+}
+
+impl Page {
+    /// How many items the page holds and the ID of its last one.
+    fn extent(&self) -> (u64, Option<String>) {
+        match self {
+            Page::Bytes { extent, .. } => extent.clone(),
+            Page::Tree(v) => page_extent(v),
+        }
+    }
 }
 
 /// A query bound as given: ms epoch (a `Date` arrives as ms) or a stream ID / `-` / `+`.
@@ -369,11 +475,41 @@ impl ActivityLog {
         self.store.query(&cmd).await
     }
 
+    /// Many XADDs as one send-once pipeline: each entry gets its own ID or its own error, in
+    /// order (IDs increase in the order of `entries`). A timeout or a dropped link fails every
+    /// entry of the pipeline: each may or may not have been written; none is sent twice.
+    pub async fn append_many(&self, entries: &[Vec<(String, String)>]) -> Vec<Result<String>> {
+        let cmds: Vec<Command> = entries
+            .iter()
+            .map(|fields| {
+                let mut cmd = Command::write_once("XADD", &self.key);
+                cmd.arg("*");
+                for (k, v) in fields {
+                    cmd.arg(k).arg(v);
+                }
+                cmd
+            })
+            .collect();
+        match self.store.pipeline_once(&cmds).await {
+            Ok(replies) => replies
+                .into_iter()
+                .map(|r| {
+                    r.and_then(|v| {
+                        String::from_redis_value(v).map_err(|e| {
+                            Error::Redis(format!("unexpected reply from Redis to XADD: {e}"))
+                        })
+                    })
+                })
+                .collect(),
+            Err(e) => entries.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
     /// Runs a query, paging with COUNT and filtering here, so `limit` counts matches.
     pub async fn query(&self, q: &Query) -> Result<Vec<ActivityEntry>> {
         let mut out: Vec<ActivityEntry> = Vec::with_capacity(q.limit.min(PAGE) as usize);
         self.each_match(q, |e| {
-            out.push(e);
+            out.push(e.into_owned());
             true
         })
         .await?;
@@ -389,7 +525,7 @@ impl ActivityLog {
             if buf.len() > 1 {
                 buf.push(b',');
             }
-            // Serialising owned strings and numbers into a Vec cannot fail.
+            // Serialising strings and numbers into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut buf, &e);
             true
         })
@@ -404,7 +540,7 @@ impl ActivityLog {
     async fn each_match(
         &self,
         q: &Query,
-        mut sink: impl FnMut(ActivityEntry) -> bool,
+        mut sink: impl FnMut(EntryRef<'_>) -> bool,
     ) -> Result<()> {
         let filtered = q.instance_id.is_some() || q.events.is_some();
         let mut delivered: u64 = 0;
@@ -412,10 +548,10 @@ impl ActivityLog {
         let first = q.limit.min(PAGE);
         let mut pending = Some((first, self.spawn_page(q.reverse, &lo, &hi, first)));
         while let Some((count, task)) = pending.take() {
-            let raw = task
+            let page = task
                 .await
                 .map_err(|e| Error::Redis(format!("query task failed: {e}")))??;
-            let (got, last_id) = page_extent(&raw);
+            let (got, last_id) = page.extent();
             let after_this = delivered + got;
             if let (true, Some(id)) = (got == count, last_id) {
                 // Continue after the last ID seen (exclusive ranges, Redis >= 6.2).
@@ -433,35 +569,59 @@ impl ActivityLog {
                     pending = Some((n, self.spawn_page(q.reverse, &lo, &hi, n)));
                 }
             }
-            for e in decode_range(raw) {
+            let mut done = false;
+            let mut visit = |e: EntryRef<'_>| -> bool {
                 if q.instance_id
                     .as_ref()
-                    .is_some_and(|id| *id != e.instance_id)
+                    .is_some_and(|id| id.as_str() != e.instance_id.as_ref())
                 {
-                    continue;
+                    return true;
                 }
-                if q.events.as_ref().is_some_and(|ev| !ev.contains(&e.event)) {
-                    continue;
+                if q.events
+                    .as_ref()
+                    .is_some_and(|ev| !ev.iter().any(|x| x.as_str() == e.event.as_ref()))
+                {
+                    return true;
                 }
                 delivered += 1;
                 if !sink(e) || delivered >= q.limit {
-                    if let Some((_, t)) = pending.take() {
-                        t.abort();
-                    }
-                    return Ok(());
+                    done = true;
+                    return false;
                 }
+                true
+            };
+            match page {
+                // The bytes were checked by `extent`; a walk cannot fail half-way on them.
+                Page::Bytes { bytes, .. } => {
+                    let _ = crate::core::resp::for_each_entry(&bytes, &mut visit);
+                }
+                Page::Tree(v) => {
+                    for e in decode_range(v) {
+                        if !visit(EntryRef::from(&e)) {
+                            break;
+                        }
+                    }
+                }
+            }
+            if done {
+                if let Some((_, t)) = pending.take() {
+                    t.abort();
+                }
+                return Ok(());
             }
         }
         Ok(())
     }
 
+    /// Reads one page: over a direct connection decoded from its bytes where that works
+    /// (`direct.rs`, `resp.rs`), else through the crate.
     fn spawn_page(
         &self,
         reverse: bool,
         lo: &str,
         hi: &str,
         count: u64,
-    ) -> tokio::task::JoinHandle<Result<Value>> {
+    ) -> tokio::task::JoinHandle<Result<Page>> {
         let mut cmd = Command::read(if reverse { "XREVRANGE" } else { "XRANGE" }, &self.key);
         if reverse {
             cmd.arg(hi).arg(lo);
@@ -470,7 +630,16 @@ impl ActivityLog {
         }
         cmd.arg("COUNT").arg(count);
         let store = self.store.clone();
-        tokio::spawn(async move { store.query::<Value>(&cmd).await })
+        let key = self.key.clone();
+        tokio::spawn(async move {
+            if let Some(bytes) = store.query_bytes(&key, &cmd).await {
+                let bytes = bytes?;
+                if let Ok(extent) = crate::core::resp::extent(&bytes) {
+                    return Ok(Page::Bytes { bytes, extent });
+                }
+            }
+            store.query::<Value>(&cmd).await.map(Page::Tree)
+        })
     }
 
     /// `XTRIM MINID ~ <server now - retention>`; the count Redis reports.
@@ -588,6 +757,27 @@ impl Writer {
         let fields = encode(author, input, &crate::core::clock::iso_now());
         let appended = self.log.append(&fields).await;
         self.metrics.appended(appended.is_ok());
+        appended
+    }
+
+    /// Appends many entries by `author` as one send-once pipeline (a tick's `logActivity`
+    /// calls): each gets its own ID or error, in order. Inputs must be validated already.
+    pub async fn append_many_as(
+        &self,
+        author: &Author,
+        inputs: &[&ActivityInput],
+    ) -> Vec<Result<String>> {
+        if !*self.tail_ready.borrow() {
+            let mut ready = self.tail_ready.clone();
+            let _ = tokio::time::timeout(self.wait_limit, ready.wait_for(|r| *r)).await;
+        }
+        let ts = crate::core::clock::iso_now();
+        let entries: Vec<_> = inputs.iter().map(|i| encode(author, i, &ts)).collect();
+        let appended = self.log.append_many(&entries).await;
+        // Counted per entry, as single appends are.
+        for r in &appended {
+            self.metrics.appended(r.is_ok());
+        }
         appended
     }
 }

@@ -100,6 +100,7 @@ impl PerseusNetwork {
     /// idle → registering → running.
     #[napi(catch_unwind, ts_return_type = "Promise<InstanceInfo>")]
     pub fn start<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         // Hold the process only for a start that can happen; a refused one must not leak a hold.
         let legal =
             crate::core::fsm::next_state(self.net.state(), crate::core::fsm::Event::Register);
@@ -117,6 +118,7 @@ impl PerseusNetwork {
         ts_return_type = "Promise<void>"
     )]
     pub fn drain<'e>(&self, env: &'e Env, reason: Option<Unknown>) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let reason = match optional_reason(reason) {
             Ok(r) => r,
             Err(e) => return rejected(env, e),
@@ -132,6 +134,7 @@ impl PerseusNetwork {
         ts_return_type = "Promise<void>"
     )]
     pub fn fail<'e>(&self, env: &'e Env, reason: Option<Unknown>) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let reason = match optional_reason(reason).and_then(|r| {
             r.ok_or_else(|| {
                 CoreError::invalid("reason is required (a string of at most 1024 characters)")
@@ -147,6 +150,7 @@ impl PerseusNetwork {
     /// Drains when running, then releases everything. Idempotent.
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn close<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let net = self.net.clone();
         promise(env, async move { net.close().await }, |_, ()| Ok(()))
     }
@@ -236,6 +240,7 @@ impl PerseusNetwork {
         env: &'e Env,
         options: Option<Unknown>,
     ) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let include_dead = match Reader::new(options, "options", "options.")
             .and_then(|r| r.map(|r| r.boolean("includeDead")).transpose())
         {
@@ -264,6 +269,7 @@ impl PerseusNetwork {
         env: &'e Env,
         instance_id: Option<Unknown>,
     ) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let id = match instance_id
             .ok_or_else(|| CoreError::invalid("instanceId is required"))
             .and_then(|v| crate::node::convert::as_string("instanceId", v))
@@ -279,6 +285,7 @@ impl PerseusNetwork {
 
     #[napi(catch_unwind, ts_return_type = "Promise<NetworkState | null>")]
     pub fn network_state<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let net = self.net.clone();
         promise(env, async move { net.network_state().await }, |_, v| {
             Ok(Json(v))
@@ -295,19 +302,21 @@ impl PerseusNetwork {
         env: &'e Env,
         input: Option<Unknown>,
     ) -> napi::Result<Object<'e>> {
-        let input = match Reader::new(input, "input", "input.").and_then(|r| {
-            r.ok_or_else(|| CoreError::invalid("input must be an object with an event"))
-                .and_then(|r| read_activity_input(&r))
+        // Checked now, so a bad input rejects alone and is never queued (a closed network
+        // says so first, as before).
+        let input = match self.net.ensure_open().and_then(|()| {
+            Reader::new(input, "input", "input.").and_then(|r| {
+                r.ok_or_else(|| CoreError::invalid("input must be an object with an event"))
+                    .and_then(|r| read_activity_input(&r))
+            })
         }) {
-            Ok(i) => i,
+            Ok(i) => match crate::core::activity::validate_input(&i) {
+                Ok(()) => i,
+                Err(e) => return rejected(env, e),
+            },
             Err(e) => return rejected(env, e),
         };
-        let net = self.net.clone();
-        promise(
-            env,
-            async move { net.log_activity(input).await },
-            |_, id| Ok(id),
-        )
+        crate::node::batch::log_activity(env, &self.net, input)
     }
 
     #[napi(
@@ -320,6 +329,7 @@ impl PerseusNetwork {
         env: &'e Env,
         query: Option<Unknown>,
     ) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let q = (|| {
             let Some(r) = Reader::new(query, "query", "")? else {
                 return make_query(None, None, None, false, None, None);
@@ -360,6 +370,7 @@ impl PerseusNetwork {
         env: &'e Env,
         retention_ms: Option<Unknown>,
     ) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let retention = match retention_ms
             .map(|v| {
                 crate::node::convert::as_number("retentionMs", v).and_then(|n| {
@@ -382,6 +393,7 @@ impl PerseusNetwork {
 
     #[napi(catch_unwind, ts_return_type = "Promise<number>")]
     pub fn activity_length<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
         let net = self.net.clone();
         promise(env, async move { net.activity_length().await }, |_, n| {
             Ok(n as f64)

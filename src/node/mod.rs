@@ -4,6 +4,7 @@
 // In a test build napi-derive does not register exports, so they look unused.
 #![cfg_attr(test, allow(dead_code))]
 
+mod batch;
 mod class;
 mod convert;
 mod credentials;

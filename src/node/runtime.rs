@@ -211,10 +211,48 @@ fn release_one(env: &Env) {
     });
 }
 
-/// A `napi_deferred` may be settled only on its JS thread; it travels there untouched.
-struct Deferred(sys::napi_deferred);
-// SAFETY: the pointer is only dereferenced (settled) on the JS thread, by the settler.
-unsafe impl Send for Deferred {}
+/// A promise made on the JS thread and settled there later, possibly in one job with others
+/// (the activity batcher settles a whole tick's `logActivity` calls at once). It holds the
+/// process until settled.
+pub struct Pending(sys::napi_deferred);
+// SAFETY: the pointer is only dereferenced (settled) on the JS thread, by a queued job.
+unsafe impl Send for Pending {}
+
+impl Pending {
+    /// Creates the promise (returned to JS) and its settler handle.
+    pub fn new(env: &Env) -> napi::Result<(Object<'_>, Pending)> {
+        let settler = settler(env)?;
+        let mut raw_deferred = std::ptr::null_mut();
+        let mut raw_promise = std::ptr::null_mut();
+        // SAFETY: plain napi call on the JS thread with valid out-pointers.
+        let status =
+            unsafe { sys::napi_create_promise(env.raw(), &mut raw_deferred, &mut raw_promise) };
+        if status != sys::Status::napi_ok {
+            return Err(napi::Error::from_reason("could not create a promise"));
+        }
+        hold_one(env, &settler);
+        Ok((
+            Object::from_raw(env.raw(), raw_promise),
+            Pending(raw_deferred),
+        ))
+    }
+
+    /// Settles on the JS thread (only there: call it from a queued [`Job`]).
+    pub fn settle<D: ToNapiValue>(self, env: &Env, result: napi::Result<D>) {
+        // SAFETY: on the JS thread that created the deferred; `self` is consumed, so once.
+        unsafe {
+            match result.and_then(|d| D::to_napi_value(env.raw(), d)) {
+                Ok(value) => sys::napi_resolve_deferred(env.raw(), self.0, value),
+                Err(e) => {
+                    let reason =
+                        ToNapiValue::to_napi_value(env.raw(), e).unwrap_or(std::ptr::null_mut());
+                    sys::napi_reject_deferred(env.raw(), self.0, reason)
+                }
+            };
+        }
+        release_one(env);
+    }
+}
 
 /// Runs `fut` on the runtime and returns a promise settled on the JS thread: `map` converts
 /// the value there, an error becomes a coded JS error, and a panic becomes a rejection.
@@ -226,46 +264,26 @@ where
     M: FnOnce(&Env, T) -> napi::Result<D> + Send + 'static,
 {
     let rt = runtime()?;
-    let settler = settler(env)?;
-    let mut raw_deferred = std::ptr::null_mut();
-    let mut raw_promise = std::ptr::null_mut();
-    // SAFETY: plain napi call on the JS thread with valid out-pointers.
-    let status =
-        unsafe { sys::napi_create_promise(env.raw(), &mut raw_deferred, &mut raw_promise) };
-    if status != sys::Status::napi_ok {
-        return Err(napi::Error::from_reason("could not create a promise"));
-    }
-    hold_one(env, &settler);
-    let deferred = Deferred(raw_deferred);
-    let link = settler.link.clone();
+    let link = settler(env)?.link.clone();
+    let (object, pending) = Pending::new(env)?;
     rt.spawn(async move {
         let outcome = AssertUnwindSafe(fut).catch_unwind().await;
         let settle: Job = Box::new(move |env: &Env| {
-            let deferred = deferred;
             let result = match outcome {
                 Ok(Ok(v)) => map(env, v),
                 Ok(Err(e)) => Err(js_error(env, &e)),
-                Err(panic) => Err(js_error(
-                    env,
-                    &CoreError::Redis(format!("internal error (a bug): {}", panic_text(&panic))),
-                )),
+                Err(panic) => Err(js_error(env, &panic_error(&panic))),
             };
-            // SAFETY: on the JS thread that created the deferred; each is settled once.
-            unsafe {
-                match result.and_then(|d| D::to_napi_value(env.raw(), d)) {
-                    Ok(value) => sys::napi_resolve_deferred(env.raw(), deferred.0, value),
-                    Err(e) => {
-                        let reason = ToNapiValue::to_napi_value(env.raw(), e)
-                            .unwrap_or(std::ptr::null_mut());
-                        sys::napi_reject_deferred(env.raw(), deferred.0, reason)
-                    }
-                };
-            }
-            release_one(env);
+            pending.settle(env, result);
         });
         link.send(settle);
     });
-    Ok(Object::from_raw(env.raw(), raw_promise))
+    Ok(object)
+}
+
+/// The rejection a caught panic becomes.
+pub fn panic_error(p: &Box<dyn std::any::Any + Send>) -> CoreError {
+    CoreError::Redis(format!("internal error (a bug): {}", panic_text(p)))
 }
 
 /// A rejected promise for an argument error found before any work started.

@@ -196,7 +196,13 @@ impl Network {
         self.inner.crews.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn ensure_open(&self) -> Result<()> {
+    /// Whether two handles are the same network (the Node layer batches per network).
+    pub fn same_as(&self, other: &Network) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Fails with [`Error::Closed`] once closed.
+    pub fn ensure_open(&self) -> Result<()> {
         if self.is_closed() {
             Err(Error::Closed)
         } else {
@@ -446,6 +452,32 @@ impl Network {
         self.ensure_open()?;
         activity::validate_input(&input)?;
         self.append(input).await
+    }
+
+    /// Many `log_activity` calls as one pipeline (the Node layer gathers one tick's calls):
+    /// each input gets its own stream ID or error, in order; an invalid input fails alone and
+    /// is not sent.
+    pub async fn log_activity_batch(&self, inputs: Vec<ActivityInput>) -> Vec<Result<String>> {
+        if let Err(e) = self.ensure_open() {
+            return inputs.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut out: Vec<Result<String>> = inputs
+            .iter()
+            .map(|i| activity::validate_input(i).map(|()| String::new()))
+            .collect();
+        let sendable: Vec<usize> = (0..inputs.len()).filter(|&i| out[i].is_ok()).collect();
+        if sendable.is_empty() {
+            return out;
+        }
+        let valid: Vec<&ActivityInput> = sendable.iter().map(|&i| &inputs[i]).collect();
+        let results = match self.ctx().await {
+            Ok(ctx) => ctx.writer.append_many_as(&ctx.author(), &valid).await,
+            Err(e) => valid.iter().map(|_| Err(e.clone())).collect(),
+        };
+        for (i, r) in sendable.into_iter().zip(results) {
+            out[i] = r;
+        }
+        out
     }
 
     /// Appends an entry of this instance's own.

@@ -175,6 +175,8 @@ struct Inner {
     name_refusal: std::sync::Mutex<Option<String>>,
     /// A refusal was already noted (each store reports it once).
     name_refused: AtomicBool,
+    /// Connections of our own for range reads decoded from raw bytes (`direct.rs`).
+    direct: crate::core::direct::Direct,
 }
 
 impl Store {
@@ -223,6 +225,7 @@ impl Store {
                 slots: std::sync::Mutex::new(None),
                 name_refusal: std::sync::Mutex::new(None),
                 name_refused: AtomicBool::new(false),
+                direct: crate::core::direct::Direct::new(cfg),
             }),
         };
         let _: Value = store
@@ -355,6 +358,35 @@ impl Store {
         }
     }
 
+    /// One read-only command about `key` over a direct connection, its reply as raw bytes
+    /// (for [`crate::core::resp`]). `None` when that path cannot serve it, or the reply is a
+    /// server error: the caller then sends it through [`Store::query`], which words errors.
+    pub async fn query_bytes(&self, key: &str, cmd: &Command) -> Option<Result<Vec<u8>>> {
+        use crate::core::direct::Miss;
+        let slot_map = || async {
+            let mut slots = Command::with_args(Kind::Read, "CLUSTER", None);
+            slots.arg("SLOTS");
+            let v: Value = self.query(&slots).await.ok()?;
+            crate::core::direct::parse_slots(&v)
+        };
+        let packed = cmd.cmd.get_packed_command();
+        match self.inner.direct.request(key, &packed, slot_map).await {
+            Ok(bytes) if !bytes.starts_with(b"-") => Some(Ok(bytes)),
+            Ok(_) | Err(Miss::Fallback(_)) => {
+                self.inner.direct.forget_slots();
+                None
+            }
+            Err(Miss::Timeout) => {
+                let err = Error::Timeout(format!(
+                    "Redis did not answer within {} ms",
+                    self.inner.response_timeout.as_millis()
+                ));
+                self.set_connected(false, Some(err.to_string()));
+                Some(Err(labelled(err, || cmd.label.clone())))
+            }
+        }
+    }
+
     /// Runs a pipeline (standalone only: cluster pipelines must stay in one slot, so callers
     /// on a cluster use [`Store::query_many`]).
     pub async fn pipeline(&self, pipe: &Pipeline) -> Result<Vec<Value>> {
@@ -369,6 +401,97 @@ impl Store {
             })
             .await?;
         Ok(values)
+    }
+
+    /// Sends writes that must never be sent twice (`XADD *`) as one pipeline, each command at
+    /// most once, and returns each command's own outcome in order: a per-command server error
+    /// (say OOM) fails that command alone. A dropped link or a timeout fails every command of
+    /// the pipeline (each may or may not have been written). On a cluster the commands go
+    /// through the send-once connection; commands that provably did not run (MOVED,
+    /// TRYAGAIN, CLUSTERDOWN...: a whole-pipeline refusal, or those entries alone) are sent
+    /// again until the command timeout, the others never.
+    pub async fn pipeline_once(&self, cmds: &[Command]) -> Result<Vec<Result<Value>>> {
+        let label = || cmds.first().map(|c| c.label.clone()).unwrap_or_default();
+        let Some(once) = &self.inner.once else {
+            let mut pipe = redis::pipe();
+            for c in cmds {
+                pipe.add_command(c.cmd.clone());
+            }
+            let values = self.pipeline(&pipe).await.map_err(|e| labelled(e, label))?;
+            return Ok(values.into_iter().map(|v| self.entry(v, label)).collect());
+        };
+        let deadline = tokio::time::Instant::now() + self.inner.response_timeout;
+        let mut wait = Duration::from_millis(25);
+        let mut out: Vec<Option<Result<Value>>> = (0..cmds.len()).map(|_| None).collect();
+        let mut todo: Vec<usize> = (0..cmds.len()).collect();
+        let mut conn = once.clone();
+        loop {
+            let mut pipe = redis::pipe();
+            for &i in &todo {
+                pipe.add_command(cmds[i].cmd.clone());
+            }
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let sent =
+                tokio::time::timeout(remaining, conn.req_packed_commands(&pipe, 0, todo.len()));
+            let err = match sent.await {
+                Ok(Ok(values)) => {
+                    self.set_connected(true, None);
+                    let mut again = Vec::new();
+                    for (&i, v) in todo.iter().zip(values) {
+                        let not_run = matches!(&v, Value::ServerError(se) if was_not_run(&RedisError::from(se.clone())));
+                        if not_run && tokio::time::Instant::now() + wait < deadline {
+                            again.push(i);
+                        } else {
+                            out[i] = Some(self.entry(v, label));
+                        }
+                    }
+                    if again.is_empty() {
+                        break;
+                    }
+                    todo = again;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(400));
+                    continue;
+                }
+                Ok(Err(e)) => e,
+                Err(_) => RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "timed out",
+                )),
+            };
+            let retryable = was_not_run(&err);
+            if retryable && tokio::time::Instant::now() + wait < deadline {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(400));
+                continue;
+            }
+            let mapped = labelled(self.map_err(err.clone()), label);
+            if is_link_failure(&err) || retryable {
+                self.set_connected(false, Some(mapped.to_string()));
+            }
+            for &i in &todo {
+                out[i] = Some(Err(mapped.clone()));
+            }
+            break;
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| Err(Error::Redis(format!("{} failed: no reply", label()))))
+            })
+            .collect())
+    }
+
+    /// One command's reply within a pipeline: its value, or its server error, labelled.
+    fn entry(&self, v: Value, label: impl FnOnce() -> String) -> Result<Value> {
+        match &v {
+            Value::ServerError(se) => Err(Error::Redis(format!(
+                "{} failed: {}",
+                label(),
+                scrub(&self.inner.secrets, &server_error_text(se))
+            ))),
+            _ => Ok(v),
+        }
     }
 
     /// Runs independent single-key commands as one round trip: a pipeline on a standalone
