@@ -555,6 +555,8 @@ pub struct Writer {
     tail_ready: tokio::sync::watch::Receiver<bool>,
     /// Longest an append waits for a starting tail.
     wait_limit: std::time::Duration,
+    /// Counts appends by result.
+    metrics: std::sync::Arc<crate::core::metrics::Metrics>,
 }
 
 impl Writer {
@@ -562,11 +564,13 @@ impl Writer {
         log: ActivityLog,
         tail_ready: tokio::sync::watch::Receiver<bool>,
         wait_limit: std::time::Duration,
+        metrics: std::sync::Arc<crate::core::metrics::Metrics>,
     ) -> Self {
         Writer {
             log,
             tail_ready,
             wait_limit,
+            metrics,
         }
     }
 
@@ -582,7 +586,9 @@ impl Writer {
             let _ = tokio::time::timeout(self.wait_limit, ready.wait_for(|r| *r)).await;
         }
         let fields = encode(author, input, &crate::core::clock::iso_now());
-        self.log.append(&fields).await
+        let appended = self.log.append(&fields).await;
+        self.metrics.appended(appended.is_ok());
+        appended
     }
 }
 

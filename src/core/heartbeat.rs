@@ -9,8 +9,11 @@ use std::time::Instant;
 use crate::core::activity::ActivityInput;
 use crate::core::clock::now_ms;
 use crate::core::config::LogLevel;
+use crate::core::control;
 use crate::core::error::Result;
+use crate::core::events::DrainRequest;
 use crate::core::fsm::State;
+use crate::core::metrics::{rss_bytes, RttVerdict};
 use crate::core::registry::HeartbeatPayload;
 use crate::core::task::{Exit, Shutdown, TaskCtx};
 use crate::core::watchdog::Gate;
@@ -25,26 +28,68 @@ pub enum BeatOutcome {
     MarkedDead,
 }
 
-/// One heartbeat: `SET heartbeat PX ttl`, `ZADD instances now id`, `HGET state`.
-pub async fn beat(ctx: &TaskCtx, lag: Option<u64>) -> Result<BeatOutcome> {
+/// One heartbeat's outcome, and a drain an operator asked for (only with
+/// `onDrainRequest: 'drain'`; the `drainRequested` events are already emitted).
+#[derive(Debug)]
+pub struct Beat {
+    pub outcome: BeatOutcome,
+    pub drain: Option<DrainRequest>,
+}
+
+/// One heartbeat: `SET heartbeat PX ttl`, `ZADD instances now id`, `HGET state`, and while
+/// running `LPOP signal` (operator requests, in the same round trip). The payload carries the
+/// previous beat's round trip and this process's resident memory.
+pub async fn beat(ctx: &TaskCtx, lag: Option<u64>) -> Result<Beat> {
     let state = ctx.own().state.unwrap_or(State::Dead);
     let payload = HeartbeatPayload {
         last_beat: now_ms(),
         state: state.as_str().to_string(),
         exchange: ctx.cfg.identity.exchange_name.clone(),
         event_loop_lag_ms: lag,
+        redis_rtt_ms: Some(ctx.metrics.last_rtt_ms()),
+        rss_bytes: Some(rss_bytes()),
     };
-    let seen = ctx
+    if let Some(lag) = lag {
+        ctx.metrics.set_event_loop_lag(lag);
+    }
+    let pop = if state == State::Running {
+        control::SIGNALS_PER_BEAT
+    } else {
+        0
+    };
+    let sent = Instant::now();
+    let reply = ctx
         .registry
-        .beat(ctx.instance_id(), &payload, ctx.cfg.timing.heartbeat_ttl)
-        .await?;
+        .beat(
+            ctx.instance_id(),
+            &payload,
+            ctx.cfg.timing.heartbeat_ttl,
+            pop,
+        )
+        .await;
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.metrics.beat_failed();
+            return Err(e);
+        }
+    };
+    let rtt = sent.elapsed();
+    if ctx.metrics.beat_ok(rtt) == RttVerdict::SlowEpisode {
+        ctx.log.warn(
+            serde_json::json!({ "redisRttMs": rtt.as_millis() as u64 }),
+            "Redis is slow: 5 heartbeats in a row took more than 50 ms",
+        );
+    }
+    let drain = control::hear_signals(ctx, &reply.signals);
     let state = ctx.own().state.unwrap_or(State::Dead);
-    Ok(match seen.as_deref() {
+    let outcome = match reply.state.as_deref() {
         None if state == State::Registering => BeatOutcome::Alive,
         None => BeatOutcome::RecordGone,
         Some("dead") if state == State::Running => BeatOutcome::MarkedDead,
         Some(_) => BeatOutcome::Alive,
-    })
+    };
+    Ok(Beat { outcome, drain })
 }
 
 /// After Redis lost our record: write it again (we are still running) and say so.
@@ -110,10 +155,14 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
         }
         // A beat is one unit of work: shutdown may cut it (it writes nothing that needs a
         // second step).
-        let outcome = tokio::select! {
+        let beaten = tokio::select! {
             biased;
             _ = shutdown.requested() => return Exit::Stopped,
             r = beat(&ctx, Some(lag)) => r,
+        };
+        let (outcome, drain) = match beaten {
+            Ok(b) => (Ok(b.outcome), b.drain),
+            Err(e) => (Err(e), None),
         };
         match outcome {
             Ok(BeatOutcome::Alive) => {
@@ -159,6 +208,9 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
                     );
                 }
             }
+        }
+        if let Some(req) = drain {
+            return Exit::DrainRequested(req.reason);
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod activity;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod events;
 pub mod faults;
@@ -11,6 +12,7 @@ pub mod heartbeat;
 pub mod ip;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod network;
 pub mod registry;
 pub mod store;

@@ -36,6 +36,26 @@ pub struct InstanceInfo {
     pub alive: bool,
     #[serde(serialize_with = "opt_int")]
     pub last_heartbeat: Option<u64>,
+    /// From the latest heartbeat payload; `None` without a heartbeat or when its writer
+    /// recorded no health (the seed's writers).
+    #[serde(default)]
+    pub health: Option<InstanceHealth>,
+}
+
+/// What an instance's heartbeat says about its health, so operators see a struggling member
+/// before its heartbeat lapses.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceHealth {
+    /// Round trip of the instance's previous heartbeat (ms).
+    #[serde(serialize_with = "int")]
+    pub redis_rtt_ms: u64,
+    /// Event-loop lag measured for the beat (ms).
+    #[serde(serialize_with = "int")]
+    pub event_loop_lag_ms: u64,
+    /// Resident memory of the process.
+    #[serde(serialize_with = "int")]
+    pub rss_bytes: u64,
 }
 
 /// Integers are written as i64 so JS hosts get numbers, not BigInts (all our values are
@@ -69,6 +89,23 @@ pub struct HeartbeatPayload {
     pub exchange: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub event_loop_lag_ms: Option<u64>,
+    /// The previous beat's round trip (ms); absent in the seed's payload.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub redis_rtt_ms: Option<u64>,
+    /// Process resident memory; absent in the seed's payload.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rss_bytes: Option<u64>,
+}
+
+impl HeartbeatPayload {
+    /// The health this payload records, if its writer recorded it.
+    pub fn health(&self) -> Option<InstanceHealth> {
+        Some(InstanceHealth {
+            redis_rtt_ms: self.redis_rtt_ms?,
+            event_loop_lag_ms: self.event_loop_lag_ms.unwrap_or(0),
+            rss_bytes: self.rss_bytes?,
+        })
+    }
 }
 
 /// Where the seed stores "no public IP".
@@ -130,7 +167,7 @@ pub fn parse_record(
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("meta.").map(|k| (k.to_string(), v.clone())))
         .collect();
-    let last_heartbeat = last_beat_of(heartbeat);
+    let (last_heartbeat, health) = beat_of(heartbeat);
     Some(InstanceInfo {
         instance_id,
         hostname: get("hostname")?.to_string(),
@@ -146,6 +183,7 @@ pub fn parse_record(
         metadata,
         alive: heartbeat.is_some(),
         last_heartbeat,
+        health,
     })
 }
 
@@ -244,6 +282,45 @@ end
 return 0
 ";
 
+/// Forget, step 1 (on the record): fence a record that is dead (or has no state at all:
+/// garbage) with the caller's token. Returns 1 fenced, 0 no record, -1 not dead.
+const FORGET_FENCE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local s = redis.call('HGET', KEYS[1], 'state')
+if s and s ~= 'dead' then return -1 end
+redis.call('HSET', KEYS[1], 'forgetToken', ARGV[1])
+return 1
+";
+
+/// Forget, step 3 (on the record): delete it only if it still carries our token and is still
+/// dead. Invariant: an instance comes back to life only by rewriting its record from scratch
+/// (WRITE_RECORD deletes the hash first), which drops the token, so this never deletes a
+/// record that was re-registered after the fence.
+const FORGET_RECORD: &str = r"
+if redis.call('HGET', KEYS[1], 'forgetToken') ~= ARGV[1] then return 0 end
+local s = redis.call('HGET', KEYS[1], 'state')
+if s and s ~= 'dead' then return 0 end
+return redis.call('DEL', KEYS[1])
+";
+
+/// Forget, step 4 (on the index): remove the member only if its score (its last beat) is the
+/// one read at the check. Invariant: a beat since then rewrote the score, and that member is
+/// live: it keeps its entry.
+const FORGET_INDEX: &str = r"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and s == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+";
+
+/// What one heartbeat's round trip read back.
+#[derive(Debug, Default)]
+pub struct BeatReply {
+    /// The record's state (`None`: the record is gone).
+    pub state: Option<String>,
+    /// Signals popped from this instance's list (raw JSON, oldest first).
+    pub signals: Vec<String>,
+}
+
 /// This instance's own record as this process knows it: what a rewrite writes back.
 #[derive(Debug, Clone, Default)]
 pub struct OwnRecord {
@@ -285,9 +362,15 @@ pub struct LightInstance {
 
 /// The heartbeat payload's `lastBeat`, if the payload is ours.
 pub fn last_beat_of(heartbeat: Option<&str>) -> Option<u64> {
-    heartbeat
-        .and_then(|h| serde_json::from_str::<HeartbeatPayload>(h).ok())
-        .map(|b| b.last_beat)
+    beat_of(heartbeat).0
+}
+
+/// The heartbeat payload's `lastBeat` and health, if the payload is ours (one parse).
+pub fn beat_of(heartbeat: Option<&str>) -> (Option<u64>, Option<InstanceHealth>) {
+    match heartbeat.and_then(|h| serde_json::from_str::<HeartbeatPayload>(h).ok()) {
+        Some(b) => (Some(b.last_beat), b.health()),
+        None => (None, None),
+    }
 }
 
 /// Reads and lists instance records.
@@ -468,13 +551,15 @@ impl Registry {
     }
 
     /// One heartbeat in one round trip: `SET heartbeat PX ttl`, `ZADD instances now id`,
-    /// `HGET state`. Returns the record's state (`None`: the record is gone).
+    /// `HGET state`, and with `pop_signals` (n > 0) `LPOP signal n`: operator requests ride
+    /// the beat, costing no round trip of their own.
     pub async fn beat(
         &self,
         id: &str,
         payload: &HeartbeatPayload,
         ttl: Duration,
-    ) -> Result<Option<String>> {
+        pop_signals: usize,
+    ) -> Result<BeatReply> {
         let mut set = Command::write("SET", &self.keys.heartbeat(id));
         set.arg(serde_json::to_string(payload).unwrap_or_default())
             .arg("PX")
@@ -483,11 +568,73 @@ impl Registry {
         zadd.arg(payload.last_beat).arg(id);
         let mut hget = Command::read("HGET", &self.keys.instance(id));
         hget.arg("state");
-        let replies = self.store.query_many(vec![set, zadd, hget]).await?;
-        if let Some(Err(e)) = replies.iter().find(|r| r.is_err()) {
+        let mut cmds = vec![set, zadd, hget];
+        if pop_signals > 0 {
+            // Popping is a write: never re-sent by us (a lost reply loses the signal, which
+            // the requester's DRAIN_REQUESTED entry still records).
+            let mut lpop = Command::write("LPOP", &self.keys.signal(id));
+            lpop.arg(pop_signals);
+            cmds.push(lpop);
+        }
+        let replies = self.store.query_many(cmds).await?;
+        // A foreign value at the signal key must not fail the beat: only the first three
+        // replies count.
+        if let Some(Err(e)) = replies.iter().take(3).find(|r| r.is_err()) {
             return Err(crate::core::error::Error::Redis(e.clone()));
         }
-        Ok(replies.get(2).and_then(|r| r.as_ref().ok()).and_then(text))
+        let signals = match replies.get(3) {
+            Some(Ok(Value::Array(items))) => items.iter().filter_map(text).collect(),
+            _ => Vec::new(),
+        };
+        Ok(BeatReply {
+            state: replies.get(2).and_then(|r| r.as_ref().ok()).and_then(text),
+            signals,
+        })
+    }
+
+    /// Forget, step 1: fences `id`'s record with `token` if it is dead (or has no state:
+    /// garbage). 1 fenced, 0 no record, -1 not dead.
+    pub async fn fence_for_forget(&self, id: &str, token: &str) -> Result<i64> {
+        self.store
+            .script(
+                &redis::Script::new(FORGET_FENCE),
+                &[&self.keys.instance(id)],
+                &[token],
+            )
+            .await
+    }
+
+    /// Forget, step 3: deletes `id`'s record only if it still carries `token` and is dead.
+    pub async fn delete_if_fenced(&self, id: &str, token: &str) -> Result<bool> {
+        let n: i64 = self
+            .store
+            .script(
+                &redis::Script::new(FORGET_RECORD),
+                &[&self.keys.instance(id)],
+                &[token],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Forget, step 4: removes `id` from the index only if its score is still `score`.
+    pub async fn unindex_if_score(&self, id: &str, score: &str) -> Result<()> {
+        let _: i64 = self
+            .store
+            .script(
+                &redis::Script::new(FORGET_INDEX),
+                &[&self.keys.instances()],
+                &[id, score],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes `id`'s record whatever it holds (a forced forget).
+    pub async fn delete_record(&self, id: &str) -> Result<()> {
+        let cmd = Command::write("DEL", &self.keys.instance(id));
+        let _: i64 = self.store.query(&cmd).await?;
+        Ok(())
     }
 
     /// Deletes `id`'s heartbeat (drain, fail: the instance is gone on purpose).
@@ -651,6 +798,8 @@ mod tests {
             state: "running".into(),
             exchange: "coinbase".into(),
             event_loop_lag_ms: Some(3),
+            redis_rtt_ms: None,
+            rss_bytes: None,
         };
         let json = serde_json::to_string(&beat).unwrap();
         assert_eq!(
@@ -664,6 +813,17 @@ mod tests {
         assert_eq!(info.metadata["region"], "eu");
         assert!(info.alive);
         assert_eq!(info.last_heartbeat, Some(1700000000000));
+        assert_eq!(info.health, None, "the seed's payload records no health");
+        let ours = r#"{"lastBeat":1,"state":"running","exchange":"x","eventLoopLagMs":3,"redisRttMs":2,"rssBytes":1000}"#;
+        let info = parse_record("h:1:2:3", &hash, Some(ours)).unwrap();
+        assert_eq!(
+            info.health,
+            Some(InstanceHealth {
+                redis_rtt_ms: 2,
+                event_loop_lag_ms: 3,
+                rss_bytes: 1000
+            })
+        );
     }
 
     #[test]

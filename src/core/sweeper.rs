@@ -15,7 +15,7 @@ use crate::core::error::Result;
 use crate::core::faults;
 use crate::core::fsm::State;
 use crate::core::keys::Keys;
-use crate::core::registry::{last_beat_of, parse_record, InstanceInfo, Registry};
+use crate::core::registry::{beat_of, parse_record, InstanceInfo, Registry};
 use crate::core::store::{Command, Kind, Store};
 use crate::core::task::{Exit, Shutdown, TaskCtx};
 
@@ -79,6 +79,7 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
             Ok((l, ids)) => (Ok(l), ids),
             Err(e) => (Err(e), None),
         };
+        ctx.metrics.set_sweeper_leader(matches!(leased, Ok(None)));
         let wait = match leased {
             Ok(None) => {
                 if due {
@@ -204,6 +205,7 @@ pub(crate) async fn sweep(
     ids: Option<Vec<String>>,
     shutdown: &mut Shutdown,
 ) -> Result<Option<i64>> {
+    let began = Instant::now();
     let registry = &ctx.registry;
     let read = async {
         let ids = match ids {
@@ -285,6 +287,12 @@ pub(crate) async fn sweep(
     for i in &instances {
         *counts.entry(i.state.as_str().to_string()).or_default() += 1;
     }
+    ctx.metrics.swept(
+        began.elapsed(),
+        State::ALL
+            .iter()
+            .map(|s| (*s, counts.get(s.as_str()).copied().unwrap_or(0))),
+    );
     ctx.log.debug(
         serde_json::json!({ "instances": instances.len(), "soonestExpiryMs": soonest }),
         "sweep done",
@@ -416,7 +424,7 @@ impl RecordCache {
             };
             let info = info.map(|mut i| {
                 i.alive = l.heartbeat.is_some();
-                i.last_heartbeat = last_beat_of(l.heartbeat.as_deref());
+                (i.last_heartbeat, i.health) = beat_of(l.heartbeat.as_deref());
                 i
             });
             if let (Some(f), Some(i)) = (&l.fingerprint, &info) {
@@ -502,6 +510,7 @@ async fn write_lost_entry(
         ],
     };
     ctx.writer.append_as(&author, &input).await?;
+    ctx.metrics.peer_lost();
     ctx.log.warn(
         serde_json::json!({ "lostInstanceId": lost.instance_id }),
         "peer lost: heartbeat expired",
@@ -529,6 +538,7 @@ mod tests {
             metadata: Default::default(),
             alive,
             last_heartbeat: Some(1),
+            health: None,
         }
     }
 

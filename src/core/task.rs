@@ -15,18 +15,22 @@ use crate::core::error::Error;
 use crate::core::events::{EventSink, NetEvent};
 use crate::core::keys::Keys;
 use crate::core::logging::Logger;
+use crate::core::metrics::Metrics;
 use crate::core::registry::{OwnRecord, Registry};
 use crate::core::store::Store;
 use crate::core::watchdog::Watchdog;
 
 /// How a task ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
     /// Shutdown was requested and the task stopped between units of work.
     Stopped,
     /// This instance's heartbeat is lost (peers see it dead): the supervisor takes
     /// `running → dead (HEARTBEAT_LOST)` for the given reason.
     HeartbeatLost(&'static str),
+    /// An operator asked this instance to drain (`onDrainRequest: 'drain'`): the supervisor
+    /// takes `running → draining → dead` with this reason.
+    DrainRequested(Option<String>),
 }
 
 /// A task's view of a shutdown request (mini-redis style: a `watch` flag the supervisor
@@ -75,6 +79,7 @@ pub struct TaskCtx {
     pub writer: Writer,
     pub own: Arc<Mutex<OwnRecord>>,
     pub watchdog: Arc<Watchdog>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl TaskCtx {

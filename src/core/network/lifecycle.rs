@@ -93,10 +93,17 @@ impl Network {
             Ok(ctx) => {
                 self.transition(Event::Registered, None).await?;
                 // One beat now, so the payload says `running` before the first interval ends.
-                if let Err(e) = heartbeat::beat(&ctx, None).await {
-                    ctx.report_error(e, "heartbeat failed");
-                }
+                let drain = match heartbeat::beat(&ctx, None).await {
+                    Ok(b) => b.drain,
+                    Err(e) => {
+                        ctx.report_error(e, "heartbeat failed");
+                        None
+                    }
+                };
                 self.spawn_background(&ctx);
+                if let Some(req) = drain {
+                    self.spawn_requested_drain(req.reason);
+                }
                 Ok(self.local_info())
             }
             Err(e) => {
@@ -173,6 +180,11 @@ impl Network {
             metadata: id.metadata.clone(),
             alive: true,
             last_heartbeat: Some(now_ms()),
+            health: Some(crate::core::registry::InstanceHealth {
+                redis_rtt_ms: self.inner.metrics.last_rtt_ms(),
+                event_loop_lag_ms: self.inner.metrics.event_loop_lag_ms(),
+                rss_bytes: crate::core::metrics::rss_bytes(),
+            }),
         }
     }
 

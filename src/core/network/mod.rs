@@ -17,11 +17,13 @@ use tokio::task::JoinHandle;
 
 use crate::core::activity::{self, ActivityEntry, ActivityInput, ActivityLog, Query, Writer};
 use crate::core::config::{Config, PublicIpMode};
+use crate::core::control;
 use crate::core::error::{Error, Result};
 use crate::core::events::{EventSink, NetEvent};
 use crate::core::fsm::State;
 use crate::core::keys::Keys;
 use crate::core::logging::{LogSink, Logger};
+use crate::core::metrics::Metrics;
 use crate::core::registry::{parse_record, InstanceInfo, OwnRecord, Registry};
 use crate::core::store::{Command, Store};
 use crate::core::sweeper::NetworkState;
@@ -43,6 +45,7 @@ struct Inner {
     sink: Arc<dyn EventSink>,
     store: OnceCell<Store>,
     watchdog: Arc<Watchdog>,
+    metrics: Arc<Metrics>,
     /// Serialises start / drain / fail / close / self-loss.
     lifecycle: tokio::sync::Mutex<()>,
     /// This instance's record as this process knows it (shared with its tasks).
@@ -140,6 +143,7 @@ impl Network {
                 sink,
                 store: OnceCell::new(),
                 watchdog,
+                metrics: Arc::new(Metrics::default()),
                 lifecycle: tokio::sync::Mutex::new(()),
                 own: Arc::new(Mutex::new(OwnRecord {
                     state: Some(State::Idle),
@@ -171,6 +175,10 @@ impl Network {
     pub fn watchdog(&self) -> Arc<Watchdog> {
         self.inner.watchdog.clone()
     }
+    /// This process's counters (shared with the tasks that bump them).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
     }
@@ -201,10 +209,12 @@ impl Network {
         self.ensure_open()?;
         let sink = self.inner.sink.clone();
         let log = self.inner.log.clone();
+        let metrics = self.inner.metrics.clone();
         self.inner
             .store
             .get_or_try_init(|| async move {
                 let on_status = Arc::new(move |up: bool, error: Option<String>| {
+                    metrics.connection(up);
                     if up {
                         log.info(serde_json::json!({}), "Redis connection restored");
                     } else {
@@ -219,6 +229,7 @@ impl Network {
                     });
                 });
                 let store = Store::connect(&self.inner.cfg.connection, Some(on_status)).await?;
+                self.inner.metrics.connection(true);
                 self.inner.sink.emit(NetEvent::Connection {
                     connected: true,
                     error: None,
@@ -237,6 +248,7 @@ impl Network {
             ActivityLog::new(store.clone(), &keys),
             self.inner.tail_ready.subscribe(),
             self.inner.cfg.connection.connect_timeout,
+            self.inner.metrics.clone(),
         );
         Ok(TaskCtx {
             cfg: self.inner.cfg.clone(),
@@ -248,14 +260,16 @@ impl Network {
             writer,
             own: self.inner.own.clone(),
             watchdog: self.inner.watchdog.clone(),
+            metrics: self.inner.metrics.clone(),
         })
     }
 
     // ─── Supervisor ─────────────────────────────────────────────────────────────
 
     /// Spawns a lifecycle task (heartbeat, sweeper, trimmer, public-IP detection) into the
-    /// current crew. A task that reports the heartbeat lost makes the lifecycle leave
-    /// `running` (from a separate task, since leaving stops the crew it belongs to).
+    /// current crew. A task that reports the heartbeat lost, or an operator's drain request,
+    /// makes the lifecycle leave `running` (from a separate task, since leaving stops the crew
+    /// it belongs to).
     fn spawn_task<F>(&self, task: impl FnOnce(Shutdown) -> F)
     where
         F: Future<Output = Exit> + Send + 'static,
@@ -266,16 +280,41 @@ impl Network {
         let net = self.clone();
         crew.handles.push(tokio::spawn(async move {
             let exit = fut.await;
-            if let Exit::HeartbeatLost(why) = exit {
-                tokio::spawn(async move { net.self_lost(why).await });
+            match &exit {
+                Exit::HeartbeatLost(why) => {
+                    let why = *why;
+                    tokio::spawn(async move { net.self_lost(why).await });
+                }
+                Exit::DrainRequested(reason) => net.spawn_requested_drain(reason.clone()),
+                Exit::Stopped => {}
             }
             exit
         }));
     }
 
+    /// Drains on an operator's request, from its own task (the drain stops the crew of the
+    /// task that heard the request). It waits for the lifecycle lock, so a request heard
+    /// during `start()` drains once `start()` is done.
+    fn spawn_requested_drain(&self, reason: Option<String>) {
+        let net = self.clone();
+        tokio::spawn(async move {
+            if net.is_closed() || net.state() == State::Dead {
+                return;
+            }
+            if let Err(e) = net.drain(reason).await {
+                net.inner.log.warn(
+                    serde_json::json!({ "error": e.to_string(), "code": e.code() }),
+                    "drain on request failed",
+                );
+                net.inner.sink.emit(NetEvent::Error(e));
+            }
+        });
+    }
+
     /// Stops the lifecycle tasks and a pending rejoin cooperatively, waiting at most the
     /// command timeout for each group (a sweep finishes its compare-and-set + entry).
     async fn stop_background(&self) {
+        self.inner.metrics.set_sweeper_leader(false);
         let (tasks, rejoin) = {
             let mut c = self.crews();
             (c.tasks.take(), c.rejoin.take())
@@ -300,6 +339,37 @@ impl Network {
             crew.abort();
         }
         self.inner.tail_ready.send_replace(true);
+    }
+
+    // ─── Operators ──────────────────────────────────────────────────────────────
+
+    /// Asks a running instance to drain (see [`control::request_drain`]).
+    pub async fn request_drain(&self, id: &str, reason: Option<String>) -> Result<bool> {
+        control::request_drain(&self.ctx().await?, id, reason).await
+    }
+
+    /// Forgets a dead instance (see [`control::forget_instance`]).
+    pub async fn forget_instance(&self, id: &str, force: bool) -> Result<bool> {
+        control::forget_instance(&self.ctx().await?, id, force).await
+    }
+
+    /// The sweeper lease holder, if any.
+    pub async fn sweeper(&self) -> Result<Option<control::SweeperLease>> {
+        control::sweeper(&self.store().await?, &self.inner.keys).await
+    }
+
+    /// This process's metrics in the Prometheus text format 0.0.4.
+    pub fn metrics_text(&self) -> Result<String> {
+        self.ensure_open()?;
+        let id = &self.inner.cfg.identity;
+        Ok(self.inner.metrics.render(
+            &crate::core::metrics::InfoLabels {
+                instance_id: &id.instance_id,
+                exchange: &id.exchange_name,
+                version: &id.version,
+            },
+            self.state(),
+        ))
     }
 
     // ─── Queries ────────────────────────────────────────────────────────────────

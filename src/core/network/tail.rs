@@ -142,5 +142,6 @@ fn info_from_entry(e: &ActivityEntry) -> InstanceInfo {
         metadata: Default::default(),
         alive: e.event == "REGISTERED",
         last_heartbeat: None,
+        health: None,
     }
 }
