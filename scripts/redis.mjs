@@ -8,7 +8,9 @@
 // SIGKILLed, with their tmp dirs removed, when the Node process exits.
 //
 // Library: import { startStandalone, startCluster, freePort } from './redis.mjs'
-// CLI:     node scripts/redis.mjs standalone|tls|cluster|cluster-tls
+// CLI:     node scripts/redis.mjs standalone|tls|cluster|cluster-tls [--until-stdin-closes]
+//          (with --until-stdin-closes it stops everything once its stdin reaches EOF, i.e.
+//          when the process that holds the pipe exits, however it exits: the cargo tests)
 
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -520,7 +522,7 @@ export async function startCluster(opts = {}) {
 }
 
 // ---------------------------------------------------------------------------
-// CLI: node scripts/redis.mjs standalone|tls|cluster|cluster-tls
+// CLI: node scripts/redis.mjs standalone|tls|cluster|cluster-tls [--until-stdin-closes]
 
 async function main(mode) {
   const modes = {
@@ -534,6 +536,12 @@ async function main(mode) {
     process.exit(2);
   }
   await modes[mode]();
+  if (process.argv.includes('--until-stdin-closes')) {
+    // The parent (a cargo test binary) holds our stdin: its exit, even a crash, closes it.
+    process.stdin.on('end', () => stopEverything().finally(() => process.exit(0)));
+    process.stdin.on('error', () => stopEverything().finally(() => process.exit(0)));
+    process.stdin.resume();
+  }
   setInterval(() => {}, 1 << 30); // stay up; the SIGINT/SIGTERM hook stops everything
 }
 

@@ -5,11 +5,12 @@
 
 #[cfg(feature = "fault-points")]
 mod points {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex;
 
     static ARMED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    static REACHED: AtomicBool = AtomicBool::new(false);
+    /// Instance ids whose sweeper is paused at the point (tests run in parallel: each
+    /// waits for its own sweeper).
+    static REACHED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
     /// Env var naming an instance id whose sweeper pauses after mark-dead (for child
     /// processes, which a test SIGKILLs while paused).
@@ -23,9 +24,13 @@ mod points {
             .push(instance_id.to_string());
     }
 
-    /// Whether some sweeper is paused at the point.
-    pub fn paused_after_mark_dead() -> bool {
-        REACHED.load(Ordering::Acquire)
+    /// Whether the sweeper of `instance_id` is paused at the point.
+    pub fn paused_after_mark_dead(instance_id: &str) -> bool {
+        REACHED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|r| r == instance_id)
     }
 
     pub async fn pause_after_mark_dead(instance_id: &str) {
@@ -36,7 +41,10 @@ mod points {
             .any(|a| a == instance_id)
             || std::env::var(ENV_PAUSE_AFTER_MARK_DEAD).is_ok_and(|v| v == instance_id);
         if armed {
-            REACHED.store(true, Ordering::Release);
+            REACHED
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(instance_id.to_string());
             eprintln!("fault point: paused after mark-dead");
             std::future::pending::<()>().await;
         }

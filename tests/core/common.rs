@@ -187,28 +187,57 @@ pub fn uniq(base: &str) -> String {
 }
 
 /// A plain synchronous `redis` client: a fresh connection per call, so it survives restarts.
+/// On a cluster it follows the slots (`CLUSTER SLOTS`, MOVED) like any cluster client.
 pub struct Plain {
-    client: redis::Client,
+    client: PlainClient,
+}
+
+// A few per test: the size of the bigger variant does not matter.
+#[allow(clippy::large_enum_variant)]
+enum PlainClient {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
 }
 
 impl Plain {
     pub fn new(url: &str) -> Self {
         Plain {
-            client: redis::Client::open(url).expect("plain client URL"),
+            client: PlainClient::Single(redis::Client::open(url).expect("plain client URL")),
         }
     }
 
+    /// A client of the cluster seeded by `nodes`.
+    pub fn cluster(nodes: &[String]) -> Self {
+        let client = redis::cluster::ClusterClientBuilder::new(nodes.iter().map(|s| s.as_str()))
+            .connection_timeout(Duration::from_secs(2))
+            .build()
+            .expect("plain cluster client");
+        Plain {
+            client: PlainClient::Cluster(client),
+        }
+    }
+
+    /// A standalone connection (pipelines across keys are standalone-only).
     pub fn con(&self) -> redis::Connection {
-        self.client
-            .get_connection_with_timeout(Duration::from_secs(2))
-            .expect("plain client connects")
+        match &self.client {
+            PlainClient::Single(c) => c
+                .get_connection_with_timeout(Duration::from_secs(2))
+                .expect("plain client connects"),
+            PlainClient::Cluster(_) => panic!("Plain::con is for standalone servers"),
+        }
     }
 
     /// Runs one command built by `build`.
     pub fn q<T: redis::FromRedisValue>(&self, build: impl FnOnce(&mut redis::Cmd)) -> T {
         let mut cmd = redis::Cmd::new();
         build(&mut cmd);
-        cmd.query(&mut self.con()).expect("plain client command")
+        match &self.client {
+            PlainClient::Single(_) => cmd.query(&mut self.con()),
+            PlainClient::Cluster(c) => {
+                cmd.query(&mut c.get_connection().expect("cluster connects"))
+            }
+        }
+        .expect("plain client command")
     }
 
     pub fn exists(&self, key: &str) -> bool {
@@ -289,6 +318,112 @@ pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> 
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+}
+
+/// The two topologies every "standalone and cluster" test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Topology {
+    Standalone,
+    Cluster,
+}
+
+/// Where one test's networks live: its own throwaway server, or the test binary's shared
+/// cluster (tests on it keep apart by key prefix). Dropping it stops a standalone server.
+pub enum Backend {
+    Standalone(RedisServer),
+    Cluster(&'static Cluster),
+}
+
+impl Backend {
+    /// A fresh standalone server, or the shared cluster (started on first use).
+    pub fn start(t: Topology) -> Self {
+        match t {
+            Topology::Standalone => Backend::Standalone(RedisServer::start()),
+            Topology::Cluster => Backend::Cluster(Cluster::shared()),
+        }
+    }
+
+    /// Short-timing options ([`opts`]) aimed at this backend.
+    pub fn opts(&self, prefix: &str) -> RawOptions {
+        match self {
+            Backend::Standalone(s) => opts(&s.url(), prefix),
+            Backend::Cluster(c) => RawOptions {
+                redis_url: None,
+                cluster_nodes: Some(c.urls.clone()),
+                ..opts("redis://unused", prefix)
+            },
+        }
+    }
+
+    /// A plain client for reading state back.
+    pub fn client(&self) -> Plain {
+        match self {
+            Backend::Standalone(s) => s.client(),
+            Backend::Cluster(c) => Plain::cluster(&c.urls),
+        }
+    }
+
+    /// The target as one argument for a child process: a URL, or `cluster:` + comma-separated
+    /// seed URLs (see `fault_member.rs`).
+    pub fn child_arg(&self) -> String {
+        match self {
+            Backend::Standalone(s) => s.url(),
+            Backend::Cluster(c) => format!("cluster:{}", c.urls.join(",")),
+        }
+    }
+}
+
+/// A throwaway 6-node OSS cluster (3 masters + 3 replicas) on free loopback ports, started
+/// once per test binary by `node scripts/redis.mjs cluster --until-stdin-closes` (the same
+/// helper the node suites use). That process holds the servers; we hold its stdin, and when
+/// this test binary exits, however it exits (a failed test, a panic, SIGKILL), the pipe
+/// closes and it kills the servers and removes their temp dirs.
+pub struct Cluster {
+    /// `redis://127.0.0.1:<port>` of every node.
+    pub urls: Vec<String>,
+    _helper: Mutex<(Child, std::process::ChildStdin)>,
+}
+
+impl Cluster {
+    /// The binary's cluster, started by the first caller (others wait for it).
+    pub fn shared() -> &'static Cluster {
+        static CLUSTER: std::sync::OnceLock<Cluster> = std::sync::OnceLock::new();
+        CLUSTER.get_or_init(Cluster::start)
+    }
+
+    fn start() -> Cluster {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis.mjs");
+        let mut child = Command::new("node")
+            .arg(script)
+            .args(["cluster", "--until-stdin-closes"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not run node {script}: {e}"));
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let urls = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(list) = line.strip_prefix("REDIS_CLUSTER_NODES=") {
+                        break list.split(',').map(str::to_string).collect::<Vec<_>>();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!("{INSTALL_HINT}: the cluster helper gave no node list ({status:?})");
+                }
+            }
+        };
+        Cluster {
+            urls,
+            _helper: Mutex::new((child, stdin)),
+        }
+    }
 }
 
 /// Records every event; watchdog pings get the default answer (at once: no event loop here).

@@ -1,7 +1,8 @@
 //! A network member with fault points, for the `faults` core tests: started as a child
 //! process (and SIGKILLed there). Built only with the test-only `fault-points` feature.
 //!
-//! Usage: `fault-member <redis url> <key prefix> <instance id>`; with
+//! Usage: `fault-member <target> <key prefix> <instance id>`, the target being a Redis URL or
+//! `cluster:` followed by comma-separated seed URLs of a cluster; with
 //! `PERSEUS_FAULT_PAUSE_AFTER_MARK_DEAD=<instance id>` its sweeper pauses for good after its
 //! first winning mark-dead. Prints `running` once started, then runs until killed.
 
@@ -15,11 +16,18 @@ use perseus_native::core::network::Network;
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, url, prefix, id] = &args[..] else {
-        eprintln!("usage: fault-member <redis url> <key prefix> <instance id>");
+        eprintln!(
+            "usage: fault-member <redis url | cluster:url,url,...> <key prefix> <instance id>"
+        );
         std::process::exit(2);
     };
+    let (redis_url, cluster_nodes) = match url.strip_prefix("cluster:") {
+        Some(list) => (None, Some(list.split(',').map(str::to_string).collect())),
+        None => (Some(url.clone()), None),
+    };
     let o = RawOptions {
-        redis_url: Some(url.clone()),
+        redis_url,
+        cluster_nodes,
         key_prefix: Some(prefix.clone()),
         exchange_id: Some(7.0),
         exchange_name: Some("coinbase".into()),

@@ -1,6 +1,7 @@
 //! Reporter stopped mid-report: a sweeper paused by the test-only fault point between its
 //! compare-and-set (record → dead) and its HEARTBEAT_LOST entry is drained, or SIGKILLed;
-//! another sweeper writes exactly one entry, from the record's report outbox.
+//! another sweeper writes exactly one entry, from the record's report outbox. Each runs on a
+//! standalone server and on the binary's shared 6-node cluster.
 //! (Built only with the `fault-points` feature; `scripts/test.sh` enables it.)
 
 use std::process::{Command, Stdio};
@@ -56,72 +57,104 @@ async fn expect_one_report_after(
     assert_eq!(r.hget(&record, "reportToken").as_deref(), Some(""));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drained_mid_report_another_sweeper_reports_once() {
-    let server = RedisServer::start();
-    let r = server.client();
+/// The sweeper `a` (this process) pauses after its mark-dead of a crashed peer and is drained;
+/// the second sweeper `b` writes the one owed entry.
+async fn drained_mid_report(t: Topology) {
+    let backend = Backend::start(t);
+    let r = backend.client();
     let prefix = uniq("fp");
-    let (a, _) = network(opts(&server.url(), &prefix));
-    faults::arm_pause_after_mark_dead(a.instance_id());
+    let (a, _) = network(backend.opts(&prefix));
+    let a_id = a.instance_id().to_string();
+    faults::arm_pause_after_mark_dead(&a_id);
     a.start().await.unwrap();
     let lease = format!("{prefix}:sweeper");
     assert!(
-        eventually(ms(3000), || r.get(&lease).as_deref()
-            == Some(a.instance_id()))
-        .await
+        eventually(ms(3000), || r.get(&lease).as_deref() == Some(a_id.as_str())).await,
+        "{t:?}: the armed instance never took the sweeper lease"
     );
-    let (b, _) = network(opts(&server.url(), &prefix));
+    let (b, _) = network(backend.opts(&prefix));
     b.start().await.unwrap();
-    let (peer, _) = network(opts(&server.url(), &prefix));
+    let (peer, _) = network(backend.opts(&prefix));
     peer.start().await.unwrap();
     let peer_id = peer.instance_id().to_string();
     peer.abort(); // a crash: its heartbeat expires
     let drained = async {
         assert!(
-            eventually(ms(3000), faults::paused_after_mark_dead).await,
-            "the fault point was reached"
+            eventually(ms(3000), || faults::paused_after_mark_dead(&a_id)).await,
+            "{t:?}: the fault point was reached"
         );
         let t0 = Instant::now();
         a.drain(None).await.unwrap();
         // Bounded by commandTimeoutMs (1 s here), plus the drain's own writes.
-        assert!(t0.elapsed() < ms(5000), "drain waited {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < ms(5000),
+            "{t:?}: drain waited {:?}",
+            t0.elapsed()
+        );
     };
     expect_one_report_after(&r, &prefix, &peer_id, drained).await;
     b.close().await.unwrap();
     a.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_mid_report_another_sweeper_reports_once() {
-    let server = RedisServer::start();
-    let r = server.client();
+/// The sweeper is a child process paused after its mark-dead and SIGKILLed there; the second
+/// sweeper `b` writes the one owed entry.
+async fn killed_mid_report(t: Topology) {
+    let backend = Backend::start(t);
+    let r = backend.client();
     let prefix = uniq("fk");
     let sweeper_id = uniq("child");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fault-member"))
-        .args([server.url(), prefix.clone(), sweeper_id.clone()])
+    let child = Command::new(env!("CARGO_BIN_EXE_fault-member"))
+        .args([backend.child_arg(), prefix.clone(), sweeper_id.clone()])
         .env(faults::ENV_PAUSE_AFTER_MARK_DEAD, &sweeper_id)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn the fault-member child");
+    // Killed even when an assertion below fails first.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill(); // SIGKILL
+            let _ = self.0.wait();
+        }
+    }
+    let child = KillOnDrop(child);
     let lease = format!("{prefix}:sweeper");
     assert!(
         eventually(ms(5000), || r.get(&lease).as_deref()
             == Some(sweeper_id.as_str()))
         .await,
-        "the child never took the sweeper lease"
+        "{t:?}: the child never took the sweeper lease"
     );
-    let (b, _) = network(opts(&server.url(), &prefix));
+    let (b, _) = network(backend.opts(&prefix));
     b.start().await.unwrap();
-    let (peer, _) = network(opts(&server.url(), &prefix));
+    let (peer, _) = network(backend.opts(&prefix));
     peer.start().await.unwrap();
     let peer_id = peer.instance_id().to_string();
     peer.abort();
-    let killed = async {
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-    };
+    let killed = async move { drop(child) };
     expect_one_report_after(&r, &prefix, &peer_id, killed).await;
     b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drained_mid_report_another_sweeper_reports_once_standalone() {
+    drained_mid_report(Topology::Standalone).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drained_mid_report_another_sweeper_reports_once_cluster() {
+    drained_mid_report(Topology::Cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_report_another_sweeper_reports_once_standalone() {
+    killed_mid_report(Topology::Standalone).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_report_another_sweeper_reports_once_cluster() {
+    killed_mid_report(Topology::Cluster).await;
 }

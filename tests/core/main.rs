@@ -11,5 +11,6 @@ mod activity;
 #[cfg(feature = "fault-points")]
 mod faults;
 mod lifecycle;
+mod store;
 mod sweeper;
 mod tail;

@@ -9,7 +9,7 @@ mod connect;
 mod errors;
 mod rotation;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -165,6 +165,8 @@ struct Inner {
     response_timeout: Duration,
     connected: AtomicBool,
     strikes: AtomicU32,
+    /// Reads this store sent a second time after a dropped link (see [`Store::reads_resent`]).
+    resent: AtomicU64,
     /// A replacement connection is being made (after repeated timeouts).
     replacing: AtomicBool,
     on_status: Option<StatusListener>,
@@ -220,6 +222,7 @@ impl Store {
                 response_timeout,
                 connected: AtomicBool::new(true),
                 strikes: AtomicU32::new(0),
+                resent: AtomicU64::new(0),
                 replacing: AtomicBool::new(false),
                 on_status,
                 slots: std::sync::Mutex::new(None),
@@ -233,6 +236,13 @@ impl Store {
             .await?;
         store.name_connections().await;
         Ok(store)
+    }
+
+    /// How many reads this store itself sent a second time after a dropped link. On a cluster
+    /// the cluster client usually re-sends first (it retries a dropped request by itself), so
+    /// this counts only what reached us; it exists so tests can tell who retried.
+    pub fn reads_resent(&self) -> u64 {
+        self.inner.resent.load(Ordering::Relaxed)
     }
 
     /// Whether this is a cluster connection.
@@ -299,7 +309,11 @@ impl Store {
                     }
                     return Ok(v);
                 }
-                Err((_, Some(e))) if may_retry && is_dropped(&e) => continue,
+                Err((_, Some(e))) if may_retry && is_dropped(&e) => {
+                    self.inner.resent.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(command = %cmd.label, "read re-sent after a dropped link");
+                    continue;
+                }
                 Err((err, e)) => {
                     let data = e.as_ref().is_some_and(|e| {
                         is_data_error(redis::ServerError::try_from(e.clone()).ok().as_ref())
