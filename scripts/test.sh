@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/ensure-redis.sh
+bash scripts/ensure-chromium.sh
 [ -d node_modules/@napi-rs/cli ] || npm ci --no-audit --no-fund
 
 echo "== format and lints"
