@@ -83,7 +83,7 @@ describe('dashboard in headless Chromium (issue 14)', () => {
     await page.press('#token', 'Enter');
     await page.locator('#main').waitFor({ state: 'visible' });
     for (const m of members) await row(m.instanceId).waitFor({ timeout: 10_000 });
-    assert.equal(await page.locator('#rows tr').count(), 3);
+    assert.equal(await page.locator('#rows tr[data-id]').count(), 3);
     assert.equal(await page.evaluate(() => sessionStorage.getItem('perseus.dashboard.token')), TOKEN);
     assert.equal(await page.evaluate(() => document.cookie), '');
     assert.equal(await page.evaluate(() => localStorage.length), 0);
@@ -97,7 +97,7 @@ describe('dashboard in headless Chromium (issue 14)', () => {
     await page.locator('#summary [data-k="live"]').filter({ hasText: 'on' }).waitFor();
     await waitFor('running count 3', async () => (await page.textContent('#summary [data-k="running"]')) === '3', 5000);
     // Sorting by a header (keyboard: the header is a button) reverses the order.
-    const order = async () => page.locator('#rows tr').evaluateAll((trs) => trs.map((t) => t.dataset.id));
+    const order = async () => page.locator('#rows tr[data-id]').evaluateAll((trs) => trs.map((t) => t.dataset.id));
     const before = await order();
     await page.locator('th button[data-sort="exchange"]').focus();
     await page.keyboard.press('Enter');
@@ -112,7 +112,7 @@ describe('dashboard in headless Chromium (issue 14)', () => {
     assert.equal((await order()).length, 3);
     // Rows keep their size and the columns their place while live updates arrive.
     const box = () => page.evaluate(() => {
-      const r = document.querySelector('#rows tr').getBoundingClientRect();
+      const r = document.querySelector('#rows tr[data-id]').getBoundingClientRect();
       const th = [...document.querySelectorAll('#instances th')].map((t) => Math.round(t.getBoundingClientRect().left));
       return { h: Math.round(r.height), w: Math.round(r.width), th, top: Math.round(document.querySelector('.panel.chart').getBoundingClientRect().top) };
     });

@@ -15,6 +15,7 @@ const state = {
   ttlMs: 45000,
   instances: new Map(),
   order: [],
+  visible: [],
   sweeper: null,
   sort: { key: 'exchange', dir: 1 },
   filter: '',
@@ -263,8 +264,12 @@ function updateBeat(c, i, now) {
   if (c.fill.className !== cls) c.fill.className = cls;
 }
 
+/**
+ * Sorts and filters every instance, then renders only the rows in (and near) the scrolled
+ * window: 2,000 instances cost the DOM, style and layout work of a few dozen rows per update.
+ * Spacer rows above and below keep the scrollbar honest; rows have one fixed height.
+ */
 function renderTable() {
-  const now = Date.now();
   const key = SORTS[state.sort.key] || SORTS.exchange;
   const visible = [...state.instances.values()].filter(matchesFilter);
   visible.sort((a, b) => {
@@ -273,17 +278,46 @@ function renderTable() {
     const r = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
     return (r || a.instanceId.localeCompare(b.instanceId)) * state.sort.dir;
   });
-  const tbody = $('rows');
+  state.visible = visible;
+  $('no-rows').hidden = visible.length > 0;
+  setText($('instances-count'), `${visible.length} shown of ${state.instances.size}`);
+  renderWindow();
+}
+
+const ROW_H = 33;
+const spacerTop = el('tr', 'spacer');
+const spacerBottom = el('tr', 'spacer');
+for (const sp of [spacerTop, spacerBottom]) {
+  sp.setAttribute('aria-hidden', 'true');
+  const td = el('td');
+  td.colSpan = 13;
+  sp.append(td);
+}
+
+function renderWindow() {
+  const now = Date.now();
+  const wrap = $('table-wrap');
+  const list = state.visible || [];
+  const first = Math.max(0, Math.floor(wrap.scrollTop / ROW_H) - 10);
+  const last = Math.min(list.length, first + Math.ceil((wrap.clientHeight || 600) / ROW_H) + 20);
+  const slice = list.slice(first, last);
+  const shown = new Set(slice.map((i) => i.instanceId));
   for (const [id, row] of state.rows) {
-    if (!state.instances.has(id)) {
+    if (!shown.has(id)) {
       row.tr.remove();
       state.rows.delete(id);
     }
   }
-  const ids = visible.map((i) => i.instanceId);
-  let cursor = tbody.firstChild;
-  const shown = new Set(ids);
-  for (const i of visible) {
+  const tbody = $('rows');
+  const topH = `${first * ROW_H}px`;
+  const bottomH = `${(list.length - last) * ROW_H}px`;
+  if (spacerTop.style.height !== topH) spacerTop.style.height = topH;
+  if (spacerBottom.style.height !== bottomH) spacerBottom.style.height = bottomH;
+  spacerTop.hidden = first === 0;
+  spacerBottom.hidden = last === list.length;
+  if (spacerTop.parentNode !== tbody) tbody.prepend(spacerTop);
+  let cursor = spacerTop.nextSibling;
+  for (const i of slice) {
     let row = state.rows.get(i.instanceId);
     if (!row) {
       row = makeRow(i.instanceId);
@@ -293,10 +327,9 @@ function renderTable() {
     if (row.tr !== cursor) tbody.insertBefore(row.tr, cursor);
     else cursor = cursor.nextSibling;
   }
-  for (const [id, row] of state.rows) if (!shown.has(id) && row.tr.parentNode) row.tr.remove();
-  state.order = ids;
-  $('no-rows').hidden = ids.length > 0;
-  setText($('instances-count'), `${ids.length} shown of ${state.instances.size}`);
+  if (cursor !== spacerBottom) tbody.insertBefore(spacerBottom, cursor);
+  while (spacerBottom.nextSibling) spacerBottom.nextSibling.remove();
+  state.order = slice.map((i) => i.instanceId);
 }
 
 /** Every second: ages, uptimes and lease clocks move without a new snapshot. */
@@ -329,6 +362,12 @@ for (const b of document.querySelectorAll('th button[data-sort]')) {
     renderTable();
   });
 }
+let scrollQueued = false;
+$('table-wrap').addEventListener('scroll', () => {
+  if (scrollQueued) return;
+  scrollQueued = true;
+  requestAnimationFrame(() => { scrollQueued = false; renderWindow(); });
+}, { passive: true });
 $('filter').addEventListener('input', (ev) => {
   state.filter = ev.target.value.trim().toLowerCase();
   renderTable();
