@@ -10,6 +10,11 @@ export interface DashboardOptions {
   token?: string
   /** Where it is mounted, e.g. '/ops/perseus'. Default ''. */
   basePath?: string
+}
+
+/** Tuning beyond API.md's three options (kept apart so `Required<DashboardOptions>` stays as
+ *  the contract has it). */
+export interface DashboardTuning {
   /** Live (SSE) viewers served at once; more get 503. Default 32. */
   maxSseClients?: number
   /** The network's heartbeat TTL, which the page draws heartbeat ages against. Default 45000. */
@@ -29,4 +34,4 @@ export interface DashboardHandler {
 
 /** A Node request handler (http.createServer, Express, Fastify's raw handler, Connect):
  *  the page, its JSON/SSE API and /metrics, served from files inside the package — no CDN. */
-export function createDashboard(network: PerseusNetwork, options?: DashboardOptions): DashboardHandler
+export function createDashboard(network: PerseusNetwork, options?: DashboardOptions & DashboardTuning): DashboardHandler
