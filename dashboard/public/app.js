@@ -500,12 +500,13 @@ function drawChart() {
     return;
   }
   const axis = { stroke: cssVar('--muted'), grid: { stroke: cssVar('--line'), width: 1 }, ticks: { stroke: cssVar('--line') } };
+  const hhmm = (u, splits) => splits.map((v) => new Date(v * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hour12: false }));
   const series = (label, color) => ({ label, stroke: color, width: 1.5, points: { show: false }, paths: uPlot.paths.stepped({ align: 1 }) });
   plot = new uPlot({
     width: Math.max(300, box.clientWidth),
     height: 220,
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(4, max)] } },
-    axes: [axis, { ...axis, size: 40 }],
+    axes: [{ ...axis, space: 70, values: hhmm }, { ...axis, size: 40 }],
     series: [{}, series('joins', cssVar('--ok')), series('leaves', cssVar('--warn')), series('losses', cssVar('--bad')), series('errors', cssVar('--accent'))],
     legend: { live: true },
   }, chartData(), box);
