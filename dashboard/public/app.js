@@ -501,7 +501,9 @@ function drawChart() {
   }
   const axis = { stroke: cssVar('--muted'), grid: { stroke: cssVar('--line'), width: 1 }, ticks: { stroke: cssVar('--line') } };
   const hhmm = (u, splits) => splits.map((v) => new Date(v * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hour12: false }));
-  const series = (label, color) => ({ label, stroke: color, width: 1.5, points: { show: false }, paths: uPlot.paths.stepped({ align: 1 }) });
+  // Minutes with events get a dot, so a single burst is visible on a mostly-zero line.
+  const nonZero = (u, si) => u.data[si].flatMap((v, i) => (v > 0 ? [i] : []));
+  const series = (label, color) => ({ label, stroke: color, width: 1.5, points: { show: true, size: 6, fill: color, filter: nonZero }, paths: uPlot.paths.stepped({ align: 1 }) });
   plot = new uPlot({
     width: Math.max(300, box.clientWidth),
     height: 220,
