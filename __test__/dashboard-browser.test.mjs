@@ -153,7 +153,7 @@ describe('dashboard in headless Chromium (issue 14)', () => {
     await page.keyboard.press('Enter');
     await page.locator('#confirm[open]').waitFor();
     await page.keyboard.type('rolling deploy 2.1.1');
-    await page.locator('#confirm-ok').click();
+    await page.keyboard.press('Enter');
     await page.locator('#feed li[data-event="DRAIN_REQUESTED"]').filter({ hasText: target.instanceId }).filter({ hasText: 'rolling deploy 2.1.1' }).first().waitFor({ timeout: 10_000 });
     await waitFor('the drained row', async () => (await statusOf(target.instanceId)) === 'dead', 15_000);
     await page.locator('#feed li[data-event="DEREGISTERED"]').filter({ hasText: target.instanceId }).first().waitFor({ timeout: 5000 });
