@@ -297,6 +297,23 @@ describe('dashboard: handler and API (issue 14)', () => {
     assert.equal(bad.status, 400);
   });
 
+  it('a change reaches live viewers as an `instances` snapshot within a second', async () => {
+    const { origin } = await mount({ token: TOKEN });
+    const sse = viewer(`${origin}/api/events`);
+    closers.push(async () => sse.close());
+    await sse.ready;
+    await waitFor('the first snapshot', () => sse.events.some((e) => e.event === 'instances'), 5000);
+    await waitFor('the first summary', () => sse.events.some((e) => e.event === 'network'), 5000);
+    const joiner = new PerseusNetwork(netOptions(redis, { exchangeName: 'joiner', heartbeatIntervalMs: 200, heartbeatTtlMs: 1000 }));
+    closers.push(() => joiner.close());
+    const info = await joiner.start();
+    const t0 = Date.now();
+    await waitFor('a snapshot with the joiner', () => sse.events.some((e) => e.event === 'instances' && e.data.some((i) => i.instanceId === info.instanceId && i.state === 'running')), 5000, 10);
+    const took = Date.now() - t0;
+    assert.ok(took < 1500, `snapshot after ${took} ms`);
+    assert.ok(sse.events.some((e) => e.event === 'activity' && e.data.event === 'REGISTERED' && e.data.instanceId === info.instanceId));
+  });
+
   it('caps live viewers (503 past maxSseClients) and frees a slot when one leaves', async () => {
     const { dash, origin } = await mount({ token: TOKEN, maxSseClients: 3 });
     const vs = [viewer(`${origin}/api/events`), viewer(`${origin}/api/events`), viewer(`${origin}/api/events`)];
