@@ -90,6 +90,9 @@ export interface PerseusOptions {
    *  whose event loop has not answered for this long is hung: its heartbeats stop until the loop
    *  answers again, so peers see it lost. Default 60000; 0 turns the watchdog off. */
   eventLoopStallMs?: number
+  /** 'drain' (default): on a drain request the instance emits `drainRequested`, then drains
+   *  itself (reason: the request's). 'emit': it only emits; the application decides. */
+  onDrainRequest?: 'drain' | 'emit'
   // logs
   /** Receives records at or above logLevel. Without one, warn and error records go to stderr. */
   logger?: Logger
@@ -118,9 +121,21 @@ export interface InstanceInfo {
   alive: boolean
   /** ms epoch, from the heartbeat payload. */
   lastHeartbeat: number | null
+  /** From the latest heartbeat payload; null when the instance has no heartbeat (dead) or its
+   *  writer did not record health (the seed's design, foreign writers). */
+  health: InstanceHealth | null
+}
+export interface InstanceHealth {
+  /** round trip of this instance's previous heartbeat */
+  redisRttMs: number
+  /** as in the heartbeat payload */
+  eventLoopLagMs: number
+  /** process resident memory (0 where the platform does not say) */
+  rssBytes: number
 }
 
 export type ActivityEvent = 'REGISTERED' | 'STATE_CHANGE' | 'HEARTBEAT_LOST' | 'DEREGISTERED' | 'ERROR'
+  | 'DRAIN_REQUESTED' | 'FORGOTTEN'
 export interface ActivityEntry {
   /** stream ID '<ms>-<seq>' */
   id: string
@@ -193,7 +208,21 @@ export interface PerseusEvents {
   connection: { status: 'connected' | 'disconnected'; error?: string }
   /** a background task failed (it keeps retrying) */
   error: Error
+  /** an operator asked this instance to drain */
+  drainRequested: DrainRequest
 }
+
+// ─── Operators ─────────────────────────────────────────────────────────────────
+export interface DrainRequest {
+  /** the instance asked to drain */
+  instanceId: string
+  reason: string | null
+  /** instanceId of the network that asked */
+  requestedBy: string
+  /** ISO 8601 */
+  at: string
+}
+export interface SweeperLease { instanceId: string; expiresInMs: number }
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -228,6 +257,14 @@ export declare class PerseusNetwork {
   queryActivity(query?: ActivityQuery): Promise<ActivityEntry[]>
   trimActivity(retentionMs?: number): Promise<number>
   activityLength(): Promise<number>
+  /** Asks a running instance to drain; it hears it within one of its heartbeat intervals. */
+  requestDrain(instanceId: string, reason?: string): Promise<boolean>
+  /** Deletes a dead instance's record, heartbeat key and index entry (FORGOTTEN entry). */
+  forgetInstance(instanceId: string, options?: { force?: boolean }): Promise<boolean>
+  /** Who holds the sweeper lease and for how much longer; null when nobody does. */
+  sweeper(): Promise<SweeperLease | null>
+  /** This process's counters and gauges in the Prometheus text format 0.0.4. */
+  metrics(): Promise<string>
 }
 
 /**

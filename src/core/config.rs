@@ -56,6 +56,7 @@ pub struct RawOptions {
     pub dead_instance_ttl_ms: Option<f64>,
     pub discovery: Option<String>,
     pub on_heartbeat_lost: Option<String>,
+    pub on_drain_request: Option<String>,
     pub event_loop_stall_ms: Option<f64>,
     pub log_level: Option<String>,
     /// The process id; supplied by the host (Node's `process.pid` equals the OS pid).
@@ -179,6 +180,15 @@ pub enum OnHeartbeatLost {
     StayDead,
 }
 
+/// What an instance does when an operator asks it to drain (`requestDrain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDrainRequest {
+    /// Emit `drainRequested`, then drain with the request's reason.
+    Drain,
+    /// Only emit: the application decides.
+    Emit,
+}
+
 /// Log threshold; `Silent` drops everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -226,6 +236,7 @@ pub struct Config {
     pub timing: Timing,
     pub discovery: Discovery,
     pub on_heartbeat_lost: OnHeartbeatLost,
+    pub on_drain_request: OnDrainRequest,
     pub log_level: LogLevel,
 }
 
@@ -258,6 +269,16 @@ impl Config {
                 )))
             }
         };
+        let on_drain_request = match o.on_drain_request.as_deref() {
+            None | Some("drain") => OnDrainRequest::Drain,
+            Some("emit") => OnDrainRequest::Emit,
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "onDrainRequest must be 'drain' or 'emit' (got '{}')",
+                    clip(other)
+                )))
+            }
+        };
         let log_level = match o.log_level.as_deref() {
             None => LogLevel::Info,
             Some(s) => LogLevel::parse(s).ok_or_else(|| {
@@ -274,6 +295,7 @@ impl Config {
             timing,
             discovery,
             on_heartbeat_lost,
+            on_drain_request,
             log_level,
         })
     }
@@ -662,6 +684,7 @@ mod tests {
         assert_eq!(c.timing.event_loop_stall, Some(Duration::from_secs(60)));
         assert_eq!(c.discovery, Discovery::Index);
         assert_eq!(c.on_heartbeat_lost, OnHeartbeatLost::Rejoin);
+        assert_eq!(c.on_drain_request, OnDrainRequest::Drain);
         assert_eq!(c.log_level, LogLevel::Info);
         assert_eq!(c.identity.version, "0.0.0");
         assert!(c.identity.instance_id.starts_with("host-a:1:42:"));
@@ -815,6 +838,10 @@ mod tests {
             (
                 Box::new(|o| o.on_heartbeat_lost = Some("retry".into())),
                 "onHeartbeatLost",
+            ),
+            (
+                Box::new(|o| o.on_drain_request = Some("ignore".into())),
+                "onDrainRequest",
             ),
             (Box::new(|o| o.log_level = Some("loud".into())), "logLevel"),
             (

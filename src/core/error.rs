@@ -20,6 +20,9 @@ pub enum Error {
     /// The network was closed.
     #[error("the network is closed")]
     Closed,
+    /// The request contradicts what Redis holds now (e.g. forgetting a live instance).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl Error {
@@ -31,6 +34,7 @@ impl Error {
             Error::Redis(_) => "ERR_PERSEUS_REDIS",
             Error::Timeout(_) => "ERR_PERSEUS_TIMEOUT",
             Error::Closed => "ERR_PERSEUS_CLOSED",
+            Error::Conflict(_) => "ERR_PERSEUS_CONFLICT",
         }
     }
 

@@ -19,6 +19,20 @@ pub struct StateChange {
     pub at: String,
 }
 
+/// An operator asked this instance to drain (`requestDrain` on any network).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainRequest {
+    /// The instance asked to drain.
+    pub instance_id: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The instance id of the network that asked.
+    pub requested_by: String,
+    /// ISO 8601.
+    pub at: String,
+}
+
 /// Everything a network reports to its host.
 #[derive(Debug, Clone)]
 pub enum NetEvent {
@@ -27,6 +41,8 @@ pub enum NetEvent {
     InstanceLeft(InstanceInfo),
     InstanceLost(InstanceInfo),
     Activity(ActivityEntry),
+    /// An operator asked this instance to drain.
+    DrainRequested(DrainRequest),
     Connection {
         connected: bool,
         error: Option<String>,

@@ -49,6 +49,11 @@ impl Keys {
         format!("{}:sweeper", self.prefix)
     }
 
+    /// `<prefix>:signal:<id>` — operator requests to one instance (a list its heartbeat pops).
+    pub fn signal(&self, id: &str) -> String {
+        format!("{}:signal:{id}", self.prefix)
+    }
+
     /// The SCAN pattern matching every instance hash.
     pub fn instance_pattern(&self) -> String {
         format!("{}:instance:*", self.prefix)
@@ -75,6 +80,7 @@ mod tests {
         assert_eq!(k.network_state(), "perseus:network:state");
         assert_eq!(k.instances(), "perseus:instances");
         assert_eq!(k.sweeper(), "perseus:sweeper");
+        assert_eq!(k.signal("h:1:2:3"), "perseus:signal:h:1:2:3");
         assert_eq!(k.instance_pattern(), "perseus:instance:*");
     }
 

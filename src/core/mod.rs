@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod events;
 pub mod fsm;
@@ -9,6 +10,7 @@ pub mod heartbeat;
 pub mod ip;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod network;
 pub mod registry;
 pub mod store;

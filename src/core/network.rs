@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::core::activity::{self, ActivityEntry, ActivityInput, ActivityLog, Author, Query};
 use crate::core::config::{now_ms, Config, OnHeartbeatLost, PublicIpMode};
+use crate::core::control;
 use crate::core::error::{Error, Result};
 use crate::core::events::{EventSink, NetEvent, StateChange};
 use crate::core::fsm::{next_state, Event, State};
@@ -18,6 +19,7 @@ use crate::core::heartbeat::{self, Watchdog};
 use crate::core::ip;
 use crate::core::keys::Keys;
 use crate::core::logging::{LogSink, Logger};
+use crate::core::metrics::{rss_bytes, Metrics, RttVerdict};
 use crate::core::registry::{
     parse_record, record_fields, HeartbeatPayload, InstanceInfo, Registry,
 };
@@ -70,6 +72,7 @@ struct Inner {
     sink: Arc<dyn EventSink>,
     store: OnceCell<Store>,
     watchdog: Arc<Watchdog>,
+    metrics: Arc<Metrics>,
     /// Serialises start / drain / fail / close / self-loss.
     lifecycle: tokio::sync::Mutex<()>,
     life: Mutex<Life>,
@@ -125,6 +128,7 @@ impl Network {
                 sink,
                 store: OnceCell::new(),
                 watchdog,
+                metrics: Arc::new(Metrics::default()),
                 lifecycle: tokio::sync::Mutex::new(()),
                 life: Mutex::new(Life {
                     state: Some(State::Idle),
@@ -155,6 +159,10 @@ impl Network {
     pub fn watchdog(&self) -> Arc<Watchdog> {
         self.inner.watchdog.clone()
     }
+    /// This process's counters (shared with the tasks that bump them).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
     }
@@ -181,10 +189,12 @@ impl Network {
         self.ensure_open()?;
         let sink = self.inner.sink.clone();
         let log = self.inner.log.clone();
+        let metrics = self.inner.metrics.clone();
         self.inner
             .store
             .get_or_try_init(|| async move {
                 let on_status = Arc::new(move |up: bool, error: Option<String>| {
+                    metrics.connection(up);
                     if up {
                         log.info(serde_json::json!({}), "Redis connection restored");
                     } else {
@@ -199,6 +209,7 @@ impl Network {
                     });
                 });
                 let store = Store::connect(&self.inner.cfg.connection, Some(on_status)).await?;
+                self.inner.metrics.connection(true);
                 self.inner.sink.emit(NetEvent::Connection {
                     connected: true,
                     error: None,
@@ -236,7 +247,9 @@ impl Network {
             let _ = tokio::time::timeout(limit, ready.wait_for(|r| *r)).await;
         }
         let fields = activity::encode(author, input, &iso_now());
-        self.activity_log().await?.append(&fields).await
+        let appended = self.activity_log().await?.append(&fields).await;
+        self.inner.metrics.appended(appended.is_ok());
+        appended
     }
 
     async fn append(&self, input: ActivityInput) -> Result<String> {
@@ -446,7 +459,8 @@ impl Network {
         Ok(())
     }
 
-    /// One heartbeat: `SET heartbeat PX ttl`, `ZADD instances now id`, `HGET state`.
+    /// One heartbeat: `SET heartbeat PX ttl`, `ZADD instances now id`, `HGET state`, and
+    /// `LPOP signal` (operator requests ride the beat's round trip).
     pub(crate) async fn beat(&self, lag: Option<u64>) -> Result<BeatOutcome> {
         let store = self.store().await?;
         let id = self.instance_id();
@@ -457,7 +471,12 @@ impl Network {
             state: self.state().as_str().to_string(),
             exchange: self.inner.cfg.identity.exchange_name.clone(),
             event_loop_lag_ms: lag,
+            redis_rtt_ms: Some(self.inner.metrics.last_rtt_ms()),
+            rss_bytes: Some(rss_bytes()),
         };
+        if let Some(lag) = lag {
+            self.inner.metrics.set_event_loop_lag(lag);
+        }
         let mut set = redis::cmd("SET");
         set.arg(keys.heartbeat(id))
             .arg(serde_json::to_string(&payload).unwrap_or_default())
@@ -467,9 +486,34 @@ impl Network {
         zadd.arg(keys.instances()).arg(now).arg(id);
         let mut hget = redis::cmd("HGET");
         hget.arg(keys.instance(id)).arg("state");
-        let replies = store.query_many(vec![set, zadd, hget]).await?;
-        if let Some(Err(e)) = replies.iter().find(|r| r.is_err()) {
-            return Err(Error::Redis(e.clone()));
+        let sent = std::time::Instant::now();
+        let replies = store
+            .query_many(vec![set, zadd, hget, control::pop_signals_cmd(self)])
+            .await
+            // A foreign value at the signal key must not fail the beat: only the first three
+            // replies count.
+            .and_then(
+                |replies| match replies.iter().take(3).find_map(|r| r.as_ref().err()) {
+                    Some(e) => Err(Error::Redis(e.clone())),
+                    None => Ok(replies),
+                },
+            );
+        let replies = match replies {
+            Ok(r) => r,
+            Err(e) => {
+                self.inner.metrics.beat_failed();
+                return Err(e);
+            }
+        };
+        let rtt = sent.elapsed();
+        if self.inner.metrics.beat_ok(rtt) == RttVerdict::SlowEpisode {
+            self.inner.log.warn(
+                serde_json::json!({ "redisRttMs": rtt.as_millis() as u64 }),
+                "Redis is slow: 5 heartbeats in a row took more than 50 ms",
+            );
+        }
+        if let Some(Ok(popped)) = replies.get(3) {
+            control::on_signals(self, popped);
         }
         let state = replies
             .get(2)
@@ -500,6 +544,7 @@ impl Network {
     }
 
     fn stop_background(&self) {
+        self.inner.metrics.set_sweeper_leader(false);
         let mut life = self.life();
         for t in life.tasks.drain(..) {
             t.abort();
@@ -528,6 +573,11 @@ impl Network {
             metadata: id.metadata.clone(),
             alive: true,
             last_heartbeat: Some(now_ms()),
+            health: Some(crate::core::registry::InstanceHealth {
+                redis_rtt_ms: self.inner.metrics.last_rtt_ms(),
+                event_loop_lag_ms: self.inner.metrics.event_loop_lag_ms(),
+                rss_bytes: rss_bytes(),
+            }),
         }
     }
 
@@ -893,6 +943,7 @@ fn info_from_entry(e: &ActivityEntry) -> InstanceInfo {
         metadata: Default::default(),
         alive: e.event == "REGISTERED",
         last_heartbeat: None,
+        health: None,
     }
 }
 

@@ -33,6 +33,26 @@ pub struct InstanceInfo {
     pub alive: bool,
     #[serde(serialize_with = "opt_int")]
     pub last_heartbeat: Option<u64>,
+    /// From the latest heartbeat payload; `None` without a heartbeat or when its writer
+    /// recorded no health (the seed's writers).
+    #[serde(default)]
+    pub health: Option<InstanceHealth>,
+}
+
+/// What an instance's heartbeat says about its health, so operators see a struggling member
+/// before its heartbeat lapses.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceHealth {
+    /// Round trip of the instance's previous heartbeat (ms).
+    #[serde(serialize_with = "int")]
+    pub redis_rtt_ms: u64,
+    /// Event-loop lag measured for the beat (ms).
+    #[serde(serialize_with = "int")]
+    pub event_loop_lag_ms: u64,
+    /// Resident memory of the process.
+    #[serde(serialize_with = "int")]
+    pub rss_bytes: u64,
 }
 
 /// Integers are written as i64 so JS hosts get numbers, not BigInts (all our values are
@@ -66,6 +86,23 @@ pub struct HeartbeatPayload {
     pub exchange: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub event_loop_lag_ms: Option<u64>,
+    /// The previous beat's round trip (ms); absent in the seed's payload.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub redis_rtt_ms: Option<u64>,
+    /// Process resident memory; absent in the seed's payload.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rss_bytes: Option<u64>,
+}
+
+impl HeartbeatPayload {
+    /// The health this payload records, if its writer recorded it.
+    pub fn health(&self) -> Option<InstanceHealth> {
+        Some(InstanceHealth {
+            redis_rtt_ms: self.redis_rtt_ms?,
+            event_loop_lag_ms: self.event_loop_lag_ms.unwrap_or(0),
+            rss_bytes: self.rss_bytes?,
+        })
+    }
 }
 
 /// Where the seed stores "no public IP".
@@ -127,7 +164,7 @@ pub fn parse_record(
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("meta.").map(|k| (k.to_string(), v.clone())))
         .collect();
-    let last_heartbeat = last_beat_of(heartbeat);
+    let (last_heartbeat, health) = beat_of(heartbeat);
     Some(InstanceInfo {
         instance_id,
         hostname: get("hostname")?.to_string(),
@@ -143,6 +180,7 @@ pub fn parse_record(
         metadata,
         alive: heartbeat.is_some(),
         last_heartbeat,
+        health,
     })
 }
 
@@ -215,9 +253,15 @@ pub struct LightInstance {
 
 /// The heartbeat payload's `lastBeat`, if the payload is ours.
 pub fn last_beat_of(heartbeat: Option<&str>) -> Option<u64> {
-    heartbeat
-        .and_then(|h| serde_json::from_str::<HeartbeatPayload>(h).ok())
-        .map(|b| b.last_beat)
+    beat_of(heartbeat).0
+}
+
+/// The heartbeat payload's `lastBeat` and health, if the payload is ours (one parse).
+pub fn beat_of(heartbeat: Option<&str>) -> (Option<u64>, Option<InstanceHealth>) {
+    match heartbeat.and_then(|h| serde_json::from_str::<HeartbeatPayload>(h).ok()) {
+        Some(b) => (Some(b.last_beat), b.health()),
+        None => (None, None),
+    }
 }
 
 /// Reads and lists instance records.
@@ -421,6 +465,8 @@ mod tests {
             state: "running".into(),
             exchange: "coinbase".into(),
             event_loop_lag_ms: Some(3),
+            redis_rtt_ms: None,
+            rss_bytes: None,
         };
         let json = serde_json::to_string(&beat).unwrap();
         assert_eq!(
@@ -434,6 +480,17 @@ mod tests {
         assert_eq!(info.metadata["region"], "eu");
         assert!(info.alive);
         assert_eq!(info.last_heartbeat, Some(1700000000000));
+        assert_eq!(info.health, None, "the seed's payload records no health");
+        let ours = r#"{"lastBeat":1,"state":"running","exchange":"x","eventLoopLagMs":3,"redisRttMs":2,"rssBytes":1000}"#;
+        let info = parse_record("h:1:2:3", &hash, Some(ours)).unwrap();
+        assert_eq!(
+            info.health,
+            Some(InstanceHealth {
+                redis_rtt_ms: 2,
+                event_loop_lag_ms: 3,
+                rss_bytes: 1000
+            })
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::core::config::Discovery;
 use crate::core::error::Result;
 use crate::core::fsm::State;
 use crate::core::network::{iso_now, Network};
-use crate::core::registry::{last_beat_of, parse_record, InstanceInfo, Registry};
+use crate::core::registry::{beat_of, parse_record, InstanceInfo, Registry};
 use crate::core::store::Store;
 
 /// The sweeper's snapshot of the network (`<prefix>:network:state`).
@@ -78,6 +78,7 @@ pub(crate) async fn run(net: Network) {
             Ok((l, ids)) => (Ok(l), ids),
             Err(e) => (Err(e), None),
         };
+        net.metrics().set_sweeper_leader(matches!(leased, Ok(None)));
         let wait = match leased {
             Ok(None) => {
                 if due {
@@ -188,6 +189,7 @@ pub(crate) async fn sweep(
     cache: &mut RecordCache,
     ids: Option<Vec<String>>,
 ) -> Result<Option<i64>> {
+    let began = Instant::now();
     let store = net.store().await?;
     let registry = net.registry().await?;
     let keys = net.keys();
@@ -223,6 +225,7 @@ pub(crate) async fn sweep(
                 info.state = State::Dead;
                 info.last_state_change = at;
                 write_lost_entry(net, &info, from).await?;
+                net.metrics().peer_lost();
             }
         }
         instances.push(info);
@@ -239,6 +242,12 @@ pub(crate) async fn sweep(
     for i in &instances {
         *counts.entry(i.state.as_str().to_string()).or_default() += 1;
     }
+    net.metrics().swept(
+        began.elapsed(),
+        State::ALL
+            .iter()
+            .map(|s| (*s, counts.get(s.as_str()).copied().unwrap_or(0))),
+    );
     net.logger().debug(
         serde_json::json!({ "instances": instances.len(), "soonestExpiryMs": soonest }),
         "sweep done",
@@ -318,7 +327,7 @@ impl RecordCache {
             };
             let info = info.map(|mut i| {
                 i.alive = l.heartbeat.is_some();
-                i.last_heartbeat = last_beat_of(l.heartbeat.as_deref());
+                (i.last_heartbeat, i.health) = beat_of(l.heartbeat.as_deref());
                 i
             });
             if let (Some(f), Some(i)) = (&l.fingerprint, &info) {
@@ -438,6 +447,7 @@ mod tests {
             metadata: Default::default(),
             alive,
             last_heartbeat: Some(1),
+            health: None,
         }
     }
 

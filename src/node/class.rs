@@ -10,6 +10,7 @@ use napi_derive::napi;
 
 use crate::core::activity::make_query;
 use crate::core::config::{clip, Config};
+use crate::core::control;
 use crate::core::error::Error as CoreError;
 use crate::core::network::Network;
 use crate::node::convert::{read_activity_input, read_options, Json, JsonText, Reader};
@@ -373,6 +374,81 @@ impl PerseusNetwork {
             Ok(n as f64)
         })
     }
+
+    /// Asks a running instance to drain; it hears it within one of its heartbeat intervals.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "instanceId: string, reason?: string",
+        ts_return_type = "Promise<boolean>"
+    )]
+    pub fn request_drain<'e>(
+        &self,
+        env: &'e Env,
+        instance_id: Option<Unknown>,
+        reason: Option<Unknown>,
+    ) -> napi::Result<Object<'e>> {
+        let args = required_id(instance_id).and_then(|id| Ok((id, optional_reason(reason)?)));
+        let (id, reason) = match args {
+            Ok(a) => a,
+            Err(e) => return rejected(env, e),
+        };
+        let net = self.net.clone();
+        promise(
+            env,
+            async move { control::request_drain(&net, &id, reason).await },
+            |_, ok| Ok(ok),
+        )
+    }
+
+    /// Deletes a dead instance's record, heartbeat key and index entry (FORGOTTEN entry).
+    #[napi(
+        catch_unwind,
+        ts_args_type = "instanceId: string, options?: { force?: boolean }",
+        ts_return_type = "Promise<boolean>"
+    )]
+    pub fn forget_instance<'e>(
+        &self,
+        env: &'e Env,
+        instance_id: Option<Unknown>,
+        options: Option<Unknown>,
+    ) -> napi::Result<Object<'e>> {
+        let args = required_id(instance_id).and_then(|id| {
+            let force = Reader::new(options, "options", "options.")?
+                .map(|r| r.boolean("force"))
+                .transpose()?
+                .flatten()
+                .unwrap_or(false);
+            Ok((id, force))
+        });
+        let (id, force) = match args {
+            Ok(a) => a,
+            Err(e) => return rejected(env, e),
+        };
+        let net = self.net.clone();
+        promise(
+            env,
+            async move { control::forget_instance(&net, &id, force).await },
+            |_, ok| Ok(ok),
+        )
+    }
+
+    /// Who holds the sweeper lease and for how much longer; null when nobody does.
+    #[napi(catch_unwind, ts_return_type = "Promise<SweeperLease | null>")]
+    pub fn sweeper<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let net = self.net.clone();
+        promise(env, async move { control::sweeper(&net).await }, |_, v| {
+            Ok(Json(v))
+        })
+    }
+
+    /// This process's counters and gauges in the Prometheus text format 0.0.4.
+    #[napi(catch_unwind, ts_return_type = "Promise<string>")]
+    pub fn metrics<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let net = self.net.clone();
+        promise(env, async move { control::metrics_text(&net) }, |_, v| {
+            Ok(v)
+        })
+    }
 }
 
 impl Drop for PerseusNetwork {
@@ -382,6 +458,14 @@ impl Drop for PerseusNetwork {
         self.net.abort();
         crate::core::events::EventSink::close(self.sink.as_ref());
     }
+}
+
+fn required_id(v: Option<Unknown>) -> Result<String, CoreError> {
+    let id = v
+        .ok_or_else(|| CoreError::invalid("instanceId is required"))
+        .and_then(|v| crate::node::convert::as_string("instanceId", v))?;
+    crate::core::config::validate_instance_id("instanceId", &id)?;
+    Ok(id)
 }
 
 fn optional_reason(v: Option<Unknown>) -> Result<Option<String>, CoreError> {

@@ -256,6 +256,7 @@ pub fn read_options(r: &Reader) -> Res<RawOptions> {
         dead_instance_ttl_ms: r.number("deadInstanceTtlMs")?,
         discovery: r.string("discovery")?,
         on_heartbeat_lost: r.string("onHeartbeatLost")?,
+        on_drain_request: r.string("onDrainRequest")?,
         event_loop_stall_ms: r.number("eventLoopStallMs")?,
         log_level: r.string("logLevel")?,
         pid: None,

@@ -23,7 +23,7 @@ use crate::node::errors::js_error;
 use crate::node::runtime::{self, Link};
 
 /// The event names of `PerseusEvents`.
-pub const EVENT_NAMES: [&str; 7] = [
+pub const EVENT_NAMES: [&str; 8] = [
     "stateChange",
     "instanceJoined",
     "instanceLeft",
@@ -31,6 +31,7 @@ pub const EVENT_NAMES: [&str; 7] = [
     "activity",
     "connection",
     "error",
+    "drainRequested",
 ];
 
 /// Events served by tailing the activity stream.
@@ -237,6 +238,7 @@ impl Dispatcher {
             NetEvent::InstanceLeft(i) => ("instanceLeft", to_js(env, &i)),
             NetEvent::InstanceLost(i) => ("instanceLost", to_js(env, &i)),
             NetEvent::Activity(a) => ("activity", to_js(env, &a)),
+            NetEvent::DrainRequested(r) => ("drainRequested", to_js(env, &r)),
             NetEvent::Connection { connected, error } => {
                 let mut m = Map::new();
                 m.insert(
