@@ -89,10 +89,23 @@ describe('dashboard in headless Chromium (issue 14)', () => {
     assert.equal(await page.evaluate(() => localStorage.length), 0);
     const cells = await row(members[1].instanceId).locator('td').allInnerTexts();
     assert.equal(cells[0], 'kraken (2)');
-    assert.equal(cells[1], members[1].instanceId);
+    assert.equal(await row(members[1].instanceId).locator('td.id span').first().textContent(), members[1].instanceId);
+    assert.match(cells[1], /^md-kraken-01:2:4101:1764460800000(sweeper)?$/);
+    // The sweeper is marked: exactly one row carries the visible tag, the lease holder's.
+    const holder = await waitFor('a sweeper', async () => (await (await fetch(`${url}api/network`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json()).sweeper?.instanceId, 5000);
+    await waitFor('the sweeper tag', async () => {
+      const tagged = await page.locator('#rows tr[data-id] .tag:not([hidden])').evaluateAll((ts) => ts.map((t) => t.closest('tr').dataset.id));
+      return tagged.length === 1 && tagged[0] === holder;
+    }, 5000);
+    assert.match(await page.textContent('#summary [data-k="sweeper"]'), new RegExp(`^${holder} · \\d+\\.\\ds$`));
     assert.equal(cells[2], 'md-kraken-01');
     assert.equal(cells[5], '2.1.0');
     assert.equal(cells[6], 'running');
+    // Health from the heartbeat payload: Redis RTT, event-loop lag, memory.
+    await waitFor('health cells', async () => {
+      const c = await row(members[1].instanceId).locator('td').allInnerTexts();
+      return /\d ms$/.test(c[9]) && /\d ms$/.test(c[10]) && /\d( MB| GB)$/.test(c[11]);
+    }, 5000);
     // Live: the header fills in and the heartbeat ages move (SSE within a second).
     await page.locator('#summary [data-k="live"]').filter({ hasText: 'on' }).waitFor();
     await waitFor('running count 3', async () => (await page.textContent('#summary [data-k="running"]')) === '3', 5000);
@@ -188,6 +201,32 @@ describe('dashboard in headless Chromium (issue 14)', () => {
     await page.locator('#drawer[open]').waitFor({ state: 'detached' });
   });
 
+  it('takes the README screenshots from the live network, light and dark', async () => {
+    // A drained member was forgotten from the page: the dead row leaves the table.
+    const drained = members[1];
+    await row(drained.instanceId).locator('button[data-action="forget"]').click();
+    await page.locator('#confirm[open]').waitFor();
+    await page.locator('#confirm-ok').click();
+    await row(drained.instanceId).waitFor({ state: 'detached', timeout: 10_000 });
+    await page.locator('#feed li[data-event="FORGOTTEN"]').filter({ hasText: drained.instanceId }).first().waitFor({ timeout: 5000 });
+    await page.evaluate(() => document.activeElement?.blur());
+    await page.locator('#toast.show').waitFor({ state: 'detached', timeout: 10_000 });
+    await sleep(1000);
+    const dir = path.join(ROOT, 'docs', 'img');
+    fs.mkdirSync(dir, { recursive: true });
+    for (const scheme of ['light', 'dark']) {
+      await page.emulateMedia({ colorScheme: scheme });
+      await sleep(600);
+      const file = path.join(dir, `dashboard-${scheme}.png`);
+      await page.screenshot({ path: file, fullPage: false });
+      const png = fs.readFileSync(file);
+      assert.equal(png.subarray(1, 4).toString(), 'PNG');
+      assert.ok(png.length > 20_000, `${file} has content`);
+    }
+    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.equal(bg, 'rgb(15, 18, 23)', 'dark theme follows the OS preference');
+    await page.emulateMedia({ colorScheme: 'light' });
+  });
   it('hostile data from a foreign writer is shown as literal text and runs nothing', async () => {
     const target = members[2];
     await redis.cli('HSET', `perseus:instance:${target.instanceId}`, 'meta.note', HOSTILE_IMG, 'meta.x', HOSTILE_SCRIPT);
@@ -241,35 +280,4 @@ describe('dashboard in headless Chromium (issue 14)', () => {
     assert.deepEqual(problems.filter((p) => !/Failed to load resource: the server responded with a status of 401/.test(p)), []);
   });
 
-  it('takes the README screenshots from the live network, light and dark', async () => {
-    // A drained member was forgotten from the page: the dead row leaves the table.
-    const drained = members[1];
-    await row(drained.instanceId).locator('button[data-action="forget"]').click();
-    await page.locator('#confirm[open]').waitFor();
-    await page.locator('#confirm-ok').click();
-    await row(drained.instanceId).waitFor({ state: 'detached', timeout: 10_000 });
-    await page.locator('#feed li[data-event="FORGOTTEN"]').filter({ hasText: drained.instanceId }).first().waitFor({ timeout: 5000 });
-    // The hostile record is removed again for the pictures.
-    await redis.cli('DEL', `perseus:instance:${HOSTILE_ID}`);
-    await redis.cli('ZREM', 'perseus:instances', HOSTILE_ID);
-    await redis.cli('HDEL', `perseus:instance:${members[2].instanceId}`, 'meta.note', 'meta.x');
-    await page.fill('#f-q', '');
-    await page.selectOption('#f-event', 'HEARTBEAT_LOST');
-    await page.selectOption('#f-event', '');
-    await sleep(1500);
-    const dir = path.join(ROOT, 'docs', 'img');
-    fs.mkdirSync(dir, { recursive: true });
-    for (const scheme of ['light', 'dark']) {
-      await page.emulateMedia({ colorScheme: scheme });
-      await sleep(600);
-      const file = path.join(dir, `dashboard-${scheme}.png`);
-      await page.screenshot({ path: file, fullPage: false });
-      const png = fs.readFileSync(file);
-      assert.equal(png.subarray(1, 4).toString(), 'PNG');
-      assert.ok(png.length > 20_000, `${file} has content`);
-    }
-    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
-    assert.equal(bg, 'rgb(15, 18, 23)', 'dark theme follows the OS preference');
-    await page.emulateMedia({ colorScheme: 'light' });
-  });
 });

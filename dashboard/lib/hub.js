@@ -209,7 +209,7 @@ class Hub {
     const instances = list ?? (await this.network.listInstances({ includeDead: true }));
     const [streamLength, sweeper] = await Promise.all([
       this.network.activityLength(),
-      typeof this.network.sweeper === 'function' ? this.network.sweeper() : null, // TODO(i13)
+      this.network.sweeper(),
     ]);
     this.redis = 'connected';
     return { ...summarize(instances), streamLength, sweeper, redis: this.redis };

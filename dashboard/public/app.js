@@ -68,7 +68,7 @@ function bytes(n) {
   while (v >= 1024 && u < units.length - 1) { v /= 1024; u += 1; }
   return `${v >= 100 || u === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[u]}`;
 }
-const ms = (v) => (v === null || v === undefined ? '–' : `${Number(v).toFixed(v < 10 ? 1 : 0)} ms`);
+const ms = (v) => (v === null || v === undefined ? '–' : `${Number.isInteger(v) ? v : Number(v).toFixed(v < 1 ? 2 : v < 10 ? 1 : 0)} ms`);
 const clock = (t) => new Date(t).toLocaleTimeString([], { hour12: false });
 const stamp = (t) => new Date(t).toLocaleString([], { hour12: false });
 
@@ -506,9 +506,9 @@ function drawChart() {
   const series = (label, color) => ({ label, stroke: color, width: 1.5, points: { show: true, size: 6, fill: color, filter: nonZero }, paths: uPlot.paths.stepped({ align: 1 }) });
   plot = new uPlot({
     width: Math.max(300, box.clientWidth),
-    height: 220,
+    height: 340,
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(4, max)] } },
-    axes: [{ ...axis, space: 70, values: hhmm }, { ...axis, size: 40 }],
+    axes: [{ ...axis, space: 70, values: hhmm }, { ...axis, size: 40, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] }],
     series: [{}, series('joins', cssVar('--ok')), series('leaves', cssVar('--warn')), series('losses', cssVar('--bad')), series('errors', cssVar('--accent'))],
     legend: { live: true },
   }, chartData(), box);
@@ -543,7 +543,7 @@ for (const b of document.querySelectorAll('[data-window]')) {
   });
 }
 const resize = new ResizeObserver(() => {
-  if (plot) plot.setSize({ width: Math.max(300, $('chart').clientWidth), height: 220 });
+  if (plot) plot.setSize({ width: Math.max(300, $('chart').clientWidth), height: 340 });
 });
 resize.observe($('chart'));
 matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => {
