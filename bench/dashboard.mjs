@@ -8,6 +8,7 @@
 //   node bench/dashboard.mjs [--instances 2000] [--seconds 30]
 
 import { spawn } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -42,7 +43,7 @@ async function beat(initial) {
     }
     p.set(`perseus:heartbeat:${id}`, JSON.stringify({
       lastBeat: now - (i % 7) * 100, state: 'running', exchange: exchanges[i % 8],
-      eventLoopLagMs: Math.round((i + now / 1000) % 5), redisRttMs: 0.4 + (i % 3) / 10, rssBytes: 80_000_000 + i * 1000,
+      eventLoopLagMs: Math.round((i + now / 1000) % 5), redisRttMs: i % 3, rssBytes: 80_000_000 + i * 1000,
     }), 'PX', 10_000);
   });
   await p.exec();
@@ -84,6 +85,8 @@ const scriptMsPerS = ((m1.ScriptDuration - m0.ScriptDuration) * 1000) / wallS;
 const layoutMsPerS = (((m1.LayoutDuration - m0.LayoutDuration) + (m1.RecalcStyleDuration - m0.RecalcStyleDuration)) * 1000) / wallS;
 const result = {
   instances: N,
+  loadavg: os.loadavg(),
+  cpus: os.cpus().length,
   seconds: wallS,
   updates: applied.length,
   serverCpuMsPerS,

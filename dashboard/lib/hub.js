@@ -128,9 +128,11 @@ class Hub {
     clearTimeout(this.timer);
     this.timer = null;
     if (!this.listening) return;
+    const started = Date.now();
     this.poll().finally(() => {
       if (this.listening && this.timer === null) {
-        this.timer = setTimeout(() => this.tick(), this.pollMs);
+        // Fixed rate: the read's own duration is not added to the period.
+        this.timer = setTimeout(() => this.tick(), Math.max(50, this.pollMs - (Date.now() - started)));
       }
     });
   }
