@@ -10,7 +10,7 @@ use crate::core::error::{Error, Result};
 use crate::core::fsm::State;
 use crate::core::keys::Keys;
 use crate::core::registry::{into_text, text};
-use crate::core::store::Store;
+use crate::core::store::{Command, Kind, Store};
 
 /// Fields of the schema; any other field lands in [`ActivityEntry::fields`].
 pub const SCHEMA_FIELDS: [&str; 10] = [
@@ -361,8 +361,8 @@ impl ActivityLog {
 
     /// XADD `*` (server time). Not retried: a timeout may or may not have written the entry.
     pub async fn append(&self, fields: &[(String, String)]) -> Result<String> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.key).arg("*");
+        let mut cmd = Command::write_once("XADD", &self.key);
+        cmd.arg("*");
         for (k, v) in fields {
             cmd.arg(k).arg(v);
         }
@@ -462,8 +462,7 @@ impl ActivityLog {
         hi: &str,
         count: u64,
     ) -> tokio::task::JoinHandle<Result<Value>> {
-        let mut cmd = redis::cmd(if reverse { "XREVRANGE" } else { "XRANGE" });
-        cmd.arg(&self.key);
+        let mut cmd = Command::read(if reverse { "XREVRANGE" } else { "XRANGE" }, &self.key);
         if reverse {
             cmd.arg(hi).arg(lo);
         } else {
@@ -478,22 +477,48 @@ impl ActivityLog {
     pub async fn trim(&self, retention_ms: u64) -> Result<u64> {
         let now = server_time_ms(&self.store, &self.key).await?;
         let cutoff = now.saturating_sub(retention_ms);
-        let mut cmd = redis::cmd("XTRIM");
-        cmd.arg(&self.key).arg("MINID").arg("~").arg(cutoff);
+        let mut cmd = Command::write("XTRIM", &self.key);
+        cmd.arg("MINID").arg("~").arg(cutoff);
         self.store.query(&cmd).await
     }
 
     /// XLEN.
     pub async fn len(&self) -> Result<u64> {
-        let mut cmd = redis::cmd("XLEN");
-        cmd.arg(&self.key);
+        let cmd = Command::read("XLEN", &self.key);
         self.store.query(&cmd).await
+    }
+
+    /// Whether an entry of `instance_id` with `field == value` exists at or after `since_ms`
+    /// (a bounded XRANGE, paged): how a death report is known written.
+    pub async fn has_field_since(
+        &self,
+        since_ms: u64,
+        instance_id: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<bool> {
+        const COUNT: usize = 1000;
+        let mut lo = since_ms.to_string();
+        loop {
+            let mut cmd = Command::read("XRANGE", &self.key);
+            cmd.arg(&lo).arg("+").arg("COUNT").arg(COUNT);
+            let page = decode_range(self.store.query::<Value>(&cmd).await?);
+            let found = page.iter().any(|e| {
+                e.instance_id == instance_id
+                    && e.fields.iter().any(|(k, v)| k == field && v == value)
+            });
+            match page.last() {
+                _ if found => return Ok(true),
+                Some(last) if page.len() == COUNT => lo = format!("({}", last.id),
+                _ => return Ok(false),
+            }
+        }
     }
 
     /// The newest entry's ID, or `0-0` for an empty stream: where a tail starts.
     pub async fn last_id(&self) -> Result<String> {
-        let mut cmd = redis::cmd("XREVRANGE");
-        cmd.arg(&self.key).arg("+").arg("-").arg("COUNT").arg(1);
+        let mut cmd = Command::read("XREVRANGE", &self.key);
+        cmd.arg("+").arg("-").arg("COUNT").arg(1);
         let page = decode_range(self.store.query::<Value>(&cmd).await?);
         Ok(page
             .first()
@@ -508,7 +533,7 @@ impl ActivityLog {
         block: std::time::Duration,
         count: u64,
     ) -> Result<Vec<ActivityEntry>> {
-        let mut cmd = redis::cmd("XREAD");
+        let mut cmd = Command::with_args(Kind::Read, "XREAD", Some(&self.key));
         cmd.arg("COUNT")
             .arg(count)
             .arg("BLOCK")
@@ -518,6 +543,52 @@ impl ActivityLog {
             .arg(after);
         let v: Value = self.store.query(&cmd).await?;
         Ok(decode_xread(v))
+    }
+}
+
+/// Appends entries on behalf of an author, after the tail (if one is starting) has fixed
+/// its start point: a listener attached before a write always hears that write.
+#[derive(Clone)]
+pub struct Writer {
+    log: ActivityLog,
+    /// `false` while a tail is starting; see [`Writer::append_as`].
+    tail_ready: tokio::sync::watch::Receiver<bool>,
+    /// Longest an append waits for a starting tail.
+    wait_limit: std::time::Duration,
+    /// Counts appends by result.
+    metrics: std::sync::Arc<crate::core::metrics::Metrics>,
+}
+
+impl Writer {
+    pub fn new(
+        log: ActivityLog,
+        tail_ready: tokio::sync::watch::Receiver<bool>,
+        wait_limit: std::time::Duration,
+        metrics: std::sync::Arc<crate::core::metrics::Metrics>,
+    ) -> Self {
+        Writer {
+            log,
+            tail_ready,
+            wait_limit,
+            metrics,
+        }
+    }
+
+    /// The stream this writer appends to (for reads of it).
+    pub fn log(&self) -> &ActivityLog {
+        &self.log
+    }
+
+    /// Appends one entry written by `author` (the sweeper writes for lost peers).
+    pub async fn append_as(&self, author: &Author, input: &ActivityInput) -> Result<String> {
+        if !*self.tail_ready.borrow() {
+            let mut ready = self.tail_ready.clone();
+            let _ = tokio::time::timeout(self.wait_limit, ready.wait_for(|r| *r)).await;
+        }
+        let fields = encode(author, input, &crate::core::clock::iso_now());
+        let appended = self.log.append(&fields).await;
+        self.metrics.appended(appended.is_ok());
+        appended
     }
 }
 

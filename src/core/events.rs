@@ -68,7 +68,7 @@ pub trait EventSink: Send + Sync {
     fn emit(&self, event: NetEvent);
     /// Asks the host's event loop to answer the watchdog (the host calls `watchdog.pong()`
     /// from its loop). A host without an event loop keeps this default: it answers at once.
-    fn ping(&self, watchdog: &std::sync::Arc<crate::core::heartbeat::Watchdog>) {
+    fn ping(&self, watchdog: &std::sync::Arc<crate::core::watchdog::Watchdog>) {
         watchdog.pong();
     }
     /// The network is closed: release every host handle (after queued events are delivered).

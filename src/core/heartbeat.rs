@@ -1,75 +1,125 @@
-//! The heartbeat loop and the event-loop watchdog.
+//! The heartbeat loop.
 //!
 //! Beats run on tokio timers, off the JS thread, so a busy event loop cannot delay them. But a
 //! process whose event loop has not answered for `eventLoopStallMs` is hung: its beats stop
-//! until the loop answers, so peers see it lost.
+//! until the loop answers (see [`crate::core::watchdog`]), so peers see it lost.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::core::config::now_ms;
-use crate::core::network::{BeatOutcome, Network};
+use crate::core::activity::ActivityInput;
+use crate::core::clock::now_ms;
+use crate::core::config::LogLevel;
+use crate::core::control;
+use crate::core::error::Result;
+use crate::core::events::DrainRequest;
+use crate::core::fsm::State;
+use crate::core::metrics::{rss_bytes, RttVerdict};
+use crate::core::registry::HeartbeatPayload;
+use crate::core::task::{Exit, Shutdown, TaskCtx};
+use crate::core::watchdog::Gate;
 
-/// Tracks how quickly the host's event loop answers pings.
-#[derive(Default)]
-pub struct Watchdog {
-    /// When the unanswered ping was sent (ms epoch); 0 when none is outstanding.
-    pending_since: AtomicU64,
-    /// How long the last answered ping took, in ms.
-    last_lag: AtomicU64,
-}
-
-/// What the watchdog says before a beat.
+/// What one heartbeat learned.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Gate {
-    /// Beat, reporting this event-loop lag (ms).
-    Beat(u64),
-    /// The event loop has not answered for at least the stall limit: skip the beat.
-    Stalled(u64),
+pub enum BeatOutcome {
+    Alive,
+    /// Our hash is gone (Redis lost data): register again.
+    RecordGone,
+    /// A sweeper flipped our record to dead while our beats were late.
+    MarkedDead,
 }
 
-impl Watchdog {
-    /// The host's event loop answered the outstanding ping.
-    pub fn pong(&self) {
-        let since = self.pending_since.swap(0, Ordering::AcqRel);
-        if since != 0 {
-            self.last_lag
-                .store(now_ms().saturating_sub(since), Ordering::Relaxed);
-        }
-    }
-
-    /// Whether to beat now, given the stall limit (`None`: watchdog off).
-    pub fn gate(&self, stall: Option<Duration>) -> Gate {
-        let since = self.pending_since.load(Ordering::Acquire);
-        let lag = if since == 0 {
-            self.last_lag.load(Ordering::Relaxed)
-        } else {
-            now_ms().saturating_sub(since)
-        };
-        match stall {
-            Some(limit) if since != 0 && lag >= limit.as_millis() as u64 => Gate::Stalled(lag),
-            _ => Gate::Beat(lag),
-        }
-    }
-
-    /// Records that a ping is going out; `false` when one is already outstanding.
-    pub fn start_ping(&self) -> bool {
-        self.pending_since
-            .compare_exchange(0, now_ms().max(1), Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
+/// One heartbeat's outcome, and a drain an operator asked for (only with
+/// `onDrainRequest: 'drain'`; the `drainRequested` events are already emitted).
+#[derive(Debug)]
+pub struct Beat {
+    pub outcome: BeatOutcome,
+    pub drain: Option<DrainRequest>,
 }
 
-/// Beats every interval until the lifecycle ends or the heartbeat is lost.
-pub(crate) async fn run(net: Network) {
-    let timing = net.config().timing.clone();
-    let watchdog = net.watchdog();
+/// One heartbeat: `SET heartbeat PX ttl`, `ZADD instances now id`, `HGET state`, and while
+/// running `LPOP signal` (operator requests, in the same round trip). The payload carries the
+/// previous beat's round trip and this process's resident memory.
+pub async fn beat(ctx: &TaskCtx, lag: Option<u64>) -> Result<Beat> {
+    let state = ctx.own().state.unwrap_or(State::Dead);
+    let payload = HeartbeatPayload {
+        last_beat: now_ms(),
+        state: state.as_str().to_string(),
+        exchange: ctx.cfg.identity.exchange_name.clone(),
+        event_loop_lag_ms: lag,
+        redis_rtt_ms: Some(ctx.metrics.last_rtt_ms()),
+        rss_bytes: Some(rss_bytes()),
+    };
+    if let Some(lag) = lag {
+        ctx.metrics.set_event_loop_lag(lag);
+    }
+    let pop = if state == State::Running {
+        control::SIGNALS_PER_BEAT
+    } else {
+        0
+    };
+    let sent = Instant::now();
+    let reply = ctx
+        .registry
+        .beat(
+            ctx.instance_id(),
+            &payload,
+            ctx.cfg.timing.heartbeat_ttl,
+            pop,
+        )
+        .await;
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.metrics.beat_failed();
+            return Err(e);
+        }
+    };
+    let rtt = sent.elapsed();
+    if ctx.metrics.beat_ok(rtt) == RttVerdict::SlowEpisode {
+        ctx.log.warn(
+            serde_json::json!({ "redisRttMs": rtt.as_millis() as u64 }),
+            "Redis is slow: 5 heartbeats in a row took more than 50 ms",
+        );
+    }
+    let drain = control::hear_signals(ctx, &reply.signals);
+    let state = ctx.own().state.unwrap_or(State::Dead);
+    let outcome = match reply.state.as_deref() {
+        None if state == State::Registering => BeatOutcome::Alive,
+        None => BeatOutcome::RecordGone,
+        Some("dead") if state == State::Running => BeatOutcome::MarkedDead,
+        Some(_) => BeatOutcome::Alive,
+    };
+    Ok(Beat { outcome, drain })
+}
+
+/// After Redis lost our record: write it again (we are still running) and say so.
+async fn reregister(ctx: &TaskCtx) -> Result<()> {
+    let own = ctx.own().clone();
+    ctx.registry.write_record(&ctx.cfg.identity, &own).await?;
+    let input = ActivityInput {
+        event: "REGISTERED".into(),
+        reason: Some("record was missing from Redis".into()),
+        ..Default::default()
+    };
+    ctx.writer.append_as(&ctx.author(), &input).await?;
+    Ok(())
+}
+
+/// Beats every interval until shutdown or until the heartbeat is lost.
+pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
+    let timing = ctx.cfg.timing.clone();
+    let watchdog = ctx.watchdog.clone();
     let mut last_ok = Instant::now();
     let mut next = Instant::now() + timing.heartbeat_interval;
     let mut failing = false;
     let mut stalled = false;
     loop {
-        tokio::time::sleep_until(next.into()).await;
+        if shutdown
+            .sleep(next.saturating_duration_since(Instant::now()))
+            .await
+        {
+            return Exit::Stopped;
+        }
         let now = Instant::now();
         next += timing.heartbeat_interval;
         if next <= now {
@@ -78,15 +128,16 @@ pub(crate) async fn run(net: Network) {
         let lag = match watchdog.gate(timing.event_loop_stall) {
             Gate::Stalled(lag) => {
                 if !stalled {
-                    net.logger().warn(
+                    ctx.log.warn(
                         serde_json::json!({ "eventLoopLagMs": lag }),
                         "event loop stalled: heartbeats paused until it answers",
                     );
                 }
                 stalled = true;
                 if last_ok.elapsed() > timing.heartbeat_ttl {
-                    net.spawn_self_lost("the event loop stalled longer than the heartbeat TTL");
-                    return;
+                    return Exit::HeartbeatLost(
+                        "the event loop stalled longer than the heartbeat TTL",
+                    );
                 }
                 continue;
             }
@@ -94,73 +145,72 @@ pub(crate) async fn run(net: Network) {
         };
         if stalled {
             stalled = false;
-            net.logger().info(
+            ctx.log.info(
                 serde_json::json!({}),
                 "event loop answers again: heartbeats resumed",
             );
         }
         if watchdog.start_ping() {
-            net.sink().ping(&watchdog);
+            ctx.sink.ping(&watchdog);
         }
-        match net.beat(Some(lag)).await {
+        // A beat is one unit of work: shutdown may cut it (it writes nothing that needs a
+        // second step).
+        let beaten = tokio::select! {
+            biased;
+            _ = shutdown.requested() => return Exit::Stopped,
+            r = beat(&ctx, Some(lag)) => r,
+        };
+        let (outcome, drain) = match beaten {
+            Ok(b) => (Ok(b.outcome), b.drain),
+            Err(e) => (Err(e), None),
+        };
+        match outcome {
             Ok(BeatOutcome::Alive) => {
                 last_ok = Instant::now();
-                if net.logger().enabled(crate::core::config::LogLevel::Trace) {
-                    net.logger().log(
-                        crate::core::config::LogLevel::Trace,
+                if ctx.log.enabled(LogLevel::Trace) {
+                    ctx.log.log(
+                        LogLevel::Trace,
                         serde_json::json!({ "eventLoopLagMs": lag }),
                         "heartbeat",
                     );
                 }
                 if failing {
                     failing = false;
-                    net.logger()
-                        .info(serde_json::json!({}), "heartbeat recovered");
+                    ctx.log.info(serde_json::json!({}), "heartbeat recovered");
                 }
             }
             Ok(BeatOutcome::RecordGone) => {
                 last_ok = Instant::now();
-                net.logger().warn(
+                ctx.log.warn(
                     serde_json::json!({}),
                     "own instance record vanished from Redis: registering again",
                 );
-                if let Err(e) = net.reregister().await {
-                    net.report_error(e, "re-registration failed");
+                let done = tokio::select! {
+                    biased;
+                    _ = shutdown.requested() => return Exit::Stopped,
+                    r = reregister(&ctx) => r,
+                };
+                if let Err(e) = done {
+                    ctx.report_error(e, "re-registration failed");
                 }
             }
             Ok(BeatOutcome::MarkedDead) => {
-                net.spawn_self_lost("a sweeper declared this instance lost");
-                return;
+                return Exit::HeartbeatLost("a sweeper declared this instance lost");
             }
             Err(e) => {
                 if !failing {
-                    net.report_error(e, "heartbeat failed");
+                    ctx.report_error(e, "heartbeat failed");
                 }
                 failing = true;
                 if last_ok.elapsed() > timing.heartbeat_ttl {
-                    net.spawn_self_lost("no heartbeat reached Redis within the heartbeat TTL");
-                    return;
+                    return Exit::HeartbeatLost(
+                        "no heartbeat reached Redis within the heartbeat TTL",
+                    );
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn watchdog_stalls_only_past_the_limit() {
-        let w = Watchdog::default();
-        assert_eq!(w.gate(Some(Duration::from_millis(50))), Gate::Beat(0));
-        assert!(w.start_ping());
-        assert!(!w.start_ping());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(matches!(w.gate(Some(Duration::from_millis(50))), Gate::Stalled(l) if l >= 50));
-        assert!(matches!(w.gate(None), Gate::Beat(l) if l >= 50));
-        w.pong();
-        assert!(matches!(w.gate(Some(Duration::from_millis(50))), Gate::Beat(l) if l >= 50));
-        assert!(w.start_ping());
+        if let Some(req) = drain {
+            return Exit::DrainRequested(req.reason);
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! The pure core: everything Perseus does, with no knowledge of Node.
 
 pub mod activity;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod faults;
 pub mod fsm;
 pub mod heartbeat;
 pub mod ip;
@@ -15,3 +17,6 @@ pub mod network;
 pub mod registry;
 pub mod store;
 pub mod sweeper;
+pub mod task;
+pub mod trimmer;
+pub mod watchdog;

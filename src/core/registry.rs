@@ -1,7 +1,10 @@
-//! Instance records: the seed's hash schema, the heartbeat payload, and reading them back.
-//! Garbage written by others is skipped (with a warning), never an error.
+//! Instance records: the seed's hash schema, the heartbeat payload, reading them back, and
+//! every write to them (registration, state changes, the public IP, beats, a sweeper's
+//! compare-and-set to dead and its report outbox). Garbage written by others is skipped (with
+//! a warning), never an error.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use redis::Value;
 use serde::{Deserialize, Serialize, Serializer};
@@ -10,7 +13,7 @@ use crate::core::config::{Discovery, Identity};
 use crate::core::error::Result;
 use crate::core::fsm::State;
 use crate::core::keys::Keys;
-use crate::core::store::Store;
+use crate::core::store::{Command, Store};
 
 /// One instance as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -234,6 +237,109 @@ pub fn into_text(v: Value) -> Option<String> {
     }
 }
 
+/// Write the record fresh: a rejoin must not inherit fields (or a TTL) of its previous life.
+const WRITE_RECORD: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+";
+
+/// Update state fields only if the record exists (never resurrect a partial hash).
+const SET_STATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'lastStateChange', ARGV[2])
+if ARGV[3] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+";
+
+/// Flip a live record to dead; returns the previous state when this call won, else false.
+/// The call's token makes it idempotent: a cluster client that re-sends the script after a
+/// lost reply gets the same answer, so the winner still writes its one HEARTBEAT_LOST entry.
+/// Invariant (the report outbox): a record this script flips carries `reportToken` (the
+/// token) and `reportAt` (server ms) until its HEARTBEAT_LOST entry is known written.
+const MARK_DEAD: &str = r"
+local s = redis.call('HGET', KEYS[1], 'state')
+if s == 'dead' and redis.call('HGET', KEYS[1], 'lostToken') == ARGV[3] then
+  return redis.call('HGET', KEYS[1], 'lostFrom')
+end
+if (not s) or s == 'dead' then return false end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], 'state', 'dead', 'lastStateChange', ARGV[1], 'lostToken', ARGV[3],
+  'lostFrom', s, 'reportToken', ARGV[3], 'reportAt', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return s
+";
+
+/// Clear the report token once its entry is written, only if it is still that token (a
+/// later death of the same id has its own). Set to '' rather than deleted, so the ACL rule
+/// needs no HDEL.
+const CLEAR_REPORT: &str = r"
+if redis.call('HGET', KEYS[1], 'reportToken') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'reportToken', '')
+  return 1
+end
+return 0
+";
+
+/// Forget, step 1 (on the record): fence a record that is dead (or has no state at all:
+/// garbage) with the caller's token. Returns 1 fenced, 0 no record, -1 not dead.
+const FORGET_FENCE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local s = redis.call('HGET', KEYS[1], 'state')
+if s and s ~= 'dead' then return -1 end
+redis.call('HSET', KEYS[1], 'forgetToken', ARGV[1])
+return 1
+";
+
+/// Forget, step 3 (on the record): delete it only if it still carries our token and is still
+/// dead. Invariant: an instance comes back to life only by rewriting its record from scratch
+/// (WRITE_RECORD deletes the hash first), which drops the token, so this never deletes a
+/// record that was re-registered after the fence.
+const FORGET_RECORD: &str = r"
+if redis.call('HGET', KEYS[1], 'forgetToken') ~= ARGV[1] then return 0 end
+local s = redis.call('HGET', KEYS[1], 'state')
+if s and s ~= 'dead' then return 0 end
+return redis.call('DEL', KEYS[1])
+";
+
+/// Forget, step 4 (on the index): remove the member only if its score (its last beat) is the
+/// one read at the check. Invariant: a beat since then rewrote the score, and that member is
+/// live: it keeps its entry.
+const FORGET_INDEX: &str = r"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and s == ARGV[2] then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+";
+
+/// What one heartbeat's round trip read back.
+#[derive(Debug, Default)]
+pub struct BeatReply {
+    /// The record's state (`None`: the record is gone).
+    pub state: Option<String>,
+    /// Signals popped from this instance's list (raw JSON, oldest first).
+    pub signals: Vec<String>,
+}
+
+/// This instance's own record as this process knows it: what a rewrite writes back.
+#[derive(Debug, Clone, Default)]
+pub struct OwnRecord {
+    /// `None` only before the first lifecycle step is known (reads as dead).
+    pub state: Option<State>,
+    pub public_ip: Option<String>,
+    pub private_ip: Option<String>,
+    pub registered_at: String,
+    pub last_state_change: String,
+}
+
+/// A death report still owed: a dead record whose HEARTBEAT_LOST entry is not known written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingReport {
+    pub token: String,
+    /// When the record was marked dead, server ms (0 when unreadable).
+    pub at_ms: u64,
+}
+
 /// A raw instance read: its hash, heartbeat payload and heartbeat PTTL (ms; negative = none).
 pub struct RawInstance {
     pub id: String,
@@ -247,6 +353,9 @@ pub struct LightInstance {
     pub id: String,
     /// state, lastStateChange and publicIp joined; `None` when the hash is missing.
     pub fingerprint: Option<String>,
+    /// A death report the record still owes (`reportToken`, set by a sweeper's mark-dead
+    /// and cleared once the entry is written); `None` when none is owed.
+    pub report_token: Option<String>,
     pub heartbeat: Option<String>,
     pub heartbeat_pttl: i64,
 }
@@ -280,8 +389,8 @@ impl Registry {
     pub async fn ids(&self, discovery: Discovery) -> Result<Vec<String>> {
         match discovery {
             Discovery::Index => {
-                let mut cmd = redis::cmd("ZRANGE");
-                cmd.arg(self.keys.instances()).arg(0).arg(-1);
+                let mut cmd = Command::read("ZRANGE", &self.keys.instances());
+                cmd.arg(0).arg(-1);
                 let raw: Vec<Vec<u8>> = self.store.query(&cmd).await?;
                 Ok(raw
                     .into_iter()
@@ -301,11 +410,7 @@ impl Registry {
     /// Reads hash, heartbeat and heartbeat PTTL of each id in one round trip.
     pub async fn read_raw(&self, ids: &[String]) -> Result<Vec<RawInstance>> {
         let reads = self
-            .read_with_heartbeats(ids, |key| {
-                let mut c = redis::cmd("HGETALL");
-                c.arg(key);
-                c
-            })
+            .read_with_heartbeats(ids, |key| Command::read("HGETALL", key))
             .await?;
         Ok(reads
             .into_iter()
@@ -320,15 +425,16 @@ impl Registry {
     }
 
     /// The cheap per-sweep read: each id's state, lastStateChange and publicIp (what changes
-    /// when a record changes), heartbeat payload and PTTL, in one round trip.
+    /// when a record changes), its owed death report, heartbeat payload and PTTL, in one
+    /// round trip.
     pub async fn read_light(&self, ids: &[String]) -> Result<Vec<LightInstance>> {
         let reads = self
             .read_with_heartbeats(ids, |key| {
-                let mut c = redis::cmd("HMGET");
-                c.arg(key)
-                    .arg("state")
+                let mut c = Command::read("HMGET", key);
+                c.arg("state")
                     .arg("lastStateChange")
-                    .arg("publicIp");
+                    .arg("publicIp")
+                    .arg("reportToken");
                 c
             })
             .await?;
@@ -337,13 +443,18 @@ impl Registry {
             .map(|(id, h, heartbeat, heartbeat_pttl)| LightInstance {
                 id,
                 // Missing hash: all fields nil. A wrong-type key reads the same.
-                fingerprint: match h {
-                    Ok(Value::Array(f)) if f.iter().any(|v| *v != Value::Nil) => Some(
+                fingerprint: match &h {
+                    Ok(Value::Array(f)) if f.iter().take(3).any(|v| *v != Value::Nil) => Some(
                         f.iter()
+                            .take(3)
                             .map(|v| text(v).unwrap_or_default())
                             .collect::<Vec<_>>()
                             .join("\u{1f}"),
                     ),
+                    _ => None,
+                },
+                report_token: match &h {
+                    Ok(Value::Array(f)) => f.get(3).and_then(text).filter(|t| !t.is_empty()),
                     _ => None,
                 },
                 heartbeat,
@@ -358,7 +469,7 @@ impl Registry {
     async fn read_with_heartbeats(
         &self,
         ids: &[String],
-        hash_cmd: impl Fn(&str) -> redis::Cmd,
+        hash_cmd: impl Fn(&str) -> Command,
     ) -> Result<
         Vec<(
             String,
@@ -369,10 +480,8 @@ impl Registry {
     > {
         let mut cmds = Vec::with_capacity(ids.len() * 3);
         for id in ids {
-            let mut g = redis::cmd("GET");
-            g.arg(self.keys.heartbeat(id));
-            let mut p = redis::cmd("PTTL");
-            p.arg(self.keys.heartbeat(id));
+            let g = Command::read("GET", &self.keys.heartbeat(id));
+            let p = Command::read("PTTL", &self.keys.heartbeat(id));
             cmds.extend([hash_cmd(&self.keys.instance(id)), g, p]);
         }
         let replies = self.store.query_many(cmds).await?;
@@ -391,6 +500,213 @@ impl Registry {
         Ok(out)
     }
 
+    // ─── Writes ─────────────────────────────────────────────────────────────────
+
+    /// Writes `id`'s record fresh from `own` (registration, and again after Redis lost it).
+    pub async fn write_record(&self, identity: &Identity, own: &OwnRecord) -> Result<()> {
+        let fields = record_fields(
+            identity,
+            own.public_ip.as_deref(),
+            own.private_ip.as_deref(),
+            own.state.unwrap_or(State::Dead),
+            &own.registered_at,
+            &own.last_state_change,
+        );
+        let args: Vec<String> = fields.into_iter().flat_map(|(k, v)| [k, v]).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let key = self.keys.instance(&identity.instance_id);
+        let _: i64 = self
+            .store
+            .script(&redis::Script::new(WRITE_RECORD), &[&key], &args)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a transition in `id`'s record if it exists; `ttl` expires it (dead records).
+    pub async fn set_state(
+        &self,
+        id: &str,
+        state: State,
+        at: &str,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let ttl = ttl.map(|d| d.as_millis().to_string()).unwrap_or_default();
+        let _: i64 = self
+            .store
+            .script(
+                &redis::Script::new(SET_STATE),
+                &[&self.keys.instance(id)],
+                &[state.as_str(), at, &ttl],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Fills in a detected public IP.
+    pub async fn set_public_ip(&self, id: &str, ip: &str) -> Result<()> {
+        let mut cmd = Command::write("HSET", &self.keys.instance(id));
+        cmd.arg("publicIp").arg(ip);
+        let _: Value = self.store.query(&cmd).await?;
+        Ok(())
+    }
+
+    /// One heartbeat in one round trip: `SET heartbeat PX ttl`, `ZADD instances now id`,
+    /// `HGET state`, and with `pop_signals` (n > 0) `LPOP signal n`: operator requests ride
+    /// the beat, costing no round trip of their own.
+    pub async fn beat(
+        &self,
+        id: &str,
+        payload: &HeartbeatPayload,
+        ttl: Duration,
+        pop_signals: usize,
+    ) -> Result<BeatReply> {
+        let mut set = Command::write("SET", &self.keys.heartbeat(id));
+        set.arg(serde_json::to_string(payload).unwrap_or_default())
+            .arg("PX")
+            .arg(ttl.as_millis() as u64);
+        let mut zadd = Command::write("ZADD", &self.keys.instances());
+        zadd.arg(payload.last_beat).arg(id);
+        let mut hget = Command::read("HGET", &self.keys.instance(id));
+        hget.arg("state");
+        let mut cmds = vec![set, zadd, hget];
+        if pop_signals > 0 {
+            // Popping is a write: never re-sent by us (a lost reply loses the signal, which
+            // the requester's DRAIN_REQUESTED entry still records).
+            let mut lpop = Command::write("LPOP", &self.keys.signal(id));
+            lpop.arg(pop_signals);
+            cmds.push(lpop);
+        }
+        let replies = self.store.query_many(cmds).await?;
+        // A foreign value at the signal key must not fail the beat: only the first three
+        // replies count.
+        if let Some(Err(e)) = replies.iter().take(3).find(|r| r.is_err()) {
+            return Err(crate::core::error::Error::Redis(e.clone()));
+        }
+        let signals = match replies.get(3) {
+            Some(Ok(Value::Array(items))) => items.iter().filter_map(text).collect(),
+            _ => Vec::new(),
+        };
+        Ok(BeatReply {
+            state: replies.get(2).and_then(|r| r.as_ref().ok()).and_then(text),
+            signals,
+        })
+    }
+
+    /// Forget, step 1: fences `id`'s record with `token` if it is dead (or has no state:
+    /// garbage). 1 fenced, 0 no record, -1 not dead.
+    pub async fn fence_for_forget(&self, id: &str, token: &str) -> Result<i64> {
+        self.store
+            .script(
+                &redis::Script::new(FORGET_FENCE),
+                &[&self.keys.instance(id)],
+                &[token],
+            )
+            .await
+    }
+
+    /// Forget, step 3: deletes `id`'s record only if it still carries `token` and is dead.
+    pub async fn delete_if_fenced(&self, id: &str, token: &str) -> Result<bool> {
+        let n: i64 = self
+            .store
+            .script(
+                &redis::Script::new(FORGET_RECORD),
+                &[&self.keys.instance(id)],
+                &[token],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Forget, step 4: removes `id` from the index only if its score is still `score`.
+    pub async fn unindex_if_score(&self, id: &str, score: &str) -> Result<()> {
+        let _: i64 = self
+            .store
+            .script(
+                &redis::Script::new(FORGET_INDEX),
+                &[&self.keys.instances()],
+                &[id, score],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes `id`'s record whatever it holds (a forced forget).
+    pub async fn delete_record(&self, id: &str) -> Result<()> {
+        let cmd = Command::write("DEL", &self.keys.instance(id));
+        let _: i64 = self.store.query(&cmd).await?;
+        Ok(())
+    }
+
+    /// Deletes `id`'s heartbeat (drain, fail: the instance is gone on purpose).
+    pub async fn delete_heartbeat(&self, id: &str) -> Result<()> {
+        let cmd = Command::write("DEL", &self.keys.heartbeat(id));
+        let _: i64 = self.store.query(&cmd).await?;
+        Ok(())
+    }
+
+    /// Removes `id` from the index (its record has expired).
+    pub async fn forget(&self, id: &str) -> Result<()> {
+        let mut cmd = Command::write("ZREM", &self.keys.instances());
+        cmd.arg(id);
+        let _: i64 = self.store.query(&cmd).await?;
+        Ok(())
+    }
+
+    /// Flips `id`'s record to dead unless it already is; `Some(previous state)` when this
+    /// call (identified by `token`, so a re-sent call answers the same) made the flip. The
+    /// winner owes a HEARTBEAT_LOST entry carrying `token` (see [`Registry::clear_report`]).
+    pub async fn mark_dead(
+        &self,
+        id: &str,
+        at: &str,
+        dead_ttl: Duration,
+        token: &str,
+    ) -> Result<Option<String>> {
+        mark_dead(
+            &self.store,
+            &self.keys.instance(id),
+            at,
+            &dead_ttl.as_millis().to_string(),
+            token,
+        )
+        .await
+    }
+
+    /// The death report `id`'s record still owes, with the state it was lost from.
+    pub async fn pending_report(&self, id: &str) -> Result<Option<(PendingReport, Option<State>)>> {
+        let mut cmd = Command::read("HMGET", &self.keys.instance(id));
+        cmd.arg("state")
+            .arg("reportToken")
+            .arg("reportAt")
+            .arg("lostFrom");
+        let v: Vec<Option<String>> = self.store.query(&cmd).await?;
+        let field = |i: usize| v.get(i).cloned().flatten();
+        let token = field(1).filter(|t| !t.is_empty());
+        Ok(match (field(0).as_deref(), token) {
+            (Some("dead"), Some(token)) => Some((
+                PendingReport {
+                    token,
+                    at_ms: field(2).and_then(|t| t.parse().ok()).unwrap_or(0),
+                },
+                field(3).and_then(|s| s.parse().ok()),
+            )),
+            _ => None,
+        })
+    }
+
+    /// The entry for `token` is written: the record owes nothing more.
+    pub async fn clear_report(&self, id: &str, token: &str) -> Result<()> {
+        let _: i64 = self
+            .store
+            .script(
+                &redis::Script::new(CLEAR_REPORT),
+                &[&self.keys.instance(id)],
+                &[token],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// One instance, or `None` when missing or unparsable.
     pub async fn get(&self, id: &str) -> Result<Option<InstanceInfo>> {
         let raw = self.read_raw(&[id.to_string()]).await?;
@@ -398,6 +714,23 @@ impl Registry {
             .first()
             .and_then(|r| parse_record(&r.id, &r.hash, r.heartbeat.as_deref())))
     }
+}
+
+/// [`Registry::mark_dead`] on a raw key (kept public: tests drive it directly).
+pub async fn mark_dead(
+    store: &Store,
+    key: &str,
+    at: &str,
+    dead_ttl_ms: &str,
+    token: &str,
+) -> Result<Option<String>> {
+    store
+        .script(
+            &redis::Script::new(MARK_DEAD),
+            &[key],
+            &[at, dead_ttl_ms, token],
+        )
+        .await
 }
 
 #[cfg(test)]

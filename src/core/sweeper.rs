@@ -9,12 +9,19 @@ use redis::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::core::activity::{ActivityInput, Author};
+use crate::core::clock::iso_now;
 use crate::core::config::Discovery;
 use crate::core::error::Result;
+use crate::core::faults;
 use crate::core::fsm::State;
-use crate::core::network::{iso_now, Network};
+use crate::core::keys::Keys;
 use crate::core::registry::{beat_of, parse_record, InstanceInfo, Registry};
-use crate::core::store::Store;
+use crate::core::store::{Command, Kind, Store};
+use crate::core::task::{Exit, Shutdown, TaskCtx};
+
+/// How far before a death's recorded time the outbox looks for its entry: the record and
+/// the stream may live on different nodes, whose clocks may differ a little.
+const REPORT_SEARCH_MARGIN_MS: u64 = 10_000;
 
 /// The sweeper's snapshot of the network (`<prefix>:network:state`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,23 +54,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
-/// Flip a live record to dead; returns the previous state when this call won, else false.
-/// The call's token makes it idempotent: a cluster client that re-sends the script after a
-/// lost reply gets the same answer, so the winner still writes its one HEARTBEAT_LOST entry.
-const MARK_DEAD: &str = r"
-local s = redis.call('HGET', KEYS[1], 'state')
-if s == 'dead' and redis.call('HGET', KEYS[1], 'lostToken') == ARGV[3] then
-  return redis.call('HGET', KEYS[1], 'lostFrom')
-end
-if (not s) or s == 'dead' then return false end
-redis.call('HSET', KEYS[1], 'state', 'dead', 'lastStateChange', ARGV[1], 'lostToken', ARGV[3], 'lostFrom', s)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return s
-";
-
-/// Runs while the instance is started: competes for the lease and sweeps while holding it.
-pub(crate) async fn run(net: Network) {
-    let timing = net.config().timing.clone();
+/// Runs while the instance is started: competes for the lease and sweeps while holding it,
+/// until shutdown. A sweep stops between instances, never between a compare-and-set and its
+/// HEARTBEAT_LOST entry.
+pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
+    let timing = ctx.cfg.timing.clone();
     // The lease lasts one heartbeat TTL and is renewed every heartbeat interval, so when the
     // sweeper dies its lease lapses about when its own heartbeat does.
     let lease = timing.heartbeat_ttl;
@@ -72,17 +67,28 @@ pub(crate) async fn run(net: Network) {
     let mut failing = false;
     let mut memo = SnapshotMemo::default();
     let mut cache = RecordCache::default();
+    let mut outbox = Outbox::default();
     loop {
         let due = Instant::now() >= next_sweep;
-        let (leased, ids) = match lease_with_ids(&net, lease, due).await {
+        let attempt = tokio::select! {
+            biased;
+            _ = shutdown.requested() => return Exit::Stopped,
+            r = lease_with_ids(&ctx, lease, due) => r,
+        };
+        let (leased, ids) = match attempt {
             Ok((l, ids)) => (Ok(l), ids),
             Err(e) => (Err(e), None),
         };
-        net.metrics().set_sweeper_leader(matches!(leased, Ok(None)));
+        ctx.metrics.set_sweeper_leader(matches!(leased, Ok(None)));
         let wait = match leased {
             Ok(None) => {
                 if due {
-                    match sweep(&net, &mut memo, &mut cache, ids).await {
+                    let mut state = SweepState {
+                        memo: &mut memo,
+                        cache: &mut cache,
+                        outbox: &mut outbox,
+                    };
+                    match sweep(&ctx, &mut state, ids, &mut shutdown).await {
                         Ok(soonest) => {
                             failing = false;
                             let by_interval = timing.sweep_interval;
@@ -93,7 +99,7 @@ pub(crate) async fn run(net: Network) {
                         }
                         Err(e) => {
                             if !failing {
-                                net.report_error(e, "sweep failed");
+                                ctx.report_error(e, "sweep failed");
                             }
                             failing = true;
                             next_sweep = Instant::now() + timing.sweep_interval;
@@ -111,13 +117,15 @@ pub(crate) async fn run(net: Network) {
             }
             Err(e) => {
                 if !failing {
-                    net.report_error(e, "sweeper lease failed");
+                    ctx.report_error(e, "sweeper lease failed");
                 }
                 failing = true;
                 timing.heartbeat_interval
             }
         };
-        tokio::time::sleep(wait).await;
+        if shutdown.sleep(wait).await {
+            return Exit::Stopped;
+        }
     }
 }
 
@@ -125,27 +133,33 @@ pub(crate) async fn run(net: Network) {
 /// round trip (one less per sweep). Falls back to the lease alone when Redis does not know
 /// the script yet (after a restart), which loads it.
 async fn lease_with_ids(
-    net: &Network,
+    ctx: &TaskCtx,
     lease: Duration,
     sweep_due: bool,
 ) -> Result<(Option<i64>, Option<Vec<String>>)> {
-    if !sweep_due || net.config().discovery != Discovery::Index {
-        return Ok((try_lease(net, lease).await?, None));
+    let store = &ctx.store;
+    if !sweep_due || ctx.cfg.discovery != Discovery::Index {
+        return Ok((
+            try_lease(store, &ctx.keys, ctx.instance_id(), lease).await?,
+            None,
+        ));
     }
-    let store = net.store().await?;
-    let keys = net.keys();
-    let mut evalsha = redis::cmd("EVALSHA");
+    let keys = &ctx.keys;
+    let mut evalsha = Command::with_args(Kind::Write, "EVALSHA", Some(&keys.sweeper()));
     evalsha
         .arg(redis::Script::new(LEASE).get_hash())
         .arg(1)
         .arg(keys.sweeper())
-        .arg(net.instance_id())
+        .arg(ctx.instance_id())
         .arg(lease.as_millis() as u64);
-    let mut zrange = redis::cmd("ZRANGE");
-    zrange.arg(keys.instances()).arg(0).arg(-1);
+    let mut zrange = Command::read("ZRANGE", &keys.instances());
+    zrange.arg(0).arg(-1);
     let mut replies = store.query_many(vec![evalsha, zrange]).await?.into_iter();
     let (Some(Ok(Value::Int(r))), Some(Ok(index))) = (replies.next(), replies.next()) else {
-        return Ok((try_lease(net, lease).await?, None));
+        return Ok((
+            try_lease(store, keys, ctx.instance_id(), lease).await?,
+            None,
+        ));
     };
     let held = if r == 1 { None } else { Some(-r) };
     let ids: Vec<Vec<u8>> = redis::FromRedisValue::from_redis_value(index).unwrap_or_default();
@@ -157,56 +171,59 @@ async fn lease_with_ids(
 }
 
 /// `Ok(None)`: we hold the lease. `Ok(Some(ms))`: another holder's lease has `ms` left.
-async fn try_lease(net: &Network, lease: Duration) -> Result<Option<i64>> {
-    let store = net.store().await?;
-    let key = net.keys().sweeper();
+async fn try_lease(store: &Store, keys: &Keys, id: &str, lease: Duration) -> Result<Option<i64>> {
+    let key = keys.sweeper();
     let lease_ms = lease.as_millis().to_string();
     let r: i64 = store
-        .script(
-            &redis::Script::new(LEASE),
-            &[&key],
-            &[net.instance_id(), &lease_ms],
-        )
+        .script(&redis::Script::new(LEASE), &[&key], &[id, &lease_ms])
         .await?;
     Ok(if r == 1 { None } else { Some(-r) })
 }
 
 /// Gives the lease up (on drain), so another instance takes over at once.
-pub(crate) async fn release(net: &Network) -> Result<()> {
-    let store = net.store().await?;
-    let key = net.keys().sweeper();
+pub async fn release(store: &Store, keys: &Keys, id: &str) -> Result<()> {
+    let key = keys.sweeper();
     let _: i64 = store
-        .script(&redis::Script::new(RELEASE), &[&key], &[net.instance_id()])
+        .script(&redis::Script::new(RELEASE), &[&key], &[id])
         .await?;
     Ok(())
 }
 
+/// What a sweeper keeps from sweep to sweep.
+pub(crate) struct SweepState<'a> {
+    memo: &'a mut SnapshotMemo,
+    cache: &'a mut RecordCache,
+    outbox: &'a mut Outbox,
+}
+
 /// One sweep. Returns the soonest remaining heartbeat PTTL (ms) among live instances.
-/// `ids`: the index, when the caller already read it.
+/// `ids`: the index, when the caller already read it. On shutdown it returns between
+/// instances (never between a compare-and-set and its entry), without a snapshot.
 pub(crate) async fn sweep(
-    net: &Network,
-    memo: &mut SnapshotMemo,
-    cache: &mut RecordCache,
+    ctx: &TaskCtx,
+    st: &mut SweepState<'_>,
     ids: Option<Vec<String>>,
+    shutdown: &mut Shutdown,
 ) -> Result<Option<i64>> {
     let began = Instant::now();
-    let store = net.store().await?;
-    let registry = net.registry().await?;
-    let keys = net.keys();
-    let ids = match ids {
-        Some(ids) => ids,
-        None => registry.ids(net.config().discovery).await?,
+    let registry = &ctx.registry;
+    let read = async {
+        let ids = match ids {
+            Some(ids) => ids,
+            None => registry.ids(ctx.cfg.discovery).await?,
+        };
+        st.cache.refresh(registry, &ids).await
     };
-    let raw = cache.refresh(&registry, &ids).await?;
-    let dead_ttl = net
-        .config()
-        .timing
-        .dead_instance_ttl
-        .as_millis()
-        .to_string();
+    let raw = tokio::select! {
+        biased;
+        _ = shutdown.requested() => return Ok(None),
+        r = read => r?,
+    };
+    let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
     let mut soonest: Option<i64> = None;
     let mut instances = Vec::with_capacity(raw.len());
     let mut expired = Vec::new();
+    let mut owed: Vec<(String, InstanceInfo)> = Vec::new();
     for r in raw {
         let Some(mut info) = r.info else {
             if r.missing && r.heartbeat.is_none() {
@@ -217,23 +234,51 @@ pub(crate) async fn sweep(
         if r.heartbeat_pttl >= 0 {
             soonest = Some(soonest.map_or(r.heartbeat_pttl, |s| s.min(r.heartbeat_pttl)));
         } else if r.heartbeat.is_none() && info.state != State::Dead {
+            if shutdown.is_requested() {
+                return Ok(soonest);
+            }
             let at = iso_now();
-            let token = format!("{}|{at}", net.instance_id());
-            let won = mark_dead(&store, &keys.instance(&r.id), &at, &dead_ttl, &token).await?;
+            let token = format!("{}|{at}", ctx.instance_id());
+            let won = registry.mark_dead(&r.id, &at, dead_ttl, &token).await?;
             if let Some(prev) = won {
+                // The compare-and-set and the entry are one unit: nothing stops a sweep
+                // between them but a crash, which the outbox (reportToken) covers.
+                faults::pause_after_mark_dead(ctx.instance_id()).await;
                 let from = prev.parse().ok();
                 info.state = State::Dead;
                 info.last_state_change = at;
-                write_lost_entry(net, &info, from).await?;
-                net.metrics().peer_lost();
+                write_lost_entry(ctx, &info, from, &token).await?;
+                registry.clear_report(&r.id, &token).await?;
+            }
+        } else if info.state == State::Dead {
+            if let Some(token) = &r.report_token {
+                owed.push((token.clone(), info.clone()));
             }
         }
         instances.push(info);
     }
+    st.outbox.keep_only(&owed);
+    for (token, info) in owed {
+        if shutdown.is_requested() {
+            return Ok(soonest);
+        }
+        if st
+            .outbox
+            .is_overdue(&info.instance_id, &token, ctx.cfg.timing.sweep_interval)
+        {
+            if let Err(e) = settle_report(ctx, &info).await {
+                ctx.log.warn(
+                    serde_json::json!({ "error": e.to_string(), "lostInstanceId": info.instance_id }),
+                    "could not settle an owed HEARTBEAT_LOST entry; retrying next sweep",
+                );
+            }
+        }
+    }
+    if shutdown.is_requested() {
+        return Ok(soonest);
+    }
     for id in &expired {
-        let mut cmd = redis::cmd("ZREM");
-        cmd.arg(keys.instances()).arg(id);
-        let _: i64 = store.query(&cmd).await?;
+        registry.forget(id).await?;
     }
     let mut counts: BTreeMap<String, u64> = State::ALL
         .iter()
@@ -242,31 +287,81 @@ pub(crate) async fn sweep(
     for i in &instances {
         *counts.entry(i.state.as_str().to_string()).or_default() += 1;
     }
-    net.metrics().swept(
+    ctx.metrics.swept(
         began.elapsed(),
         State::ALL
             .iter()
             .map(|s| (*s, counts.get(s.as_str()).copied().unwrap_or(0))),
     );
-    net.logger().debug(
+    ctx.log.debug(
         serde_json::json!({ "instances": instances.len(), "soonestExpiryMs": soonest }),
         "sweep done",
     );
     let digest = membership_digest(&instances);
-    if memo.is_due(digest, net.config().timing.sweep_interval) {
+    if st.memo.is_due(digest, ctx.cfg.timing.sweep_interval) {
         let snapshot = NetworkState {
             updated_at: iso_now(),
-            updated_by: net.instance_id().to_string(),
+            updated_by: ctx.instance_id().to_string(),
             instances,
             counts,
         };
         let json = serde_json::to_string(&snapshot).unwrap_or_default();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(keys.network_state()).arg(json);
-        let _: () = store.query(&cmd).await?;
-        memo.written(digest);
+        let mut cmd = Command::write("SET", &ctx.keys.network_state());
+        cmd.arg(json);
+        let _: () = ctx.store.query(&cmd).await?;
+        st.memo.written(digest);
     }
     Ok(soonest)
+}
+
+/// Death reports owed by dead records (their `reportToken`), with when this sweeper first saw
+/// each: one is settled only once it is older than a sweep interval, so a reporter that is
+/// merely between its compare-and-set and its entry is not raced.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    seen: HashMap<String, (String, Instant)>,
+}
+
+impl Outbox {
+    /// Forgets reports no longer owed; remembers new ones from now.
+    fn keep_only(&mut self, owed: &[(String, InstanceInfo)]) {
+        let mut next = HashMap::with_capacity(owed.len());
+        for (token, info) in owed {
+            let first = match self.seen.remove(&info.instance_id) {
+                Some((t, at)) if t == *token => at,
+                _ => Instant::now(),
+            };
+            next.insert(info.instance_id.clone(), (token.clone(), first));
+        }
+        self.seen = next;
+    }
+
+    /// Whether `id`'s report `token` has been owed for at least `age`.
+    fn is_overdue(&self, id: &str, token: &str, age: Duration) -> bool {
+        self.seen
+            .get(id)
+            .is_some_and(|(t, at)| t == token && at.elapsed() >= age)
+    }
+}
+
+/// Settles the death report `lost`'s record owes: writes its HEARTBEAT_LOST entry unless the
+/// stream already holds one with the record's token (searching from the death on), then
+/// clears the token. At least once by the outbox, at most once by the token check.
+async fn settle_report(ctx: &TaskCtx, lost: &InstanceInfo) -> Result<()> {
+    let id = &lost.instance_id;
+    let Some((pending, from)) = ctx.registry.pending_report(id).await? else {
+        return Ok(());
+    };
+    let since = pending.at_ms.saturating_sub(REPORT_SEARCH_MARGIN_MS);
+    let written = ctx
+        .writer
+        .log()
+        .has_field_since(since, id, "reportToken", &pending.token)
+        .await?;
+    if !written {
+        write_lost_entry(ctx, lost, from, &pending.token).await?;
+    }
+    ctx.registry.clear_report(id, &pending.token).await
 }
 
 /// Parsed records from earlier sweeps, keyed by id with the fingerprint they were read at:
@@ -290,6 +385,8 @@ pub(crate) struct Swept {
     /// `None`: hash missing (`missing`) or not parsable.
     info: Option<InstanceInfo>,
     missing: bool,
+    /// The death report the record still owes, if any.
+    report_token: Option<String>,
     heartbeat: Option<String>,
     heartbeat_pttl: i64,
 }
@@ -335,6 +432,7 @@ impl RecordCache {
             }
             out.push(Swept {
                 missing: l.fingerprint.is_none(),
+                report_token: l.report_token,
                 id: l.id,
                 info,
                 heartbeat: l.heartbeat,
@@ -386,25 +484,14 @@ fn membership_digest(instances: &[InstanceInfo]) -> u64 {
     h.finish()
 }
 
-/// Flips the record at `key` to dead unless it already is; `Some(previous state)` when this
-/// call (identified by `token`, so a re-sent call answers the same) made the flip.
-pub async fn mark_dead(
-    store: &Store,
-    key: &str,
-    at: &str,
-    dead_ttl_ms: &str,
+/// Writes HEARTBEAT_LOST for `lost` (the entry's instanceId is the lost peer; `reporter` is
+/// this sweeper; `reportToken` the token of the record's mark-dead).
+async fn write_lost_entry(
+    ctx: &TaskCtx,
+    lost: &InstanceInfo,
+    from: Option<State>,
     token: &str,
-) -> Result<Option<String>> {
-    store
-        .script(
-            &redis::Script::new(MARK_DEAD),
-            &[key],
-            &[at, dead_ttl_ms, token],
-        )
-        .await
-}
-
-async fn write_lost_entry(net: &Network, lost: &InstanceInfo, from: Option<State>) -> Result<()> {
+) -> Result<()> {
     let author = Author {
         instance_id: lost.instance_id.clone(),
         exchange: lost.exchange_name.clone(),
@@ -417,10 +504,14 @@ async fn write_lost_entry(net: &Network, lost: &InstanceInfo, from: Option<State
         reason: Some("heartbeat expired".into()),
         from_state: from,
         to_state: Some(State::Dead),
-        fields: vec![("reporter".into(), net.instance_id().to_string())],
+        fields: vec![
+            ("reporter".into(), ctx.instance_id().to_string()),
+            ("reportToken".into(), token.to_string()),
+        ],
     };
-    net.append_as(&author, &input).await?;
-    net.logger().warn(
+    ctx.writer.append_as(&author, &input).await?;
+    ctx.metrics.peer_lost();
+    ctx.log.warn(
         serde_json::json!({ "lostInstanceId": lost.instance_id }),
         "peer lost: heartbeat expired",
     );

@@ -10,7 +10,6 @@ use napi_derive::napi;
 
 use crate::core::activity::make_query;
 use crate::core::config::{clip, Config};
-use crate::core::control;
 use crate::core::error::Error as CoreError;
 use crate::core::network::Network;
 use crate::node::convert::{read_activity_input, read_options, Json, JsonText, Reader};
@@ -55,7 +54,7 @@ impl PerseusNetwork {
         let cfg = Config::from_options(raw, std::env::var("REDIS_URL").ok()).map_err(fail)?;
         let has_logger = logger.is_some();
         let listeners = Rc::new(RefCell::new(Listeners::default()));
-        let watchdog = Arc::new(crate::core::heartbeat::Watchdog::default());
+        let watchdog = Arc::new(crate::core::watchdog::Watchdog::default());
         let sink = NodeSink::new(
             &env,
             &cfg.identity.instance_id,
@@ -395,7 +394,7 @@ impl PerseusNetwork {
         let net = self.net.clone();
         promise(
             env,
-            async move { control::request_drain(&net, &id, reason).await },
+            async move { net.request_drain(&id, reason).await },
             |_, ok| Ok(ok),
         )
     }
@@ -427,7 +426,7 @@ impl PerseusNetwork {
         let net = self.net.clone();
         promise(
             env,
-            async move { control::forget_instance(&net, &id, force).await },
+            async move { net.forget_instance(&id, force).await },
             |_, ok| Ok(ok),
         )
     }
@@ -436,18 +435,14 @@ impl PerseusNetwork {
     #[napi(catch_unwind, ts_return_type = "Promise<SweeperLease | null>")]
     pub fn sweeper<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
         let net = self.net.clone();
-        promise(env, async move { control::sweeper(&net).await }, |_, v| {
-            Ok(Json(v))
-        })
+        promise(env, async move { net.sweeper().await }, |_, v| Ok(Json(v)))
     }
 
     /// This process's counters and gauges in the Prometheus text format 0.0.4.
     #[napi(catch_unwind, ts_return_type = "Promise<string>")]
     pub fn metrics<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
         let net = self.net.clone();
-        promise(env, async move { control::metrics_text(&net) }, |_, v| {
-            Ok(v)
-        })
+        promise(env, async move { net.metrics_text() }, |_, v| Ok(v))
     }
 }
 

@@ -17,8 +17,8 @@ use serde_json::{Map, Value};
 
 use crate::core::config::LogLevel;
 use crate::core::events::{EventSink, NetEvent, Topic};
-use crate::core::heartbeat::Watchdog;
 use crate::core::logging::LogSink;
+use crate::core::watchdog::Watchdog;
 use crate::node::errors::js_error;
 use crate::node::runtime::{self, Link};
 

@@ -1,4 +1,4 @@
-//! Shared helpers for the integration tests: throwaway `redis-server` processes, a capturing
+//! Shared helpers for the core tests: throwaway `redis-server` processes, a capturing
 //! event sink, a capturing log sink and option builders. Never mocks Redis, never uses 6379.
 
 #![allow(dead_code)]
@@ -8,14 +8,20 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+pub use std::sync::{Arc, Mutex};
 
-use perseus_native::core::config::{Config, LogLevel, PublicIpOption, RawOptions};
-use perseus_native::core::events::{EventSink, NetEvent};
-use perseus_native::core::fsm::{Event, State};
-use perseus_native::core::logging::LogSink;
-use perseus_native::core::network::Network;
+pub use perseus_native::core::config::{Config, LogLevel, PublicIpOption, RawOptions};
+pub use perseus_native::core::events::{EventSink, NetEvent};
+pub use perseus_native::core::fsm::{Event, State};
+pub use perseus_native::core::logging::LogSink;
+pub use perseus_native::core::network::Network;
+
+pub use std::collections::{BTreeSet, HashMap};
+pub use std::time::{Duration, Instant};
+
+pub use perseus_native::core::activity::{make_query, ActivityInput, Bound};
+pub use perseus_native::core::error::Error;
+pub use perseus_native::core::ip;
 
 const INSTALL_HINT: &str =
     "redis-server is required by these tests: install it (apt-get install -y redis-server)";
@@ -394,4 +400,45 @@ pub fn network_with_logs(o: RawOptions, logs: Option<Arc<Logs>>) -> (Network, Ar
     let log_sink: Option<Arc<dyn LogSink>> = logs.map(|l| l as Arc<dyn LogSink>);
     let net = Network::new(cfg, cap.clone(), log_sink);
     (net, cap)
+}
+
+pub const TTL_MS: i64 = 400;
+pub const DEAD_TTL_MS: i64 = 60_000;
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+pub fn now_ms() -> u64 {
+    perseus_native::core::config::now_ms()
+}
+
+/// `(event, fromState, toState)` of every entry of a raw stream read.
+pub fn stream_events(
+    entries: &[(String, Vec<(String, String)>)],
+    instance_id: &str,
+) -> Vec<(String, Option<String>, Option<String>)> {
+    entries
+        .iter()
+        .filter(|(_, f)| field(f, "instanceId") == Some(instance_id))
+        .map(|(_, f)| {
+            (
+                field(f, "event").unwrap_or("").to_string(),
+                field(f, "fromState").map(str::to_string),
+                field(f, "toState").map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+pub fn ev(
+    e: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> (String, Option<String>, Option<String>) {
+    (e.into(), from.map(Into::into), to.map(Into::into))
+}
+
+pub fn is_parsable_iso(s: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(s).is_ok()
 }

@@ -1,0 +1,167 @@
+//! Building clients: standalone connection managers and cluster clients, with TLS (custom CA,
+//! insecure mode) and AUTH/ACL credentials from the connection config.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisError, TlsCertificates, TlsMode};
+
+use super::errors::{connect_failure, describe, scrub};
+use super::Conn;
+use crate::core::config::{ConnectionConfig, Target};
+use crate::core::error::{Error, Result};
+
+static CRYPTO: Once = Once::new();
+
+/// Installs ring as rustls' process-wide crypto provider, once (needed before any TLS use).
+pub fn install_crypto() {
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Opens the connection(s) for `cfg` within its connect timeout: the shared one and, on a
+/// cluster with `with_once`, the send-once one (see [`super::Store`]).
+pub(super) async fn open(
+    cfg: &ConnectionConfig,
+    secrets: &[String],
+    response_timeout: Duration,
+    with_once: bool,
+) -> Result<(Conn, Option<ClusterConnection>)> {
+    install_crypto();
+    let scrub = |e: RedisError| Error::Redis(connect_failure(cfg, &scrub(secrets, &describe(&e))));
+    let deadline = cfg.connect_timeout;
+    let fut = async {
+        match &cfg.target {
+            Target::Standalone(url) => {
+                let client = standalone_client(cfg, url).map_err(scrub)?;
+                let mgr_cfg = manager_config(cfg, response_timeout);
+                ConnectionManager::new_with_config(client, mgr_cfg)
+                    .await
+                    .map(|c| (Conn::Single(c), None))
+                    .map_err(scrub)
+            }
+            Target::Cluster(nodes) => {
+                let client = cluster_client(cfg, nodes, response_timeout, 3).map_err(scrub)?;
+                let conn = client.get_async_connection().await.map_err(scrub)?;
+                let once = if with_once {
+                    let client = cluster_client(cfg, nodes, response_timeout, 0).map_err(scrub)?;
+                    Some(client.get_async_connection().await.map_err(scrub)?)
+                } else {
+                    None
+                };
+                Ok((Conn::Cluster(conn), once))
+            }
+        }
+    };
+    match tokio::time::timeout(deadline, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout(format!(
+            "could not connect to Redis at {} within {} ms",
+            crate::core::config::redact_target(&cfg.target),
+            deadline.as_millis()
+        ))),
+    }
+}
+
+/// A fresh standalone connection manager (after repeated timeouts), if one can be made in
+/// time; `None` on a cluster or on failure.
+pub(super) async fn reopen_standalone(
+    cfg: &ConnectionConfig,
+    response_timeout: Duration,
+) -> Option<ConnectionManager> {
+    let Target::Standalone(url) = &cfg.target else {
+        return None;
+    };
+    let client = standalone_client(cfg, url).ok()?;
+    let mgr_cfg = manager_config(cfg, response_timeout);
+    tokio::time::timeout(
+        cfg.connect_timeout,
+        ConnectionManager::new_with_config(client, mgr_cfg),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+/// The standalone connection manager's settings (the first connection and replacements).
+fn manager_config(cfg: &ConnectionConfig, response_timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(cfg.connect_timeout))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(1000))
+}
+
+fn standalone_client(cfg: &ConnectionConfig, url: &str) -> redis::RedisResult<Client> {
+    let mut info = url.into_connection_info()?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(u) = &cfg.username {
+        settings = settings.set_username(u);
+    }
+    if let Some(p) = &cfg.password {
+        settings = settings.set_password(p);
+    }
+    info = info.set_redis_settings(settings);
+    if let ConnectionAddr::TcpTls { host, port, .. } = info.addr().clone() {
+        if cfg.tls_insecure {
+            info = info.set_addr(ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: true,
+                tls_params: None,
+            });
+        } else if let Some(ca) = &cfg.tls_ca_cert {
+            return Client::build_with_tls(
+                info,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.as_bytes().to_vec()),
+                },
+            );
+        }
+    }
+    Client::open(info)
+}
+
+/// `retries`: how often the client itself retries a request (redirects, cluster-state errors,
+/// and dropped connections, for which it re-sends the command). 0 for the send-once client.
+fn cluster_client(
+    cfg: &ConnectionConfig,
+    nodes: &[String],
+    response_timeout: Duration,
+    retries: u32,
+) -> redis::RedisResult<redis::cluster::ClusterClient> {
+    let mut b = ClusterClientBuilder::new(nodes.iter().map(|s| s.as_str()))
+        .connection_timeout(cfg.connect_timeout)
+        .response_timeout(response_timeout)
+        // No silent re-send of a timed-out write: a timeout surfaces to the caller (our own
+        // timer is at most the response timeout + 50 ms).
+        .retries(retries)
+        .min_retry_wait(50)
+        .max_retry_wait(1000);
+    if let Some(u) = &cfg.username {
+        b = b.username(u);
+    }
+    if let Some(p) = &cfg.password {
+        b = b.password(p);
+    }
+    if nodes.iter().any(|n| n.starts_with("rediss://")) {
+        if cfg.tls_insecure {
+            b = b.tls(TlsMode::Insecure);
+        } else {
+            b = b.tls(TlsMode::Secure);
+            if let Some(ca) = &cfg.tls_ca_cert {
+                b = b.certs(TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.as_bytes().to_vec()),
+                });
+            }
+        }
+    }
+    b.build()
+}
