@@ -113,6 +113,18 @@ describe('dashboard: handler and API (issue 14)', () => {
     assert.ok(pkg.files.includes('dashboard'));
     assert.ok(pkg.dependencies.uplot, 'uPlot is a runtime dependency (served from the package)');
     for (const dev of ['express', 'fastify', 'playwright-core']) assert.ok(!pkg.dependencies[dev] && pkg.devDependencies[dev], dev);
+    // What `npm pack` would publish carries every file the handler serves.
+    const packed = await new Promise((resolve, reject) => {
+      const child = spawn('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      child.on('error', reject);
+      child.on('close', () => resolve(JSON.parse(out)[0].files.map((f) => f.path)));
+    });
+    for (const f of ['dashboard/index.js', 'dashboard/index.mjs', 'dashboard/index.d.ts', 'dashboard/lib/hub.js', 'dashboard/lib/http.js',
+      'dashboard/public/index.html', 'dashboard/public/app.js', 'dashboard/public/app.css']) {
+      assert.ok(packed.includes(f), `${f} is in the package`);
+    }
   });
 
   it('without the token every route answers 401 with a JSON error; the token opens them', async () => {
