@@ -16,7 +16,8 @@ const NOSTREAM_PASSWORD = 'N0stream-pw';
 const COMMANDS = [
   'ping', 'set', 'get', 'del', 'exists', 'pexpire', 'pttl', 'time',
   'hget', 'hmget', 'hgetall', 'hset',
-  'zadd', 'zrange', 'zrem',
+  'zadd', 'zrange', 'zrem', 'zscore',
+  'lpop', 'rpush',
   'xadd', 'xrange', 'xrevrange', 'xread', 'xtrim', 'xlen',
   'scan', 'evalsha', 'script|load',
 ];
@@ -72,6 +73,18 @@ test('acl: the least-privilege user runs lifecycle, activity, listing (index and
   assert.ok((await net.trimActivity(60_000)) >= 0);
   await waitFor('network state written', async () => (await net.networkState()) !== null, 3000);
   assert.equal((await net.getInstance('acl-1')).state, 'running');
+
+  // Operator verbs as the same user (issue 13): a drain request to a peer in a child process
+  // (RPUSH in a script; the peer's beat pops it with LPOP), forget (ZSCORE, scripts), sweeper().
+  const { child: child2, instanceId: peer2 } = await spawnMember(asUser({ instanceId: 'acl-peer2' }));
+  children.push(child2);
+  await waitFor('peer2 joined', () => ev.instanceJoined.some((i) => i.instanceId === peer2), 5000);
+  assert.equal(await byIndex.requestDrain(peer2, 'acl drain'), true);
+  await waitFor('peer2 drained', async () => (await net.getInstance(peer2))?.state === 'dead', 5000);
+  assert.equal(await byIndex.forgetInstance(peer2), true);
+  assert.equal(await byIndex.forgetInstance(peer), true);
+  assert.equal((await byIndex.sweeper()).instanceId, 'acl-1');
+  assert.match(await byIndex.metrics(), /perseus_info/);
   await sleep(500); // a few heartbeats and sweeps
   await net.drain('acl test done');
   assert.equal(net.state, 'dead');
@@ -159,6 +172,12 @@ test('acl cluster: the same user (plus cluster|slots, asking) runs everything on
     await Promise.all(peers.map((p) => p.start()));
     const expected = ['aclc-1', ...peers.map((p) => p.instanceId)].sort();
     assert.deepEqual((await net.listInstances()).map((i) => i.instanceId).sort(), expected);
+    // Operator verbs (issue 13) as the same user, across the cluster's slots.
+    assert.equal(await net.requestDrain('aclc-p0', 'acl drain'), true);
+    await waitFor('aclc-p0 drained', () => peers[0].state === 'dead', 5000);
+    assert.equal(await net.forgetInstance('aclc-p0'), true);
+    assert.equal(await net.forgetInstance('aclc-p1', { force: true }), true);
+    assert.ok(await net.sweeper());
     await Promise.all(peers.map((p) => p.close()));
     const id = await net.logActivity({ event: 'ACL_CLUSTER' });
     await waitFor('tail sees ACL_CLUSTER', () => ev.activity.some((e) => e.id === id), 5000);

@@ -4,12 +4,15 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 
 import { startStandalone } from '../scripts/redis.mjs';
+import { sleep, waitFor } from './helpers-wait.mjs';
 
 const require = createRequire(import.meta.url);
 const { PerseusNetwork } = require('../index.js');
@@ -17,7 +20,7 @@ const { PerseusNetwork } = require('../index.js');
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'perseus.mjs');
 const PREFIX = 'clitest';
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const CLI_ID = `perseus-cli@${os.hostname()}`;
 
 /** The environment of a CLI child: no REDIS_URL from the outside, no colours. */
 function childEnv(extra = {}) {
@@ -45,14 +48,6 @@ function run(args, { env, timeoutMs = 15_000 } = {}) {
   });
 }
 
-async function waitFor(what, check, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 const jsonLines = (text) => text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
 
@@ -205,8 +200,10 @@ describe('perseus CLI (issue 7)', () => {
     assert.equal(info.instances.byState.running, 2);
     assert.equal(info.instances.byState.dead, 1);
     assert.ok([a.instanceId, b.instanceId].includes(info.sweeper.holder), `sweeper ${info.sweeper.holder}`);
+    assert.ok(info.sweeper.expiresInMs > 0 && info.sweeper.expiresInMs <= 1500, `${info.sweeper.expiresInMs}`);
     const text = await run(['info', ...conn()]);
     assert.equal(text.code, 0);
+    assert.match(text.stdout, new RegExp(`sweeper\\s+${info.sweeper.holder.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}  \\(lease .* left\\)`));
     assert.match(text.stdout, /instances\s+3 \(2 alive\): idle 0, registering 0, running 2, draining 0, dead 1/);
   });
 
@@ -231,7 +228,7 @@ describe('perseus CLI (issue 7)', () => {
   it('forget refuses a live instance and removes a dead one', async () => {
     const live = await run(['forget', a.instanceId, ...conn()]);
     assert.equal(live.code, 1);
-    assertOneLineError(live.stderr, /refusing to forget .* running and alive/);
+    assertOneLineError(live.stderr, /refusing to forget .*alive.*use --force/);
     assert.equal(live.stderr.trim().split('\n').length, 1);
     assert.equal(await redis.cli('EXISTS', `${PREFIX}:instance:${a.instanceId}`), '1');
 
@@ -239,7 +236,7 @@ describe('perseus CLI (issue 7)', () => {
     assert.notEqual(await redis.cli('ZSCORE', `${PREFIX}:instances`, c.instanceId), '');
     const dead = await run(['forget', c.instanceId, ...conn()]);
     assert.equal(dead.code, 0, dead.stderr);
-    assert.match(dead.stdout, new RegExp(`^forgot ${c.instanceId} \\(was dead\\): removed record`));
+    assert.match(dead.stdout, new RegExp(`^forgot ${c.instanceId} \\(was dead\\): removed its record, heartbeat key and index entry`));
     assert.equal(await redis.cli('EXISTS', `${PREFIX}:instance:${c.instanceId}`, `${PREFIX}:heartbeat:${c.instanceId}`), '0');
     assert.equal(await redis.cli('ZSCORE', `${PREFIX}:instances`, c.instanceId), '');
     const all = JSON.parse((await run(['status', '--all', '--json', ...conn()])).stdout);
@@ -251,7 +248,72 @@ describe('perseus CLI (issue 7)', () => {
 
     const forced = await run(['forget', b.instanceId, '--force', '--json', ...conn()]);
     assert.equal(forced.code, 0, forced.stderr);
-    assert.deepEqual(JSON.parse(forced.stdout), { instanceId: b.instanceId, state: 'running', removed: { record: 1, heartbeat: 1, index: 1 } });
+    assert.deepEqual(JSON.parse(forced.stdout), { instanceId: b.instanceId, state: 'running', forgotten: true, force: true });
+    // Operator actions are the audit trail: FORGOTTEN names the CLI that asked.
+    const trail = jsonLines((await run(['activity', '--json', '--event', 'FORGOTTEN', ...conn()])).stdout);
+    assert.deepEqual(trail.map((e) => [e.instanceId, e.fields.requestedBy, e.fields.force]), [
+      [c.instanceId, CLI_ID, undefined],
+      [b.instanceId, CLI_ID, 'true'],
+    ]);
+    // The forced one is running: it registers again on its next beat.
+    await waitFor('b registered again', async () => (await b.getInstance(b.instanceId))?.state === 'running', 5000);
+  });
+
+  it('drain asks a running instance to drain (DRAIN_REQUESTED names the CLI); not running → exit 1', async () => {
+    const d = make({ exchangeId: 5, exchangeName: 'bitfinex', version: '1.0.0' });
+    await d.start();
+    const asked = await run(['drain', d.instanceId, '--reason', 'rolling restart', ...conn()]);
+    assert.equal(asked.code, 0, asked.stderr);
+    assert.match(asked.stdout, new RegExp(`^asked ${d.instanceId} to drain \\(reason: rolling restart\\)`));
+    await waitFor('d drained', () => d.state === 'dead', 5000);
+    const trail = await d.queryActivity({ instanceId: d.instanceId });
+    const req = trail.find((e) => e.event === 'DRAIN_REQUESTED');
+    assert.equal(req.fields.requestedBy, CLI_ID);
+    assert.equal(req.reason, 'rolling restart');
+    assert.equal(trail.find((e) => e.event === 'DEREGISTERED').reason, 'rolling restart');
+
+    const again = await run(['drain', d.instanceId, ...conn()]);
+    assert.equal(again.code, 1);
+    assertOneLineError(again.stderr, /cannot drain .*: it is not a running instance \(it is dead\)/);
+    const unknown = await run(['drain', 'nobody:1:2:3', ...conn()]);
+    assert.equal(unknown.code, 1);
+    assertOneLineError(unknown.stderr, /not a running instance \(no such instance\)/);
+    const usage = await run(['drain', ...conn()]);
+    assert.equal(usage.code, 2);
+  });
+
+  it('status --wide adds RTT, event-loop lag and memory columns and marks the sweeper', async () => {
+    const wide = await run(['status', '--wide', ...conn()]);
+    assert.equal(wide.code, 0, wide.stderr);
+    assert.match(wide.stdout, /INSTANCE\s+EXCHANGE.*ALIVE\s+RTT\s+LOOP LAG\s+MEMORY/);
+    const row = wide.stdout.split('\n').find((l) => l.startsWith(a.instanceId));
+    assert.match(row, /yes\s+\d+ ms\s+\d+ ms\s+\d+(\.\d)? (KiB|MiB|GiB)$/);
+    const lease = JSON.parse((await run(['info', '--json', ...conn()])).stdout).sweeper;
+    assert.ok(wide.stdout.split('\n').some((l) => l.startsWith(`${lease.holder} *`)), `sweeper ${lease.holder} marked`);
+    assert.match(wide.stdout, /\* holds the sweeper lease/);
+    const list = JSON.parse((await run(['status', '--json', ...conn()])).stdout);
+    assert.ok(list.every((i) => i.health && i.health.rssBytes > 0));
+    assert.equal(list.filter((i) => i.sweeper).length, 1);
+  });
+
+  it('bin/ speaks no Redis protocol and builds no key name (everything goes through the addon)', () => {
+    const files = [];
+    const walk = (dir) => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else files.push(p);
+      }
+    };
+    walk(path.join(ROOT, 'bin'));
+    assert.ok(files.length >= 5);
+    assert.ok(!files.some((f) => f.endsWith('resp.mjs')), 'bin/lib/resp.mjs is gone');
+    for (const f of files) {
+      const text = fs.readFileSync(f, 'utf8');
+      for (const needle of [':instance:', ':heartbeat:', ':instances', ':sweeper', ':activity', ':signal:', ':network:state', 'RESP', '*\r\n', '$\r\n', 'createConnection', 'tls.connect', 'MOVED']) {
+        assert.ok(!text.includes(needle), `${path.relative(ROOT, f)} contains ${JSON.stringify(needle)}`);
+      }
+    }
   });
 
   it('forget authenticates and selects the URL database (--password-env)', async () => {
@@ -314,7 +376,7 @@ describe('perseus CLI (issue 7)', () => {
     assert.equal(prefix.code, 2);
     assertOneLineError(prefix.stderr, /keyPrefix/);
 
-    for (const args of [['status'], ['activity'], ['info'], ['forget', 'x:1:2:3'], ['trim', '--dry-run']]) {
+    for (const args of [['status'], ['activity'], ['info'], ['forget', 'x:1:2:3'], ['drain', 'x:1:2:3'], ['trim', '--dry-run']]) {
       const down = await run([...args, '--url', 'redis://127.0.0.1:1']);
       assert.equal(down.code, 1, `${args[0]}: ${down.stderr}`);
       assertOneLineError(down.stderr, /cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);

@@ -1,5 +1,5 @@
-// Issue 5: the lifecycle, activity and network suites also pass in cluster mode. Runs the
-// three files, unchanged, in a child `node --test` with PERSEUS_TEST_TARGET=cluster: each
+// Issue 5: the lifecycle, activity, network (and issue 13's operators) suites also pass in cluster mode. Runs the
+// files, unchanged, in a child `node --test` with PERSEUS_TEST_TARGET=cluster: each
 // file starts its own 6-node cluster (target.mjs). Tests that need a standalone server are
 // not registered in that mode (see each file). A missing redis-server fails the child run,
 // and with it this test.
@@ -12,8 +12,8 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
-const SUITES = ['lifecycle.test.mjs', 'activity.test.mjs', 'network.test.mjs'];
-const TIMEOUT_MS = 170_000; // about 60 s on a 2-core machine
+const SUITES = ['lifecycle.test.mjs', 'activity.test.mjs', 'network.test.mjs', 'operators.test.mjs'];
+const TIMEOUT_MS = 230_000; // about 80 s on a 2-core machine
 
 test('lifecycle, activity and network suites pass against a 6-node cluster', { timeout: TIMEOUT_MS + 10_000 }, async (t) => {
   const env = { ...process.env, PERSEUS_TEST_TARGET: 'cluster' };

@@ -338,3 +338,26 @@ test('cluster: failover of the master serving the activity stream', async () => 
   console.log(`# failover took ${failoverMs} ms; recovered within ${Date.now() - recovered} ms`);
   await closeAll([net, peer]);
 });
+
+test('cluster: a dropped link under the sweep\'s light read (HMGET) is retried once: no sweep error, no false loss', async () => {
+  const prefix = uniquePrefix('hm');
+  const net = track(new PerseusNetwork(opts({ keyPrefix: prefix, instanceId: 'hm-1' })));
+  const peer = track(new PerseusNetwork(opts({ keyPrefix: prefix, instanceId: 'hm-2' })));
+  const errors = [];
+  net.on('error', (e) => errors.push(e.message));
+  await net.start();
+  await peer.start();
+  // The node of the peer's record: every sweep reads it with HMGET.
+  const master = await cluster.masterForKey(`${prefix}:instance:hm-2`);
+  let kills = 0;
+  for (let k = 0; k < 12; k++) {
+    await sleep(150); // about one sweep (sweepIntervalMs 200)
+    kills += Number(await cluster.cli(master.port, 'CLIENT', 'KILL', 'TYPE', 'normal').catch(() => 0));
+  }
+  assert.ok(kills >= 12, `only ${kills} connections were killed`);
+  const before = (await net.networkState())?.updatedAt;
+  await waitFor('a sweep after the cuts', async () => (await net.networkState())?.updatedAt !== before, 5000);
+  assert.deepEqual(errors.filter((m) => /HMGET|sweep/i.test(m)), [], 'a sweep failed on a dropped link');
+  assert.deepEqual((await net.queryActivity({ event: 'HEARTBEAT_LOST' })).map((e) => e.instanceId), []);
+  await closeAll([net, peer]);
+});

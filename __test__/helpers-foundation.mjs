@@ -17,7 +17,9 @@ export const addon = require('../index.js');
 
 export { startStandalone, freePort } from '../scripts/redis.mjs';
 
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+import { sleep, waitFor } from './helpers-wait.mjs';
+
+export { sleep, waitFor };
 
 /**
  * Options with short timings and no public IP detection. `redis` is a server from
@@ -51,24 +53,6 @@ export async function xrange(redis, key = 'perseus:activity') {
   });
 }
 
-/** Polls `check` (sync or async) until it returns a truthy value; throws with `what` on timeout. */
-export async function waitFor(what, check, timeoutMs = 5000, everyMs = 25) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-      last = v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    }
-    await sleep(everyMs);
-  }
-}
 
 /** Blocks the JS thread (no timers, no I/O callbacks) for `ms`. */
 export function busyLoop(ms) {

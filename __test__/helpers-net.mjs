@@ -17,25 +17,10 @@ export { startStandalone };
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const MEMBER_SCRIPT = path.join(HERE, 'fixtures', 'member.mjs');
 
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+import { sleep, waitFor } from './helpers-wait.mjs';
 
-/** Polls `check` (sync or async) every `everyMs` until it returns a truthy value; rejects on timeout. */
-export async function waitFor(what, check, timeoutMs = 5000, everyMs = 20) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      last = await check();
-      if (last) return last;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() >= deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    }
-    await sleep(everyMs);
-  }
-}
+export { sleep, waitFor };
+
 
 /** `redis-cli --json` parsed. */
 export async function cliJson(redis, ...args) {

@@ -262,6 +262,7 @@ describe('network (issue 4)', () => {
         privateIp: '10.0.0.1', pid: 42, version: '2.0.0', state: 'running',
         registeredAt: '2026-01-01T00:00:00.000Z', lastStateChange: '2026-01-01T00:00:00.000Z',
         metadata: { n: 'seed:17' }, alive: true, lastHeartbeat: now,
+        health: null, // the seed's payload records no health (issue 13)
       },
     );
     assert.ok(elapsed < 2000, `index listing took ${elapsed.toFixed(0)} ms`);

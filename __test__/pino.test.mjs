@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import pino from 'pino';
 import { PerseusNetwork } from '../index.mjs';
 import { startStandalone } from '../scripts/redis.mjs';
+import { sleep, waitFor } from './helpers-wait.mjs';
 
 const PASSWORD = 'pino-S3cret-pa55word';
 const WRONG_PASSWORD = 'pino-Wr0ng-pa55word';
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let redis;
 let seq = 0;
@@ -44,16 +44,6 @@ function options(extra) {
   };
 }
 
-/** Polls until `check()` is truthy (records arrive asynchronously, from the runtime thread). */
-async function waitFor(what, check, ms = 5000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(20);
-  }
-}
 
 function assertNoSecret(dest) {
   for (const line of dest.lines) {

@@ -20,9 +20,11 @@ const CONNECTION_HELP = `Connection (every command):
 const COMMANDS = {
   status: {
     summary: 'table of the network\'s instances',
-    usage: 'perseus status [--all] [--json] [--watch]',
-    options: ['all', 'json', 'watch'],
+    usage: 'perseus status [--all] [--wide] [--json] [--watch]',
+    options: ['all', 'wide', 'json', 'watch'],
     help: `  --all                    include dead (and drained) instances whose record has not expired
+  --wide                   add health columns: Redis RTT, event-loop lag, memory (from heartbeats)
+                           (the sweeper lease holder is marked with *)
   --json                   print a JSON array of instances
   --watch                  refresh every second until Ctrl-C`,
   },
@@ -47,12 +49,20 @@ const COMMANDS = {
   --json                   print the result as JSON`,
   },
   forget: {
-    summary: 'remove a dead instance\'s record, heartbeat key and index entry',
+    summary: 'remove a dead instance\'s record, heartbeat key and index entry (logs FORGOTTEN)',
     usage: 'perseus forget <instanceId> [--force] [--json]',
     options: ['force', 'json'],
     help: `  --force                  also remove an instance that is not dead or still alive (a running
                            instance registers itself again on its next heartbeat)
   --json                   print the result as JSON`,
+  },
+  drain: {
+    summary: 'ask a running instance to drain (it hears it on its next heartbeat)',
+    usage: 'perseus drain <instanceId> [--reason TEXT] [--json]',
+    options: ['reason', 'json'],
+    help: `  --reason TEXT            recorded in DRAIN_REQUESTED and the instance's DEREGISTERED
+  --json                   print the result as JSON
+  Exits 1 when the instance is not running.`,
   },
   info: {
     summary: 'stream length, first/last entry, retention, sweeper, counts by state',
@@ -101,6 +111,8 @@ const OPTIONS = {
   retention: { type: 'string' },
   'dry-run': { type: 'boolean' },
   force: { type: 'boolean' },
+  wide: { type: 'boolean' },
+  reason: { type: 'string' },
   port: { type: 'string' },
   host: { type: 'string' },
   'base-path': { type: 'string' },
@@ -185,7 +197,7 @@ async function main(argv) {
       throw new UsageError(`option ${t.rawName} does not apply to '${name}'`, { command: name });
     }
   }
-  if (name !== 'forget' && positionals.length) {
+  if (name !== 'forget' && name !== 'drain' && positionals.length) {
     throw new UsageError(`unexpected argument '${positionals[0]}' for '${name}'`, { command: name });
   }
   if (values.url !== undefined && values.cluster !== undefined) {

@@ -12,6 +12,18 @@ echo "== format and lints"
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 
+echo "== structure (issue 11): no core task imports network; the store matches no command names"
+if grep -nE 'use super::network|crate::core::network' \
+    src/core/heartbeat.rs src/core/sweeper.rs src/core/activity.rs src/core/registry.rs \
+    src/core/trimmer.rs src/core/task.rs src/core/watchdog.rs src/core/events.rs; then
+  echo "a core module imports network (only network/ may spawn or stop tasks)" >&2
+  exit 1
+fi
+if grep -nE '(const|static) [A-Z_]+: &\[&str\]|eq_ignore_ascii_case|args_iter\(\)\.next\(\)' src/core/store/*.rs; then
+  echo "the store matches command names (callers declare a Kind instead)" >&2
+  exit 1
+fi
+
 echo "== build the addon (release)"
 npx napi build --platform --release
 
@@ -25,7 +37,8 @@ fi
 echo "== cargo tests (core, real Redis)"
 # --release reuses the dependencies the addon build just compiled.
 mkdir -p target
-if ! cargo test --release --no-default-features > target/cargo-test.log 2>&1; then
+# fault-points: test-only pause points (src/core/faults.rs), never in the addon napi builds.
+if ! cargo test --release --no-default-features --features fault-points > target/cargo-test.log 2>&1; then
   tail -n 80 target/cargo-test.log
   exit 1
 fi

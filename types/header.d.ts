@@ -153,7 +153,10 @@ export interface ActivityEntry {
   hostname?: string
   /** ISO 8601, as written */
   ts: string
-  /** every field beyond the ones above, as written (non-UTF-8 bytes as U+FFFD) */
+  /** every field beyond the ones above, as written (non-UTF-8 bytes as U+FFFD). A HEARTBEAT_LOST
+   *  entry (whose instanceId is the lost peer) carries `reporter` (the sweeper that wrote it) and
+   *  `reportToken` (the token its mark-dead stored in the record: one token, one entry, however
+   *  often the report was retried) */
   fields: Record<string, string>
 }
 export interface ActivityInput {

@@ -1,4 +1,5 @@
-// The query and maintenance commands: status, activity, trim, forget, info.
+// The query and operator commands: status, activity, trim, forget, drain, info. Everything goes
+// through the addon: no key name is built and no Redis protocol is spoken here.
 
 import { CliError, UsageError, describeError } from './errors.mjs';
 import {
@@ -11,7 +12,7 @@ import {
   screenRows,
   statusTable,
 } from './format.mjs';
-import { prefixOf, queryNetwork, rawClient } from './connection.mjs';
+import { prefixOf, queryNetwork } from './connection.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const STATES = ['idle', 'registering', 'running', 'draining', 'dead'];
@@ -37,9 +38,9 @@ export async function status(ctx) {
   const net = ctx.track(queryNetwork(ctx.conn));
   const includeDead = Boolean(values.all);
   const render = async () => {
-    const list = await net.listInstances({ includeDead });
-    if (values.json) return JSON.stringify(list);
-    return statusTable(list, c);
+    const [list, lease] = await Promise.all([net.listInstances({ includeDead }), net.sweeper()]);
+    if (values.json) return JSON.stringify(list.map((i) => ({ ...i, sweeper: i.instanceId === lease?.instanceId })));
+    return statusTable(list, c, Date.now(), { wide: Boolean(values.wide), sweeper: lease?.instanceId ?? null });
   };
 
   if (!values.watch) {
@@ -207,42 +208,59 @@ export async function trim(ctx) {
 
 // --- forget --------------------------------------------------------------------------------
 
-export async function forget(ctx) {
-  const { values, positionals, out } = ctx;
-  if (positionals.length !== 1) throw new UsageError('forget needs exactly one <instanceId>', { command: 'forget' });
+function instanceIdArg(positionals, command) {
+  if (positionals.length !== 1) throw new UsageError(`${command} needs exactly one <instanceId>`, { command });
   const id = positionals[0];
   if (!/^[\x21-\x7e]{1,256}$/.test(id) || /[*?[\]{}\\]/.test(id)) {
     throw new UsageError(`bad instance id '${id}': 1-256 printable characters, no whitespace nor * ? [ ] { } \\`);
   }
+  return id;
+}
+
+export async function forget(ctx) {
+  const { values, positionals, out } = ctx;
+  const id = instanceIdArg(positionals, 'forget');
   const net = ctx.track(queryNetwork(ctx.conn));
   const info = await net.getInstance(id);
-  if (info && (info.alive || info.state !== 'dead') && !values.force) {
-    throw new CliError(`refusing to forget ${id}: it is ${info.state}${info.alive ? ' and alive (heartbeat present)' : ''}; use --force to remove it anyway`);
-  }
-  const prefix = prefixOf(ctx.conn);
-  const redis = await rawClient(ctx.conn);
+  let forgotten;
   try {
-    // No readable record (absent or garbage): still refuse while its heartbeat key exists.
-    if (!info && !values.force && (await redis.command('EXISTS', `${prefix}:heartbeat:${id}`)) === 1) {
-      throw new CliError(`refusing to forget ${id}: its heartbeat key exists (alive); use --force to remove it anyway`);
-    }
-    const record = await redis.command('DEL', `${prefix}:instance:${id}`);
-    const heartbeat = await redis.command('DEL', `${prefix}:heartbeat:${id}`);
-    const index = await redis.command('ZREM', `${prefix}:instances`, id);
-    if (!info && !record && !heartbeat && !index) {
-      throw new CliError(`no instance ${id} under prefix '${prefix}': nothing to forget`);
-    }
-    if (values.json) {
-      out.write(`${JSON.stringify({ instanceId: id, state: info?.state ?? null, removed: { record, heartbeat, index } })}\n`);
-    } else {
-      const what = [record && 'record', heartbeat && 'heartbeat', index && 'index entry'].filter(Boolean).join(', ') || 'nothing (already gone)';
-      out.write(`forgot ${id}${info ? ` (was ${info.state})` : ''}: removed ${what}\n`);
-    }
+    forgotten = await net.forgetInstance(id, { force: Boolean(values.force) });
   } catch (err) {
-    if (err instanceof CliError) throw err;
-    throw new CliError(`forget ${id}: ${err.message}`);
-  } finally {
-    redis.close();
+    if (err.code === 'ERR_PERSEUS_CONFLICT') {
+      throw new CliError(`refusing to forget ${id}: ${err.message.replace(/^cannot forget instance '[^']*': /, '').replace(/; pass force.*$/, '')}; use --force to remove it anyway`);
+    }
+    throw err;
+  }
+  if (!forgotten) {
+    throw new CliError(`no instance ${id} under prefix '${prefixOf(ctx.conn)}': nothing to forget`);
+  }
+  if (values.json) {
+    out.write(`${JSON.stringify({ instanceId: id, state: info?.state ?? null, forgotten: true, force: Boolean(values.force) })}\n`);
+  } else {
+    out.write(`forgot ${id}${info ? ` (was ${info.state})` : ''}: removed its record, heartbeat key and index entry; FORGOTTEN logged\n`);
+  }
+  return 0;
+}
+
+// --- drain ---------------------------------------------------------------------------------
+
+export async function drain(ctx) {
+  const { values, positionals, out } = ctx;
+  const id = instanceIdArg(positionals, 'drain');
+  if (values.reason !== undefined && [...values.reason].length > 1024) {
+    throw new UsageError('bad --reason: at most 1024 characters', { command: 'drain' });
+  }
+  const net = ctx.track(queryNetwork(ctx.conn));
+  const asked = await net.requestDrain(id, values.reason);
+  if (!asked) {
+    const info = await net.getInstance(id);
+    const why = !info ? 'no such instance' : info.state !== 'running' ? `it is ${info.state}` : 'its heartbeat has lapsed';
+    throw new CliError(`cannot drain ${id}: it is not a running instance (${why})`);
+  }
+  if (values.json) {
+    out.write(`${JSON.stringify({ instanceId: id, requested: true, reason: values.reason ?? null, requestedBy: net.instanceId })}\n`);
+  } else {
+    out.write(`asked ${id} to drain${values.reason ? ` (reason: ${values.reason})` : ''}; it hears it on its next heartbeat. DRAIN_REQUESTED logged by ${net.instanceId}\n`);
   }
   return 0;
 }
@@ -253,26 +271,14 @@ export async function info(ctx) {
   const { values, out, c } = ctx;
   const net = ctx.track(queryNetwork(ctx.conn));
   const prefix = prefixOf(ctx.conn);
-  const [length, first, last, instances, state] = await Promise.all([
+  const [length, first, last, instances, state, lease] = await Promise.all([
     net.activityLength(),
     net.queryActivity({ limit: 1 }),
     net.queryActivity({ limit: 1, reverse: true }),
     net.listInstances({ includeDead: true }),
     net.networkState(),
+    net.sweeper(),
   ]);
-  let sweeper = null;
-  let sweeperSource = 'lease';
-  try {
-    const redis = await rawClient(ctx.conn);
-    try {
-      sweeper = await redis.command('GET', `${prefix}:sweeper`);
-    } finally {
-      redis.close();
-    }
-  } catch {
-    sweeper = state?.updatedBy ?? null;
-    sweeperSource = 'network state';
-  }
   const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
   for (const i of instances) counts[i.state] = (counts[i.state] ?? 0) + 1;
   const alive = instances.filter((i) => i.alive).length;
@@ -282,13 +288,13 @@ export async function info(ctx) {
   const result = {
     target: ctx.where,
     prefix,
-    stream: { key: `${prefix}:activity`, length, first: entry(first[0]), last: entry(last[0]) },
+    stream: { length, first: entry(first[0]), last: entry(last[0]) },
     retention: {
       cliDefault: formatRetention(DEFAULT_RETENTION_MS),
       oldestEntryAge: oldestAgeMs === null ? null : formatDuration(oldestAgeMs),
       note: 'each instance trims with its own activityRetentionMs (default 90d); it is not stored in Redis',
     },
-    sweeper: { holder: sweeper, source: sweeperSource },
+    sweeper: lease ? { holder: lease.instanceId, expiresInMs: lease.expiresInMs } : null,
     networkState: state ? { updatedAt: state.updatedAt, updatedBy: state.updatedBy } : null,
     instances: { total: instances.length, alive, byState: counts },
   };
@@ -300,11 +306,11 @@ export async function info(ctx) {
   const fmtEntry = (e) => (e ? `${e.id}  ${c.dim(e.time)}` : c.dim('-'));
   out.write([
     kv('redis', `${ctx.where}  (prefix '${prefix}')`),
-    kv('stream', `${result.stream.key}: ${length} entries`),
+    kv('stream', `${length} entries`),
     kv('first entry', fmtEntry(result.stream.first)),
     kv('last entry', fmtEntry(result.stream.last)),
     kv('retention', `${result.retention.cliDefault} (default; set per instance by activityRetentionMs)${oldestAgeMs === null ? '' : `, oldest entry ${formatDuration(oldestAgeMs)} old`}`),
-    kv('sweeper', sweeper ? `${sweeper}${sweeperSource === 'lease' ? '' : c.dim(' (last network-state writer)')}` : c.dim('none (no lease held)')),
+    kv('sweeper', lease ? `${lease.instanceId}  ${c.dim(`(lease ${formatDuration(lease.expiresInMs)} left)`)}` : c.dim('none (no lease held)')),
     kv('network state', state ? `updated ${state.updatedAt} by ${state.updatedBy}` : c.dim('none written yet')),
     kv('instances', `${instances.length} (${alive} alive): ${STATES.map((s) => `${s} ${counts[s]}`).join(', ')}`),
   ].join('\n') + '\n');

@@ -1,10 +1,10 @@
-// Shared connection flags → addon options, the query-only network, and the RESP helper.
+// Shared connection flags → addon options, and the query-only network.
 
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 
 import { CliError, UsageError, maskUrl } from './errors.mjs';
-import { connectResp } from './resp.mjs';
 
 const require = createRequire(import.meta.url);
 let addon;
@@ -61,10 +61,17 @@ export function describeTarget(conn) {
   return conn.clusterNodes ? `cluster ${conn.clusterNodes.map(maskUrl).join(',')}` : maskUrl(conn.redisUrl);
 }
 
-/** A non-started PerseusNetwork for queries. */
+/** `perseus-cli@<hostname>`: who the CLI's network is, so DRAIN_REQUESTED/FORGOTTEN name the asker. */
+export function cliIdentity(hostname = os.hostname()) {
+  const host = hostname.replace(/[^\x21-\x7e]|[*?[\]{}\\]/g, '_').slice(0, 200) || 'unknown';
+  return `perseus-cli@${host}`;
+}
+
+/** A non-started PerseusNetwork for queries and operator actions. */
 export function queryNetwork(conn, extra = {}) {
   const { PerseusNetwork } = loadAddon();
   return new PerseusNetwork({
+    instanceId: cliIdentity(),
     ...conn,
     exchangeId: 0,
     exchangeName: 'cli',
@@ -78,17 +85,3 @@ export function queryNetwork(conn, extra = {}) {
 /** The key prefix in use. */
 export const prefixOf = (conn) => conn.keyPrefix ?? 'perseus';
 
-/** A RESP client with the same connection settings (for commands the addon has no method for). */
-export async function rawClient(conn) {
-  try {
-    return await connectResp({
-      url: conn.redisUrl,
-      clusterNodes: conn.clusterNodes,
-      password: conn.password,
-      caPem: conn.tlsCaCert,
-      timeoutMs: 2000,
-    });
-  } catch (err) {
-    throw new CliError(`cannot reach Redis at ${describeTarget(conn)}: ${err.message}`);
-  }
-}

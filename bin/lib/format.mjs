@@ -113,13 +113,14 @@ export function colorState(state, c) {
 const STATUS_HEADER = ['INSTANCE', 'EXCHANGE', 'HOST', 'PUBLIC IP', 'PRIVATE IP', 'STATE', 'VERSION', 'AGE', 'HEARTBEAT', 'ALIVE'];
 
 /** The instance table of `perseus status` (and the demo). */
-export function statusTable(instances, c, now = Date.now()) {
+export function statusTable(instances, c, now = Date.now(), { wide = false, sweeper = null } = {}) {
   const sorted = [...instances].sort((a, b) =>
     a.exchangeId - b.exchangeId || String(a.registeredAt).localeCompare(String(b.registeredAt)) || a.instanceId.localeCompare(b.instanceId));
+  const header = wide ? [...STATUS_HEADER, ...WIDE_HEADER] : STATUS_HEADER;
   const rows = sorted.map((i) => {
     const age = Date.parse(i.registeredAt);
-    return [
-      i.instanceId,
+    const row = [
+      i.instanceId === sweeper ? `${i.instanceId} ${c.bold('*')}` : i.instanceId,
       `${i.exchangeName} (${i.exchangeId})`,
       i.hostname,
       i.publicIp ?? c.dim('-'),
@@ -130,12 +131,34 @@ export function statusTable(instances, c, now = Date.now()) {
       i.lastHeartbeat == null ? c.dim('-') : `${formatDuration(now - i.lastHeartbeat)} ago`,
       i.alive ? c.green('yes') : c.red('no'),
     ];
+    if (wide) {
+      const h = i.health;
+      row.push(
+        h ? `${h.redisRttMs} ms` : c.dim('-'),
+        h ? `${h.eventLoopLagMs} ms` : c.dim('-'),
+        h ? formatBytes(h.rssBytes) : c.dim('-'),
+      );
+    }
+    return row;
   });
-  if (rows.length === 0) return `${c.bold(STATUS_HEADER.join('  '))}\n${c.dim('(no instances)')}`;
-  return renderTable(STATUS_HEADER, rows, c);
+  const note = sweeper ? `\n${c.dim('* holds the sweeper lease')}` : '';
+  if (rows.length === 0) return `${c.bold(header.join('  '))}\n${c.dim('(no instances)')}`;
+  return renderTable(header, rows, c) + (sorted.some((i) => i.instanceId === sweeper) ? note : '');
 }
 
-const EVENT_COLOR = { REGISTERED: 'green', DEREGISTERED: 'blue', HEARTBEAT_LOST: 'red', ERROR: 'red', STATE_CHANGE: 'cyan' };
+/** Extra `status --wide` columns: health from each instance's latest heartbeat. */
+const WIDE_HEADER = ['RTT', 'LOOP LAG', 'MEMORY'];
+
+/** 53411840 → '50.9 MiB'. */
+export function formatBytes(n) {
+  if (!Number.isFinite(n) || n <= 0) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+const EVENT_COLOR = { REGISTERED: 'green', DEREGISTERED: 'blue', HEARTBEAT_LOST: 'red', ERROR: 'red', STATE_CHANGE: 'cyan', DRAIN_REQUESTED: 'yellow', FORGOTTEN: 'yellow' };
 
 /** One activity entry as a text line. */
 export function activityLine(e, c) {

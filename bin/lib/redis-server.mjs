@@ -9,8 +9,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { queryNetwork } from './connection.mjs';
 import { CliError } from './errors.mjs';
-import { connectResp } from './resp.mjs';
 
 const HOST = '127.0.0.1';
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -79,14 +79,14 @@ export async function startThrowawayRedis({ timeoutMs = 10_000 } = {}) {
       await stop();
       throw new CliError(`redis-server exited during startup${log ? `: ${log}` : ''}`);
     }
+    // Ready once the addon can read from it (no Redis protocol of our own).
+    const probe = queryNetwork({ redisUrl: url }, { connectTimeoutMs: 500, commandTimeoutMs: 500 });
     try {
-      const client = await connectResp({ url, timeoutMs: 500 });
-      try {
-        if ((await client.command('PING')) === 'PONG') return { url, port, stop };
-      } finally {
-        client.close();
-      }
-    } catch { /* not up yet */ }
+      await probe.activityLength();
+      return { url, port, stop };
+    } catch { /* not up yet */ } finally {
+      await probe.close().catch(() => {});
+    }
     if (Date.now() > deadline) {
       await stop();
       throw new CliError(`redis-server on port ${port} did not answer within ${timeoutMs} ms`);

@@ -16,6 +16,26 @@ pub fn private_ip() -> Option<String> {
         })
 }
 
+/// The endpoints worth asking: http(s) URLs. Any other is skipped like an unreachable one
+/// (logged at debug), so a malformed list never makes detection fail.
+pub fn usable_endpoints(endpoints: Vec<String>) -> Vec<String> {
+    endpoints
+        .into_iter()
+        .filter(|e| {
+            let ok = url::Url::parse(e)
+                .map(|u| u.scheme() == "http" || u.scheme() == "https")
+                .unwrap_or(false);
+            if !ok {
+                tracing::debug!(
+                    "public IP endpoint skipped: not an http(s) URL ({})",
+                    crate::core::config::clip(e)
+                );
+            }
+            ok
+        })
+        .collect()
+}
+
 /// Asks each endpoint in turn; the first that answers a valid IPv4/IPv6 address within
 /// `timeout` wins. Never fails: `None` when no endpoint gave an address.
 pub async fn detect_public_ip(endpoints: &[String], timeout: Duration) -> Option<String> {

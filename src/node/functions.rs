@@ -4,13 +4,13 @@ use napi::bindgen_prelude::{JsObjectValue, Object, Unknown};
 use napi::Env;
 use napi_derive::napi;
 
-use crate::core::config::{make_instance_id, ms_opt, public_ip_endpoints};
+use crate::core::config::{make_instance_id, ms_opt, DEFAULT_PUBLIC_IP_ENDPOINTS};
 use crate::core::error::Error as CoreError;
 use crate::core::fsm::{next_state, Event, State, TRANSITIONS};
 use crate::core::ip;
 use crate::node::convert::{as_number, as_string, Reader};
 use crate::node::errors::js_error;
-use crate::node::runtime::{promise, rejected};
+use crate::node::runtime::promise;
 
 /// Pure FSM step: the next state, or null when (from, event) is not legal.
 #[napi(
@@ -83,8 +83,9 @@ pub fn private_ip_js() -> Option<String> {
     ip::private_ip()
 }
 
-/// Never rejects for a failed detection: null when no endpoint gave a valid address.
-/// Malformed options reject with ERR_PERSEUS_INVALID_OPTION.
+/// Never rejects: null when no endpoint gave a valid address. A malformed endpoint is
+/// skipped like an unreachable one, and malformed options read as "nothing to ask" (null),
+/// each logged at debug.
 #[napi(
     catch_unwind,
     js_name = "detectPublicIp",
@@ -92,6 +93,7 @@ pub fn private_ip_js() -> Option<String> {
     ts_return_type = "Promise<string | null>"
 )]
 pub fn detect_public_ip_js<'e>(env: &'e Env, options: Option<Unknown>) -> napi::Result<Object<'e>> {
+    let default_timeout = std::time::Duration::from_millis(5000);
     let parsed = (|| {
         let r = Reader::new(options, "options", "")?;
         let endpoints = match &r {
@@ -103,13 +105,21 @@ pub fn detect_public_ip_js<'e>(env: &'e Env, options: Option<Unknown>) -> napi::
             None => None,
         };
         Ok::<_, CoreError>((
-            public_ip_endpoints("endpoints", endpoints)?,
-            timeout.unwrap_or(std::time::Duration::from_millis(5000)),
+            endpoints.unwrap_or_else(|| {
+                DEFAULT_PUBLIC_IP_ENDPOINTS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            }),
+            timeout.unwrap_or(default_timeout),
         ))
     })();
     let (endpoints, timeout) = match parsed {
-        Ok(p) => p,
-        Err(e) => return rejected(env, e),
+        Ok((endpoints, timeout)) => (ip::usable_endpoints(endpoints), timeout),
+        Err(e) => {
+            tracing::debug!("detectPublicIp: {e}; resolving null");
+            (Vec::new(), default_timeout)
+        }
     };
     promise(
         env,
