@@ -19,7 +19,7 @@ const COMMANDS = [
   'zadd', 'zrange', 'zrem', 'zscore',
   'lpop', 'rpush',
   'xadd', 'xrange', 'xrevrange', 'xread', 'xtrim', 'xlen',
-  'scan', 'evalsha', 'script|load',
+  'scan', 'evalsha', 'script|load', 'client|setname',
 ];
 /** docs/ACL.md: what a cluster client needs on top (topology discovery, resharding redirects). */
 const CLUSTER_COMMANDS = ['cluster|slots', 'asking'];

@@ -5,42 +5,16 @@
 // needs a standalone server and is registered only there.
 
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 
 import { PerseusNetwork, netOptions, sleep, startMembers, waitFor } from './helpers-net.mjs';
 import { startTarget, targetKind } from './target.mjs';
-
-const require = createRequire(import.meta.url);
-const parsePrometheus = require('parse-prometheus-text-format');
+import { parseMetrics, sample } from './helpers-metrics.mjs';
 
 const P = 'perseus';
 const HB = 1000; // members' heartbeat interval: long enough that "right after" is unambiguous
 const TTL = 3000;
 const ASKER = 'perseus-cli@test-host';
-
-/** Parses metrics() text with a real Prometheus parser and checks every family is typed and numeric. */
-function parseMetrics(text) {
-  const families = parsePrometheus(text);
-  const byName = new Map(families.map((f) => [f.name, f]));
-  for (const f of families) {
-    assert.notEqual(f.type, 'UNTYPED', `family ${f.name} has a # TYPE`);
-    for (const m of f.metrics) {
-      const values = m.buckets ? [...Object.values(m.buckets), m.count, m.sum] : [m.value];
-      for (const v of values) assert.ok(Number.isFinite(Number(v)), `${f.name}: ${JSON.stringify(m)}`);
-    }
-  }
-  return byName;
-}
-
-/** The value of one sample of `family` whose labels include `labels`. */
-function sample(families, family, labels = {}) {
-  const f = families.get(family);
-  assert.ok(f, `family ${family} is present`);
-  const m = f.metrics.find((x) => Object.entries(labels).every(([k, v]) => x.labels?.[k] === v));
-  assert.ok(m, `${family}${JSON.stringify(labels)} is present`);
-  return m.buckets ? Number(m.count) : Number(m.value);
-}
 
 describe('operators steer instances (issue 13)', () => {
   let redis;

@@ -14,6 +14,12 @@ const CONNECTION_HELP = `Connection (every command):
   --prefix <prefix>        key prefix (default 'perseus')
   --tls-ca <file>          PEM CA bundle trusted for rediss://
   --password-env <VAR>     read the Redis password from environment variable VAR
+  --username <user>        the Redis (ACL) user; with Azure Entra ID, the identity's object id
+  --password-command <cmd> run <cmd> with sh -c for the password (stdout, trimmed); run again every
+                           --credentials-refresh and after Redis refuses a login. Azure Entra ID:
+                           'az account get-access-token --resource https://redis.azure.com
+                            --query accessToken -o tsv'
+  --credentials-refresh D  how often --password-command runs again (default 30m)
   --no-color               no ANSI colours (also: NO_COLOR=1, or stdout not a TTY)
   -h, --help               help`;
 
@@ -97,6 +103,9 @@ const OPTIONS = {
   prefix: { type: 'string' },
   'tls-ca': { type: 'string' },
   'password-env': { type: 'string' },
+  username: { type: 'string' },
+  'password-command': { type: 'string' },
+  'credentials-refresh': { type: 'string' },
   'no-color': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   json: { type: 'boolean' },
@@ -119,7 +128,8 @@ const OPTIONS = {
   'allow-actions': { type: 'boolean' },
   'token-env': { type: 'string' },
 };
-const SHARED = ['url', 'cluster', 'prefix', 'tls-ca', 'password-env', 'no-color', 'help'];
+const SHARED = ['url', 'cluster', 'prefix', 'tls-ca', 'password-env', 'username', 'password-command',
+  'credentials-refresh', 'no-color', 'help'];
 
 function usage() {
   const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));

@@ -29,6 +29,15 @@ export interface Logger {
   error(obj: object, msg: string): void
 }
 
+/** What a `credentials` provider returns (e.g. a Microsoft Entra ID token for Azure Managed Redis). */
+export interface RedisCredentials {
+  /** Default: the server's `default` user. */
+  username?: string
+  password: string
+  /** ms epoch after which these stop working; the provider is asked again before then. */
+  expiresAt?: number
+}
+
 export interface PerseusOptions {
   // where
   /** redis:// or rediss:// (user, password, db allowed). Default env REDIS_URL, else redis://127.0.0.1:6379 */
@@ -49,6 +58,17 @@ export interface PerseusOptions {
   connectTimeoutMs?: number
   /** Default 5000. */
   commandTimeoutMs?: number
+  /** Called for the first connection and again before `expiresAt` (at ~80% of the remaining
+   *  lifetime, never later than 30 s before it) or every `credentialsRefreshMs`. Every live
+   *  connection — the standalone one, each cluster node's, the tail's blocking one, the
+   *  send-once writer — is re-authenticated with `AUTH` in place, without reconnecting; every
+   *  new connection uses the newest credentials. Overrides `username`/`password` and the URL's.
+   *  A provider that throws, rejects or takes longer than `connectTimeoutMs` is retried with
+   *  backoff while the current credentials stay in use; each failure is an `error` event whose
+   *  text carries no secret. See docs/AZURE.md. */
+  credentials?: () => RedisCredentials | Promise<RedisCredentials>
+  /** Refresh period for credentials without `expiresAt`. Default 0: ask once. */
+  credentialsRefreshMs?: number
   // who
   /** Safe integer >= 0. */
   exchangeId: number

@@ -1,10 +1,12 @@
 // Shared connection flags → addon options, and the query-only network.
 
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 
 import { CliError, UsageError, maskUrl } from './errors.mjs';
+import { parseDuration } from './format.mjs';
 
 const require = createRequire(import.meta.url);
 let addon;
@@ -21,6 +23,36 @@ export function loadAddon() {
 }
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
+/** --credentials-refresh default: well inside the hour an Entra ID token lives. */
+const DEFAULT_REFRESH = '30m';
+/** How long one run of --password-command may take (`az account get-access-token` can be slow). */
+const PASSWORD_COMMAND_TIMEOUT_MS = 15_000;
+
+/**
+ * A credentials provider that runs the operator's command with `sh -c` (the string is the
+ * operator's own; we add no interpolation) and takes its stdout, trimmed, as the password.
+ * The addon calls it for the first connection, every --credentials-refresh, and again after
+ * Redis refuses a login. Failures name the exit status, never the output (it may be a secret).
+ */
+export function passwordCommandProvider(command, username) {
+  return () => new Promise((resolve, reject) => {
+    execFile('sh', ['-c', command], { timeout: PASSWORD_COMMAND_TIMEOUT_MS, maxBuffer: 1024 * 1024 },
+      (err, stdout) => {
+        if (err) {
+          const why = err.killed ? `timed out after ${PASSWORD_COMMAND_TIMEOUT_MS} ms`
+            : err.code !== undefined ? `exited with status ${err.code}` : 'could not be run';
+          reject(new Error(`--password-command ${why}`));
+          return;
+        }
+        const password = String(stdout).trim();
+        if (password === '') {
+          reject(new Error('--password-command printed nothing'));
+          return;
+        }
+        resolve(username === undefined ? { password } : { username, password });
+      });
+  });
+}
 
 /**
  * The connection part of the addon options from the shared flags:
@@ -46,6 +78,26 @@ export function connectionOptions(values, env = process.env) {
     } catch (err) {
       throw new UsageError(`--tls-ca: cannot read ${values['tls-ca']} (${err.code ?? err.message})`);
     }
+  }
+  if (values.username !== undefined) {
+    if (values.username === '') throw new UsageError('--username must not be empty');
+    opts.username = values.username;
+  }
+  if (values['password-command'] !== undefined && values['password-env'] !== undefined) {
+    throw new UsageError('give --password-command or --password-env, not both');
+  }
+  if (values['credentials-refresh'] !== undefined && values['password-command'] === undefined) {
+    throw new UsageError('--credentials-refresh needs --password-command');
+  }
+  if (values['password-command'] !== undefined) {
+    if (values['password-command'].trim() === '') throw new UsageError('--password-command must not be empty');
+    const refresh = values['credentials-refresh'] ?? DEFAULT_REFRESH;
+    const ms = parseDuration(refresh);
+    if (ms === null || ms < 1000) {
+      throw new UsageError(`--credentials-refresh: not a duration of at least 1s: ${refresh}`);
+    }
+    opts.credentials = passwordCommandProvider(values['password-command'], opts.username);
+    opts.credentialsRefreshMs = ms;
   }
   if (values['password-env'] !== undefined) {
     const name = values['password-env'];
@@ -77,7 +129,8 @@ export function queryNetwork(conn, extra = {}) {
     exchangeName: 'cli',
     publicIp: false,
     logLevel: 'silent',
-    connectTimeoutMs: 2000,
+    // A --password-command runs inside the connect timeout: give it room.
+    connectTimeoutMs: conn.credentials ? PASSWORD_COMMAND_TIMEOUT_MS : 2000,
     ...extra,
   });
 }

@@ -89,6 +89,10 @@ pub struct ConnectionConfig {
     pub tls_insecure: bool,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Rotating credentials (the `credentials` option); they override username/password.
+    pub credentials: Option<crate::core::credentials::Credentials>,
+    /// Sent as `CLIENT SETNAME` on every connection: `perseus:<instanceId>`.
+    pub client_name: Option<String>,
 }
 
 impl std::fmt::Debug for ConnectionConfig {
@@ -99,6 +103,7 @@ impl std::fmt::Debug for ConnectionConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("tls_ca_cert", &self.tls_ca_cert.is_some())
             .field("tls_insecure", &self.tls_insecure)
+            .field("credentials", &self.credentials.is_some())
             .finish()
     }
 }
@@ -244,10 +249,11 @@ impl Config {
     /// Validates and defaults every option. `env_redis_url` is `REDIS_URL` (passed in so tests
     /// and hosts control it).
     pub fn from_options(o: RawOptions, env_redis_url: Option<String>) -> Result<Config> {
-        let connection = connection_config(&o, env_redis_url)?;
+        let mut connection = connection_config(&o, env_redis_url)?;
         let key_prefix = o.key_prefix.clone().unwrap_or_else(|| "perseus".into());
         validate_key_prefix(&key_prefix)?;
         let identity = identity(&o)?;
+        connection.client_name = Some(format!("perseus:{}", identity.instance_id));
         let timing = timing(&o)?;
         let discovery = match o.discovery.as_deref() {
             None | Some("index") => Discovery::Index,
@@ -426,6 +432,8 @@ fn connection_config(o: &RawOptions, env_redis_url: Option<String>) -> Result<Co
             .unwrap_or(Duration::from_millis(5000)),
         command_timeout: ms_opt("commandTimeoutMs", o.command_timeout_ms, 1.0)?
             .unwrap_or(Duration::from_millis(5000)),
+        credentials: None,
+        client_name: None,
     })
 }
 
@@ -879,6 +887,8 @@ mod tests {
             tls_insecure: false,
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
+            credentials: None,
+            client_name: None,
         };
         assert!(!format!("{c:?}").contains("s3cret"));
     }

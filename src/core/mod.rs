@@ -4,6 +4,7 @@ pub mod activity;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod faults;

@@ -51,7 +51,21 @@ impl PerseusNetwork {
                 )))
             }
         };
-        let cfg = Config::from_options(raw, std::env::var("REDIS_URL").ok()).map_err(fail)?;
+        let provider = crate::node::credentials::read(&env, &reader).map_err(fail)?;
+        let refresh = crate::core::config::ms_opt(
+            "credentialsRefreshMs",
+            reader.number("credentialsRefreshMs").map_err(fail)?,
+            0.0,
+        )
+        .map_err(fail)?
+        .filter(|d| !d.is_zero());
+        let mut cfg = Config::from_options(raw, std::env::var("REDIS_URL").ok()).map_err(fail)?;
+        if let Some(p) = provider {
+            cfg.connection.credentials = Some(crate::core::credentials::Credentials::new(
+                Arc::new(p),
+                refresh,
+            ));
+        }
         let has_logger = logger.is_some();
         let listeners = Rc::new(RefCell::new(Listeners::default()));
         let watchdog = Arc::new(crate::core::watchdog::Watchdog::default());

@@ -6,6 +6,7 @@
 
 mod class;
 mod convert;
+mod credentials;
 mod errors;
 mod events;
 mod functions;

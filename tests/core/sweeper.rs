@@ -217,6 +217,8 @@ async fn mark_dead_is_idempotent_per_call() {
         tls_insecure: false,
         connect_timeout: ms(2000),
         command_timeout: ms(2000),
+        credentials: None,
+        client_name: None,
     };
     let store = Store::connect(&cfg, None).await.expect("connects");
     let first = mark_dead(&store, key, "t1", "60000", "sweeper-a|t1")

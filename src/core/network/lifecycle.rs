@@ -358,6 +358,7 @@ impl Network {
         };
         self.inner.closed.store(true, Ordering::Release);
         self.stop_background().await;
+        self.stop_credentials();
         let tail = self.crews().tail.take();
         if let Some(t) = tail {
             t.stop(self.inner.cfg.connection.command_timeout).await;

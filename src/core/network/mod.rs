@@ -228,8 +228,28 @@ impl Network {
                         error,
                     });
                 });
+                if let Some(creds) = &self.inner.cfg.connection.credentials {
+                    let (sink, log) = (self.inner.sink.clone(), self.inner.log.clone());
+                    let metrics = self.inner.metrics.clone();
+                    creds.set_reporter(Arc::new(move |outcome: Result<()>| {
+                        metrics.credentials_refreshed(outcome.is_ok());
+                        if let Err(e) = outcome {
+                            log.warn(
+                                serde_json::json!({ "error": e.to_string(), "code": e.code() }),
+                                "credentials refresh failed; the current credentials stay in use",
+                            );
+                            sink.emit(NetEvent::Error(e));
+                        }
+                    }));
+                }
                 let store = Store::connect(&self.inner.cfg.connection, Some(on_status)).await?;
                 self.inner.metrics.connection(true);
+                if let Some(why) = store.take_name_refusal() {
+                    self.inner.log.debug(
+                        serde_json::json!({ "error": why }),
+                        "Redis refused CLIENT SETNAME; connections stay unnamed",
+                    );
+                }
                 self.inner.sink.emit(NetEvent::Connection {
                     connected: true,
                     error: None,
@@ -328,9 +348,17 @@ impl Network {
         }
     }
 
+    /// Stops the credentials refresher (the network is closed: nobody needs fresh ones).
+    pub(super) fn stop_credentials(&self) {
+        if let Some(c) = &self.inner.cfg.connection.credentials {
+            c.stop();
+        }
+    }
+
     /// Stops everything at once without touching Redis (the host object is being destroyed).
     pub fn abort(&self) {
         self.inner.closed.store(true, Ordering::Release);
+        self.stop_credentials();
         let (tasks, rejoin, tail) = {
             let mut c = self.crews();
             (c.tasks.take(), c.rejoin.take(), c.tail.take())

@@ -50,7 +50,9 @@ where
                 ready.send_replace(true);
             }
             let after = last.clone().unwrap_or_else(|| "0-0".into());
-            let entries = log.read_after(&after, TAIL_BLOCK, 500).await?;
+            // A re-AUTH queues behind the blocked read: end it before the credentials expire.
+            let block = ctx.store.block_limit(TAIL_BLOCK);
+            let entries = log.read_after(&after, block, 500).await?;
             Ok::<_, Error>((ctx.clone(), entries))
         };
         let step = tokio::select! {

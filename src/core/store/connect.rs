@@ -32,8 +32,23 @@ pub(super) async fn open(
     with_once: bool,
 ) -> Result<(Conn, Option<ClusterConnection>)> {
     install_crypto();
-    let scrub = |e: RedisError| Error::Redis(connect_failure(cfg, &scrub(secrets, &describe(&e))));
-    let deadline = cfg.connect_timeout;
+    let began = tokio::time::Instant::now();
+    if let Some(creds) = &cfg.credentials {
+        // The first credentials (start() and the first query wait for them), within the same
+        // connect timeout as the connection itself.
+        creds
+            .ready(cfg.connect_timeout, super::rotation::validator(cfg))
+            .await?;
+    }
+    let scrub = |e: RedisError| {
+        let text = scrub(secrets, &describe(&e));
+        let text = match &cfg.credentials {
+            Some(c) => c.scrub(&text),
+            None => text,
+        };
+        Error::Redis(connect_failure(cfg, &text))
+    };
+    let deadline = cfg.connect_timeout.saturating_sub(began.elapsed());
     let fut = async {
         match &cfg.target {
             Target::Standalone(url) => {
@@ -89,15 +104,21 @@ pub(super) async fn reopen_standalone(
 
 /// The standalone connection manager's settings (the first connection and replacements).
 fn manager_config(cfg: &ConnectionConfig, response_timeout: Duration) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
+    let c = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(cfg.connect_timeout))
         .set_response_timeout(Some(response_timeout))
         .set_number_of_retries(2)
         .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(1000))
+        .set_max_delay(Duration::from_millis(1000));
+    // Rotating credentials: every (re)connection authenticates with the newest value and
+    // re-AUTHs in place on each rotation (the crate's token-based authentication).
+    match &cfg.credentials {
+        Some(creds) => c.set_credentials_provider(creds.provider()),
+        None => c,
+    }
 }
 
-fn standalone_client(cfg: &ConnectionConfig, url: &str) -> redis::RedisResult<Client> {
+pub(super) fn standalone_client(cfg: &ConnectionConfig, url: &str) -> redis::RedisResult<Client> {
     let mut info = url.into_connection_info()?;
     let mut settings = info.redis_settings().clone();
     if let Some(u) = &cfg.username {
@@ -149,6 +170,10 @@ fn cluster_client(
     }
     if let Some(p) = &cfg.password {
         b = b.password(p);
+    }
+    if let Some(creds) = &cfg.credentials {
+        // Every node connection, also one to a node found after a failover or resharding.
+        b = b.set_credentials_provider(creds.provider());
     }
     if nodes.iter().any(|n| n.starts_with("rediss://")) {
         if cfg.tls_insecure {

@@ -206,6 +206,8 @@ mod tests {
             tls_insecure: false,
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
+            credentials: None,
+            client_name: None,
         };
         let m = connect_failure(&cfg, "invalid peer certificate: UnknownIssuer");
         assert!(m.contains("set tlsCaCert"), "{m}");
@@ -228,6 +230,8 @@ mod tests {
             tls_insecure: false,
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
+            credentials: None,
+            client_name: None,
         };
         let s = secrets_of(&cfg);
         assert!(s.contains(&"opt".to_string()));

@@ -7,6 +7,7 @@
 
 mod connect;
 mod errors;
+mod rotation;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -144,6 +145,10 @@ struct Inner {
     /// A replacement connection is being made (after repeated timeouts).
     replacing: AtomicBool,
     on_status: Option<StatusListener>,
+    /// Why the server refused `CLIENT SETNAME`, for the network to log once.
+    name_refusal: std::sync::Mutex<Option<String>>,
+    /// A refusal was already noted (each store reports it once).
+    name_refused: AtomicBool,
 }
 
 impl Store {
@@ -189,11 +194,14 @@ impl Store {
                 strikes: AtomicU32::new(0),
                 replacing: AtomicBool::new(false),
                 on_status,
+                name_refusal: std::sync::Mutex::new(None),
+                name_refused: AtomicBool::new(false),
             }),
         };
         let _: Value = store
             .query(&Command::with_args(Kind::Read, "PING", None))
             .await?;
+        store.name_connections().await;
         Ok(store)
     }
 
@@ -253,7 +261,14 @@ impl Store {
                 )
                 .await
             {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    if attempt > 1 {
+                        // The link was re-made under this read: the new connection is unnamed.
+                        let me = self.clone();
+                        tokio::spawn(async move { me.name_connections().await });
+                    }
+                    return Ok(v);
+                }
                 Err((_, Some(e))) if may_retry && is_dropped(&e) => continue,
                 Err((err, e)) => {
                     let data = e.as_ref().is_some_and(|e| {
@@ -481,15 +496,12 @@ impl Store {
                 self.inner.response_timeout.as_millis()
             ));
         }
-        Error::Redis(scrub(&self.inner.secrets, &describe(&e)))
+        Error::Redis(self.scrub_text(&describe(&e)))
     }
 
     fn convert<T: FromRedisValue>(&self, v: Value) -> Result<T> {
         if let Value::ServerError(e) = &v {
-            return Err(Error::Redis(scrub(
-                &self.inner.secrets,
-                &server_error_text(e),
-            )));
+            return Err(Error::Redis(self.scrub_text(&server_error_text(e))));
         }
         T::from_redis_value(v)
             .map_err(|e| Error::Redis(format!("unexpected reply from Redis: {e}")))
@@ -507,7 +519,7 @@ impl Store {
     fn reply_error(&self, v: &Value) -> Option<(String, bool)> {
         match v {
             Value::ServerError(se) => Some((
-                scrub(&self.inner.secrets, &server_error_text(se)),
+                self.scrub_text(&server_error_text(se)),
                 is_data_error(Some(se)),
             )),
             _ => None,
@@ -531,6 +543,7 @@ impl Store {
             }
             Ok(Err(e)) => {
                 let err = self.map_err(e.clone());
+                self.note_auth_failure(&e);
                 if is_link_failure(&e) && (report_drop || !is_dropped(&e)) {
                     self.set_connected(false, Some(err.to_string()));
                 }
@@ -577,11 +590,87 @@ impl Store {
         {
             *self.conn_guard() = Conn::Single(m);
             tracing::debug!("replaced a Redis connection after repeated timeouts");
+            self.name_connections().await;
         }
+    }
+
+    /// Removes every known secret (options, URLs, rotated passwords) from `text`.
+    fn scrub_text(&self, text: &str) -> String {
+        let text = scrub(&self.inner.secrets, text);
+        match &self.inner.cfg.credentials {
+            Some(c) => c.scrub(&text),
+            None => text,
+        }
+    }
+
+    /// A refused login (WRONGPASS, NOAUTH: the credentials were revoked or expired) asks the
+    /// credentials provider for fresh ones at once instead of at the next scheduled refresh.
+    fn note_auth_failure(&self, e: &RedisError) {
+        if let Some(c) = &self.inner.cfg.credentials {
+            if rotation::is_auth_failure(e) {
+                c.nudge();
+            }
+        }
+    }
+
+    /// Sends `CLIENT SETNAME perseus:<instanceId>` on this store's connections (every node's
+    /// on a cluster), so operators see who is connected in `CLIENT LIST`. A server that
+    /// refuses it (some managed services) is logged once at debug and otherwise ignored.
+    async fn name_connections(&self) {
+        let Some(name) = &self.inner.cfg.client_name else {
+            return;
+        };
+        let limit = self.inner.response_timeout;
+        let results = match self.conn() {
+            Conn::Single(mut c) => vec![rotation::set_name(&mut c, name, limit).await],
+            Conn::Cluster(c) => {
+                let mut out = vec![rotation::set_name_all_nodes(c, name, limit).await];
+                if let Some(once) = &self.inner.once {
+                    out.push(rotation::set_name_all_nodes(once.clone(), name, limit).await);
+                }
+                out
+            }
+        };
+        for r in results {
+            if let Err(e) = r {
+                let text = rotation::name_refused(&self.scrub_text(&describe(&e)));
+                if !self.inner.name_refused.swap(true, Ordering::AcqRel) {
+                    *self
+                        .inner
+                        .name_refusal
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(text);
+                }
+            }
+        }
+    }
+
+    /// How long a blocking read on this store may wait: `max`, or less when rotating
+    /// credentials expire soon (a re-AUTH queues behind the blocked read on its connection,
+    /// so the block must end in time for it to land before the expiry).
+    pub fn block_limit(&self, max: Duration) -> Duration {
+        match &self.inner.cfg.credentials {
+            Some(c) => c.block_limit(max),
+            None => max,
+        }
+    }
+
+    /// The server's refusal of `CLIENT SETNAME`, once (the caller logs it at debug).
+    pub fn take_name_refusal(&self) -> Option<String> {
+        self.inner
+            .name_refusal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     fn set_connected(&self, up: bool, error: Option<String>) {
         let was = self.inner.connected.swap(up, Ordering::AcqRel);
+        if up && !was {
+            // A reconnected link is a new connection: give it its name too.
+            let me = self.clone();
+            tokio::spawn(async move { me.name_connections().await });
+        }
         if was != up {
             if let Some(cb) = &self.inner.on_status {
                 cb(up, error);
