@@ -76,6 +76,18 @@ const COMMANDS = {
     options: ['json'],
     help: '  --json                   print the result as JSON',
   },
+  dashboard: {
+    summary: 'serve the web dashboard (live instances, activity, chart; actions with a token)',
+    usage: 'perseus dashboard [--port 9464] [--host 127.0.0.1] [--base-path /ops/perseus] [--allow-actions --token-env VAR]',
+    options: ['port', 'host', 'base-path', 'allow-actions', 'token-env'],
+    help: `  --port N                 port to listen on (default 9464; 0 picks a free one)
+  --host H                 address to bind (default 127.0.0.1); any non-loopback address
+                           needs a token
+  --base-path P            serve under this path, e.g. /ops/perseus (default /)
+  --token-env VAR          require the token in environment variable VAR (Authorization: Bearer,
+                           or the page's login form)
+  --allow-actions          enable Request drain and Forget (needs --token-env)`,
+  },
   demo: {
     summary: 'a live network in a few seconds: three members, one killed and detected, the rest drained',
     usage: 'perseus demo',
@@ -110,6 +122,11 @@ const OPTIONS = {
   force: { type: 'boolean' },
   wide: { type: 'boolean' },
   reason: { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  'base-path': { type: 'string' },
+  'allow-actions': { type: 'boolean' },
+  'token-env': { type: 'string' },
 };
 const SHARED = ['url', 'cluster', 'prefix', 'tls-ca', 'password-env', 'username', 'password-command',
   'credentials-refresh', 'no-color', 'help'];
@@ -212,6 +229,10 @@ async function main(argv) {
   };
   state.where = where;
   try {
+    if (name === 'dashboard') {
+      const { dashboard } = await import('./lib/dashboard.mjs');
+      return await dashboard(ctx);
+    }
     if (name === 'demo') {
       const { demo } = await import('./lib/demo.mjs');
       return await demo(ctx);

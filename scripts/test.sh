@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/ensure-redis.sh
+bash scripts/ensure-chromium.sh
 [ -d node_modules/@napi-rs/cli ] || npm ci --no-audit --no-fund
 
 echo "== format and lints"
@@ -28,7 +29,7 @@ npx napi build --platform --release
 
 echo "== contract: index.d.ts against API.md"
 if [ -x ../shared/contract/check.sh ] || [ -f ../shared/contract/check.sh ]; then
-  bash ../shared/contract/check.sh
+  bash ../shared/contract/check.sh --all
 else
   echo "../shared/contract/check.sh not found: contract check skipped" >&2
 fi

@@ -1,0 +1,338 @@
+'use strict';
+// @livermore/perseus-native/dashboard — a live web console of a Perseus network.
+//
+// createDashboard(network, options) returns a plain Node request handler (req, res, next?):
+// the page (one HTML file, one ES module, one CSS file, uPlot for the chart — all served from
+// files inside the package, nothing from a CDN), a small JSON API, Server-Sent Events fed by
+// ONE shared subscription (see lib/hub.js), and network-wide Prometheus gauges at /metrics.
+// It mounts under http.createServer, Express, Connect or Fastify (see README).
+
+const fs = require('node:fs');
+const path = require('node:path');
+
+const { Hub, STATES, summarize } = require('./lib/hub.js');
+const { HttpError, readJsonBody, securityHeaders, sendError, sendJson, tokenChecker } = require('./lib/http.js');
+
+const PUBLIC = path.join(__dirname, 'public');
+const DEFAULT_TTL_MS = 45_000;
+const MAX_PAGE = 1000;
+/** Entries scanned at most by one search (`q=` / `exchange=`) before it answers what it has. */
+const MAX_SCAN = 50_000;
+const RATE_EVENTS = { REGISTERED: 'joins', DEREGISTERED: 'leaves', HEARTBEAT_LOST: 'losses', ERROR: 'errors' };
+const WINDOWS = { hour: 3_600_000, day: 86_400_000 };
+
+/** The static files, read once: name → { type, body }. uPlot is resolved from npm at runtime. */
+function loadAssets() {
+  const uplotJs = require.resolve('uplot/dist/uPlot.esm.js');
+  const files = {
+    '/': [path.join(PUBLIC, 'index.html'), 'text/html; charset=utf-8'],
+    '/assets/app.js': [path.join(PUBLIC, 'app.js'), 'text/javascript; charset=utf-8'],
+    '/assets/app.css': [path.join(PUBLIC, 'app.css'), 'text/css; charset=utf-8'],
+    '/assets/uPlot.esm.js': [uplotJs, 'text/javascript; charset=utf-8'],
+    '/assets/uPlot.min.css': [path.join(path.dirname(uplotJs), 'uPlot.min.css'), 'text/css; charset=utf-8'],
+  };
+  const out = new Map();
+  for (const [route, [file, type]] of Object.entries(files)) out.set(route, { type, body: fs.readFileSync(file) });
+  return out;
+}
+
+function invalid(message) {
+  const err = new TypeError(message);
+  err.code = 'ERR_PERSEUS_INVALID_OPTION';
+  return err;
+}
+
+/** Validates the options (TypeError with ERR_PERSEUS_INVALID_OPTION, as the addon does). */
+function resolveOptions(options) {
+  if (options === undefined || options === null) options = {};
+  if (typeof options !== 'object') throw invalid('options must be an object');
+  const readOnly = options.readOnly === undefined ? true : options.readOnly;
+  if (typeof readOnly !== 'boolean') throw invalid('readOnly must be a boolean');
+  const { token } = options;
+  if (token !== undefined && (typeof token !== 'string' || token.length < 1 || /\s/.test(token))) {
+    throw invalid('token must be a non-empty string without whitespace');
+  }
+  if (!readOnly && token === undefined) throw invalid('token is required when readOnly is false');
+  const basePath = options.basePath === undefined ? '' : options.basePath;
+  if (typeof basePath !== 'string' || !/^(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$/.test(basePath)) {
+    throw invalid(`basePath must be '' or a path like '/ops/perseus' without a trailing slash (got ${JSON.stringify(basePath)})`);
+  }
+  const int = (name, dflt, min, max) => {
+    const v = options[name] === undefined ? dflt : options[name];
+    if (!Number.isInteger(v) || v < min || v > max) throw invalid(`${name} must be an integer from ${min} to ${max}`);
+    return v;
+  };
+  return {
+    readOnly,
+    token,
+    basePath,
+    maxSseClients: int('maxSseClients', 32, 1, 10_000),
+    heartbeatTtlMs: int('heartbeatTtlMs', DEFAULT_TTL_MS, 1, 86_400_000),
+    pollIntervalMs: int('pollIntervalMs', 1000, 50, 60_000),
+  };
+}
+
+/** `since`/`until` query text → what queryActivity takes (ms epoch, stream id, ISO time). */
+function bound(name, text) {
+  if (text === null || text === '') return undefined;
+  if (/^\d{1,16}$/.test(text)) return Number(text);
+  if (/^\d{1,20}-\d{1,20}$/.test(text) || text === '-' || text === '+') return text;
+  const t = Date.parse(text);
+  if (Number.isNaN(t)) throw new HttpError(400, 'ERR_DASHBOARD_BAD_REQUEST', `${name} must be a ms epoch, an ISO time or a stream id`);
+  return t;
+}
+
+/** The stream id just before / after `id` (for paging past an entry already shown). */
+function prevId(id) {
+  const [ms, seq] = id.split('-').map(BigInt);
+  return seq > 0n ? `${ms}-${seq - 1n}` : `${ms - 1n}-18446744073709551615`;
+}
+function nextId(id) {
+  const [ms, seq] = id.split('-').map(BigInt);
+  return seq < 18446744073709551615n ? `${ms}-${seq + 1n}` : `${ms + 1n}-0`;
+}
+
+/** Does an entry match the search text (case-insensitive, over reason and fields)? */
+function matchesSearch(entry, needle) {
+  if (entry.reason && entry.reason.toLowerCase().includes(needle)) return true;
+  for (const [k, v] of Object.entries(entry.fields || {})) {
+    if (k.toLowerCase().includes(needle) || String(v).toLowerCase().includes(needle)) return true;
+  }
+  return false;
+}
+
+/** GET /api/activity: queryActivity, plus `exchange=` and `q=` filters applied while paging. */
+async function activity(network, params) {
+  const limitText = params.get('limit');
+  const limit = limitText === null || limitText === '' ? 100 : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+    throw new HttpError(400, 'ERR_DASHBOARD_BAD_REQUEST', `limit must be an integer from 1 to ${MAX_PAGE}`);
+  }
+  const q = { limit, reverse: params.get('reverse') === '1' || params.get('reverse') === 'true' };
+  const since = bound('since', params.get('since'));
+  const until = bound('until', params.get('until'));
+  if (since !== undefined) q.since = since;
+  if (until !== undefined) q.until = until;
+  const instanceId = params.get('instanceId');
+  if (instanceId) q.instanceId = instanceId;
+  const events = params.getAll('event').flatMap((e) => e.split(',')).map((e) => e.trim()).filter(Boolean);
+  if (events.length) q.event = events;
+  const exchange = params.get('exchange') || null;
+  const needle = (params.get('q') || '').toLowerCase();
+  if (!exchange && !needle) return network.queryActivity(q);
+
+  const match = (e) => (!exchange || e.exchange === exchange) && (!needle || matchesSearch(e, needle));
+  const out = [];
+  const page = { ...q, limit: 500 };
+  for (let scanned = 0; scanned < MAX_SCAN;) {
+    const entries = await network.queryActivity(page);
+    for (const e of entries) {
+      if (match(e)) out.push(e);
+      if (out.length >= limit) return out;
+    }
+    scanned += entries.length;
+    if (entries.length < page.limit) break;
+    const last = entries[entries.length - 1].id;
+    if (q.reverse) page.until = prevId(last);
+    else page.since = nextId(last);
+  }
+  return out;
+}
+
+/** GET /api/rates?window=hour|day: joins/leaves/losses/errors per minute. */
+async function rates(network, params) {
+  const name = params.get('window') || 'hour';
+  const span = WINDOWS[name];
+  if (!span) throw new HttpError(400, 'ERR_DASHBOARD_BAD_REQUEST', 'window must be hour or day');
+  const bucketMs = 60_000;
+  const now = Date.now();
+  const start = Math.floor((now - span) / bucketMs) * bucketMs;
+  const n = Math.floor((now - start) / bucketMs) + 1;
+  const series = { joins: new Array(n).fill(0), leaves: new Array(n).fill(0), losses: new Array(n).fill(0), errors: new Array(n).fill(0) };
+  const entries = await network.queryActivity({ since: start, event: Object.keys(RATE_EVENTS), limit: 1_000_000 });
+  for (const e of entries) {
+    const i = Math.floor((e.time - start) / bucketMs);
+    if (i >= 0 && i < n) series[RATE_EVENTS[e.event]][i] += 1;
+  }
+  return { window: name, bucketMs, start, ...series };
+}
+
+/** Prometheus text 0.0.4 of the network-wide gauges. */
+function metricsText(summary, heartbeatTtlMs) {
+  const lines = [];
+  const family = (name, help, samples) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, ...samples);
+  };
+  family('perseus_network_instances', 'Instances with a readable record, by state.',
+    STATES.map((s) => `perseus_network_instances{state="${s}"} ${summary.counts[s]}`));
+  family('perseus_network_alive', 'Instances whose heartbeat key exists.', [`perseus_network_alive ${summary.alive}`]);
+  family('perseus_network_activity_stream_length', 'Entries in the activity stream.',
+    [`perseus_network_activity_stream_length ${summary.streamLength}`]);
+  family('perseus_network_sweeper_held', '1 when some instance holds the sweeper lease.',
+    [`perseus_network_sweeper_held ${summary.sweeper ? 1 : 0}`]);
+  family('perseus_network_sweeper_lease_seconds', 'Time left on the sweeper lease.',
+    [`perseus_network_sweeper_lease_seconds ${summary.sweeper ? summary.sweeper.expiresInMs / 1000 : 0}`]);
+  family('perseus_network_redis_connected', '1 when the dashboard reached Redis on its last read.',
+    [`perseus_network_redis_connected ${summary.redis === 'connected' ? 1 : 0}`]);
+  family('perseus_network_heartbeat_ttl_seconds', 'The heartbeat TTL the dashboard draws ages against.',
+    [`perseus_network_heartbeat_ttl_seconds ${heartbeatTtlMs / 1000}`]);
+  return `${lines.join('\n')}\n`;
+}
+
+/** Splits `/api/instances/<id>[/drain]` (the id percent-encoded). */
+function instanceRoute(rel) {
+  const m = /^\/api\/instances\/([^/]+)(\/drain)?$/.exec(rel);
+  if (!m) return null;
+  let id;
+  try {
+    id = decodeURIComponent(m[1]);
+  } catch {
+    throw new HttpError(400, 'ERR_DASHBOARD_BAD_REQUEST', 'instance id is not valid percent-encoding');
+  }
+  return { id, drain: Boolean(m[2]) };
+}
+
+/**
+ * The dashboard's request handler. See API.md "The dashboard" for the routes.
+ * The handler also has `close()` (ends the SSE streams and drops the subscription) and
+ * `stats()` (viewers connected, whether the shared subscription is held).
+ */
+function createDashboard(network, options) {
+  if (!network || typeof network.listInstances !== 'function' || typeof network.on !== 'function') {
+    throw invalid('network must be a PerseusNetwork');
+  }
+  const opts = resolveOptions(options);
+  const assets = loadAssets();
+  const authorized = tokenChecker(opts.token);
+  const hub = new Hub(network, { maxClients: opts.maxSseClients, pollMs: opts.pollIntervalMs, historyBeats: 120 });
+
+  const needs = (req, method) => {
+    if (req.method !== method && !(method === 'GET' && req.method === 'HEAD')) {
+      throw new HttpError(405, 'ERR_DASHBOARD_METHOD', `${req.method} is not allowed here (use ${method})`);
+    }
+  };
+  const writable = () => {
+    if (opts.readOnly) throw new HttpError(403, 'ERR_DASHBOARD_READ_ONLY', 'the dashboard is read-only: actions are disabled');
+  };
+
+  async function route(req, res, rel, params) {
+    // The page shell and its assets hold no data: served without the token, so the browser
+    // can show the login form (a browser navigation cannot send an Authorization header).
+    const asset = rel.startsWith('/assets/') ? assets.get(rel) : null;
+    if (asset) {
+      needs(req, 'GET');
+      res.statusCode = 200;
+      res.setHeader('Content-Type', asset.type);
+      res.setHeader('Cache-Control', 'no-cache');
+      res.setHeader('Content-Length', asset.body.length);
+      res.end(req.method === 'HEAD' ? undefined : asset.body);
+      return;
+    }
+    if (rel === '/') {
+      needs(req, 'GET');
+      const page = assets.get('/');
+      // Without the token the page still loads (it shows the login form) but answers 401.
+      res.statusCode = authorized(req) ? 200 : 401;
+      if (res.statusCode === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="perseus"');
+      res.setHeader('Content-Type', page.type);
+      res.setHeader('Cache-Control', 'no-store');
+      res.setHeader('Content-Length', page.body.length);
+      res.end(req.method === 'HEAD' ? undefined : page.body);
+      return;
+    }
+    if (!authorized(req)) throw new HttpError(401, 'ERR_DASHBOARD_UNAUTHORIZED', 'missing or wrong token (send Authorization: Bearer <token>)');
+
+    switch (rel) {
+      case '/api/instances': {
+        needs(req, 'GET');
+        const includeDead = ['1', 'true'].includes(params.get('includeDead') ?? '');
+        return sendJson(res, 200, await network.listInstances({ includeDead }));
+      }
+      case '/api/activity':
+        needs(req, 'GET');
+        return sendJson(res, 200, await activity(network, params));
+      case '/api/rates':
+        needs(req, 'GET');
+        return sendJson(res, 200, await rates(network, params));
+      case '/api/network':
+        needs(req, 'GET');
+        return sendJson(res, 200, {
+          ...(await hub.summary()),
+          readOnly: opts.readOnly,
+          heartbeatTtlMs: opts.heartbeatTtlMs,
+        });
+      case '/api/events':
+        needs(req, 'GET');
+        if (!hub.add(req, res)) {
+          res.setHeader('Retry-After', '5');
+          throw new HttpError(503, 'ERR_DASHBOARD_BUSY', `too many live viewers (at most ${opts.maxSseClients})`);
+        }
+        return undefined;
+      case '/metrics': {
+        needs(req, 'GET');
+        const text = metricsText(await hub.summary(), opts.heartbeatTtlMs);
+        res.statusCode = 200;
+        res.setHeader('Content-Type', 'text/plain; version=0.0.4; charset=utf-8');
+        res.setHeader('Cache-Control', 'no-store');
+        res.end(text);
+        return undefined;
+      }
+      default:
+        break;
+    }
+    const inst = instanceRoute(rel);
+    if (!inst) throw new HttpError(404, 'ERR_DASHBOARD_NOT_FOUND', `no route ${rel}`);
+    if (inst.drain) {
+      needs(req, 'POST');
+      writable();
+      const body = await readJsonBody(req);
+      if (body.reason !== undefined && body.reason !== null && typeof body.reason !== 'string') {
+        throw new HttpError(400, 'ERR_DASHBOARD_BAD_REQUEST', 'reason must be a string');
+      }
+      const reason = body.reason ? body.reason : undefined;
+      const asked = await network.requestDrain(inst.id, reason);
+      if (!asked) throw new HttpError(404, 'ERR_DASHBOARD_NOT_FOUND', `no running instance ${inst.id}`);
+      return sendJson(res, 202, { requested: true, instanceId: inst.id });
+    }
+    if (req.method === 'DELETE') {
+      writable();
+      const force = ['1', 'true'].includes(params.get('force') ?? '');
+      const forgot = await network.forgetInstance(inst.id, { force });
+      if (!forgot) throw new HttpError(404, 'ERR_DASHBOARD_NOT_FOUND', `nothing to forget for ${inst.id}`);
+      return sendJson(res, 200, { forgotten: true, instanceId: inst.id });
+    }
+    needs(req, 'GET');
+    const instance = await network.getInstance(inst.id);
+    if (!instance) throw new HttpError(404, 'ERR_DASHBOARD_NOT_FOUND', `no instance ${inst.id}`);
+    return sendJson(res, 200, { instance, history: hub.history.get(inst.id) ?? [] });
+  }
+
+  function handler(req, res, next) {
+    const full = typeof req.originalUrl === 'string' ? req.originalUrl : req.url;
+    const url = new URL(full, 'http://dashboard.invalid');
+    const pathname = url.pathname;
+    const inside = opts.basePath === '' || pathname === opts.basePath || pathname.startsWith(`${opts.basePath}/`);
+    if (!inside) {
+      if (typeof next === 'function') return next();
+      securityHeaders(res);
+      return sendError(res, new HttpError(404, 'ERR_DASHBOARD_NOT_FOUND', `no route ${pathname}`));
+    }
+    securityHeaders(res);
+    let rel = pathname.slice(opts.basePath.length);
+    if (rel === '') {
+      // The page's URLs are relative: it must be served from `<basePath>/`.
+      res.statusCode = 308;
+      res.setHeader('Location', `${opts.basePath}/${url.search}`);
+      return res.end();
+    }
+    if (rel === '/index.html') rel = '/';
+    route(req, res, rel, url.searchParams).catch((err) => sendError(res, err));
+    return undefined;
+  }
+
+  handler.close = () => hub.close();
+  handler.stats = () => hub.stats();
+  return handler;
+}
+
+module.exports = { createDashboard, summarize };
