@@ -285,24 +285,7 @@ pub(crate) async fn sweep(
             None => later.push((r.id, score.clone())), // not ours to judge: look again later
         }
     }
-    st.outbox.keep_only(&owed);
-    for (token, info) in owed {
-        if shutdown.is_requested() {
-            return Ok(None);
-        }
-        if st
-            .outbox
-            .is_overdue(&info.instance_id, &token, ctx.cfg.timing.sweep_interval)
-        {
-            if let Err(e) = settle_report(ctx, &info).await {
-                ctx.log.warn(
-                    serde_json::json!({ "error": e.to_string(), "lostInstanceId": info.instance_id }),
-                    "could not settle an owed HEARTBEAT_LOST entry; retrying next sweep",
-                );
-            }
-        }
-    }
-    if shutdown.is_requested() {
+    if !settle_owed(ctx, st, owed, shutdown).await {
         return Ok(None);
     }
     registry.push_back(&alive).await?;
@@ -466,24 +449,7 @@ async fn sweep_all(
         }
         instances.push(info);
     }
-    st.outbox.keep_only(&owed);
-    for (token, info) in owed {
-        if shutdown.is_requested() {
-            return Ok(soonest);
-        }
-        if st
-            .outbox
-            .is_overdue(&info.instance_id, &token, ctx.cfg.timing.sweep_interval)
-        {
-            if let Err(e) = settle_report(ctx, &info).await {
-                ctx.log.warn(
-                    serde_json::json!({ "error": e.to_string(), "lostInstanceId": info.instance_id }),
-                    "could not settle an owed HEARTBEAT_LOST entry; retrying next sweep",
-                );
-            }
-        }
-    }
-    if shutdown.is_requested() {
+    if !settle_owed(ctx, st, owed, shutdown).await {
         return Ok(soonest);
     }
     for id in &expired {
@@ -497,6 +463,34 @@ async fn sweep_all(
     st.memo.full_read_done();
     write_snapshot(ctx, st.memo, instances).await?;
     Ok(soonest)
+}
+
+/// Settles the death reports owed for longer than a sweep interval (both sweep modes);
+/// `false` when shutdown was requested (the sweep stops there).
+async fn settle_owed(
+    ctx: &TaskCtx,
+    st: &mut SweepState<'_>,
+    owed: Vec<(String, InstanceInfo)>,
+    shutdown: &Shutdown,
+) -> bool {
+    st.outbox.keep_only(&owed);
+    for (token, info) in owed {
+        if shutdown.is_requested() {
+            return false;
+        }
+        if st
+            .outbox
+            .is_overdue(&info.instance_id, &token, ctx.cfg.timing.sweep_interval)
+        {
+            if let Err(e) = settle_report(ctx, &info).await {
+                ctx.log.warn(
+                    serde_json::json!({ "error": e.to_string(), "lostInstanceId": info.instance_id }),
+                    "could not settle an owed HEARTBEAT_LOST entry; retrying next sweep",
+                );
+            }
+        }
+    }
+    !shutdown.is_requested()
 }
 
 /// Death reports owed by dead records (their `reportToken`), with when this sweeper first saw
