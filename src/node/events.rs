@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use napi::bindgen_prelude::{FnArgs, Function, FunctionRef, ObjectRef, Unknown};
@@ -16,10 +16,11 @@ use napi::Env;
 use serde_json::{Map, Value};
 
 use crate::core::config::LogLevel;
-use crate::core::events::{EventSink, NetEvent, Topic};
+use crate::core::events::{EventSink, NetEvent, Topic, TraceKind};
 use crate::core::logging::LogSink;
 use crate::core::watchdog::Watchdog;
-use crate::node::errors::js_error;
+use crate::node::diag;
+use crate::node::errors::js_error_value;
 use crate::node::runtime::{self, Link};
 
 /// The event names of `PerseusEvents`.
@@ -111,6 +112,8 @@ struct Dispatcher {
     logger: RefCell<Option<ObjectRef<false>>>,
     watchdog: Arc<Watchdog>,
     hold: Arc<Hold>,
+    /// `host:port` of a standalone target, for diagnostics messages.
+    server: Option<String>,
 }
 
 thread_local! {
@@ -140,6 +143,8 @@ pub struct NodeSink {
     link: Arc<Link>,
     hold: Arc<Hold>,
     closed: AtomicBool,
+    /// The JS thread's diagnostics_channel subscriber mask (see `diag`).
+    traced: Arc<AtomicU32>,
 }
 
 impl NodeSink {
@@ -151,6 +156,7 @@ impl NodeSink {
         listeners: Rc<RefCell<Listeners>>,
         logger: Option<ObjectRef<false>>,
         watchdog: Arc<Watchdog>,
+        server: Option<String>,
     ) -> napi::Result<Arc<NodeSink>> {
         let id = NEXT_ID.fetch_add(1, AtomicOrdering::Relaxed);
         let hold = Arc::new(Hold::default());
@@ -161,6 +167,7 @@ impl NodeSink {
             logger: RefCell::new(logger),
             watchdog,
             hold: hold.clone(),
+            server,
         };
         DISPATCHERS.with(|d| d.borrow_mut().insert(id, Rc::new(dispatcher)));
         Ok(Arc::new(NodeSink {
@@ -168,6 +175,7 @@ impl NodeSink {
             link: runtime::js_thread_link(env)?,
             hold,
             closed: AtomicBool::new(false),
+            traced: diag::mask(),
         }))
     }
 
@@ -203,6 +211,9 @@ impl EventSink for NodeSink {
             self.send(Msg::Closed);
         }
     }
+    fn traced(&self, kind: TraceKind) -> bool {
+        self.traced.load(AtomicOrdering::Acquire) & diag::bit(kind) != 0
+    }
 }
 
 impl LogSink for NodeSink {
@@ -226,6 +237,21 @@ impl Dispatcher {
             Msg::Log(level, fields, text) => self.log(env, level, fields, &text),
             Msg::Event(ev) => match *ev {
                 NetEvent::Released => self.hold.set(env, false),
+                NetEvent::Trace(t) => {
+                    if let Err(e) =
+                        diag::publish(env, &self.instance_id, self.server.as_deref(), *t)
+                    {
+                        let mut f = Map::new();
+                        f.insert("instanceId".into(), self.instance_id.clone().into());
+                        f.insert("error".into(), e.reason.clone().into());
+                        self.log(
+                            env,
+                            LogLevel::Debug,
+                            f,
+                            "a diagnostics_channel message was not published",
+                        );
+                    }
+                }
                 ev => self.emit(env, ev),
             },
         }
@@ -265,15 +291,9 @@ impl Dispatcher {
                     self.log(env, LogLevel::Error, f, &format!("background error: {e}"));
                     return;
                 }
-                let err = js_error(env, &e);
-                let value =
-                    unsafe { napi::bindgen_prelude::ToNapiValue::to_napi_value(env.raw(), err) }
-                        .and_then(|raw| unsafe {
-                            napi::bindgen_prelude::FromNapiValue::from_napi_value(env.raw(), raw)
-                        });
-                ("error", value)
+                ("error", js_error_value(env, &e))
             }
-            NetEvent::Released => return,
+            NetEvent::Released | NetEvent::Trace(_) => return,
         };
         let Ok(payload) = payload else { return };
         // Snapshot: a listener may call on/off while we iterate.
