@@ -188,6 +188,10 @@ export interface ActivityInput {
   toState?: InstanceState
   /** at most 64; keys of [A-Za-z0-9_.:-]{1,64} that are not schema fields; values <= 8192 bytes */
   fields?: Record<string, string>
+  /** 1–128 printable ASCII characters, no whitespace. The same key within the activity
+   *  retention window (or 24 h when retention is 0) writes nothing more: the call resolves with
+   *  the first entry's ID. Makes a timed-out call safe to retry. */
+  idempotencyKey?: string
 }
 export interface ActivityQuery {
   /** inclusive; ms epoch, Date, or stream ID. Default: oldest */
@@ -245,6 +249,36 @@ export interface DrainRequest {
   /** ISO 8601 */
   at: string
 }
+// ─── The heartbeat key ─────────────────────────────────────────────────────────
+/** The JSON in `<keyPrefix>:heartbeat:<instanceId>` (a string with a PX TTL): what other
+ *  services read to see a member's liveness without the addon. */
+export interface HeartbeatPayload {
+  /** ms epoch of the beat, on the writer's clock (informational: liveness is the key's TTL) */
+  lastBeat: number
+  /** the writer's state when it beat */
+  state: InstanceState
+  /** the writer's exchangeName */
+  exchange: string
+  /** the writer's event-loop lag (ms) */
+  eventLoopLagMs?: number
+  /** round trip of the writer's previous beat (ms); absent in the seed's payload */
+  redisRttMs?: number
+  /** the writer's resident memory; absent in the seed's payload */
+  rssBytes?: number
+}
+
+// ─── diagnostics_channel ───────────────────────────────────────────────────────
+/** Node `diagnostics_channel` TracingChannel names (start, end, asyncStart, asyncEnd, error),
+ *  published on the JS thread; free when nobody subscribes. Messages: see README "Tracing". */
+export declare const diagnosticsChannels: {
+  heartbeat: 'perseus:heartbeat'
+  sweep: 'perseus:sweep'
+  append: 'perseus:activity:append'
+  query: 'perseus:activity:query'
+  lifecycle: 'perseus:lifecycle'
+  credentials: 'perseus:credentials'
+}
+
 export interface SweeperLease { instanceId: string; expiresInMs: number }
 
 /**

@@ -188,6 +188,10 @@ export interface ActivityInput {
   toState?: InstanceState
   /** at most 64; keys of [A-Za-z0-9_.:-]{1,64} that are not schema fields; values <= 8192 bytes */
   fields?: Record<string, string>
+  /** 1–128 printable ASCII characters, no whitespace. The same key within the activity
+   *  retention window (or 24 h when retention is 0) writes nothing more: the call resolves with
+   *  the first entry's ID. Makes a timed-out call safe to retry. */
+  idempotencyKey?: string
 }
 export interface ActivityQuery {
   /** inclusive; ms epoch, Date, or stream ID. Default: oldest */
