@@ -102,19 +102,39 @@ pub struct Trace {
     pub error: Option<Error>,
 }
 
-impl Trace {
-    /// A trace of `kind` that started at `started` (an `Instant`) and `started_at_ms`.
-    pub fn finished(kind: TraceKind, started: std::time::Instant, started_at_ms: u64) -> Self {
-        Trace {
+/// An operation being timed for a trace: made only when the host traces its kind, so an
+/// untraced operation pays one atomic load ([`EventSink::traced`]) and nothing else.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceTimer {
+    kind: TraceKind,
+    started: std::time::Instant,
+    started_at_ms: u64,
+}
+
+impl TraceTimer {
+    /// Starts timing when `sink` traces `kind`; `None` otherwise.
+    pub fn start(sink: &dyn EventSink, kind: TraceKind) -> Option<TraceTimer> {
+        sink.traced(kind).then(|| TraceTimer {
             kind,
-            started_at_ms,
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            started: std::time::Instant::now(),
+            started_at_ms: crate::core::clock::now_ms(),
+        })
+    }
+
+    /// The finished operation, timed until now.
+    pub fn finish(self) -> Trace {
+        Trace {
+            kind: self.kind,
+            started_at_ms: self.started_at_ms,
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             server: None,
             fields: serde_json::Map::new(),
             error: None,
         }
     }
+}
 
+impl Trace {
     /// Adds a field.
     pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
         self.fields.insert(name.to_string(), value.into());

@@ -12,6 +12,7 @@ use crate::core::activity::{ActivityInput, Author};
 use crate::core::clock::{iso_now, now_ms};
 use crate::core::config::Discovery;
 use crate::core::error::Result;
+use crate::core::events::{NetEvent, TraceKind, TraceTimer};
 use crate::core::faults;
 use crate::core::fsm::State;
 use crate::core::index::{self, IndexView};
@@ -66,6 +67,8 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
     let renew_every = timing.heartbeat_interval;
     let mut next_sweep = Instant::now();
     let mut failing = false;
+    // Whether this process held the lease at its last successful attempt.
+    let mut leader = false;
     let mut memo = SnapshotMemo::default();
     let mut cache = RecordCache::default();
     let mut outbox = Outbox::default();
@@ -80,6 +83,19 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
             Ok((l, view)) => (Ok(l), view),
             Err(e) => (Err(e), None),
         };
+        if let (Err(e), true) = (&leased, due && leader) {
+            // The lease and the due members are a sweep's first read: its failure is a
+            // failed sweep of the process that holds (or held) the lease.
+            if let Some(t) = TraceTimer::start(&*ctx.sink, TraceKind::Sweep) {
+                let trace = t
+                    .finish()
+                    .with("examined", 0)
+                    .with("lost", Vec::<String>::new())
+                    .failed(Some(e.clone()));
+                ctx.sink.emit(NetEvent::Trace(Box::new(trace)));
+            }
+        }
+        leader = matches!(leased, Ok(None)) || (leader && leased.is_err());
         ctx.metrics.set_sweeper_leader(matches!(leased, Ok(None)));
         let wait = match leased {
             Ok(None) => {
@@ -88,8 +104,20 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
                         memo: &mut memo,
                         cache: &mut cache,
                         outbox: &mut outbox,
+                        examined: 0,
+                        lost: Vec::new(),
                     };
-                    match sweep(&ctx, &mut state, view, &mut shutdown).await {
+                    let timer = TraceTimer::start(&*ctx.sink, TraceKind::Sweep);
+                    let swept = sweep(&ctx, &mut state, view, &mut shutdown).await;
+                    if let Some(t) = timer {
+                        let trace = t
+                            .finish()
+                            .with("examined", state.examined)
+                            .with("lost", std::mem::take(&mut state.lost))
+                            .failed(swept.as_ref().err().cloned());
+                        ctx.sink.emit(NetEvent::Trace(Box::new(trace)));
+                    }
+                    match swept {
                         Ok(soonest) => {
                             failing = false;
                             let by_interval = timing.sweep_interval;
@@ -191,6 +219,9 @@ pub(crate) struct SweepState<'a> {
     memo: &'a mut SnapshotMemo,
     cache: &'a mut RecordCache,
     outbox: &'a mut Outbox,
+    /// Members this sweep looked at, and those it declared lost (for its trace).
+    examined: usize,
+    lost: Vec<String>,
 }
 
 /// One sweep. Returns how long (ms) until the soonest known heartbeat deadline.
@@ -229,6 +260,7 @@ pub(crate) async fn sweep(
         _ = shutdown.requested() => return Ok(None),
         r = read => r?,
     };
+    st.examined = view.due.len();
     let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
     let mut alive = Vec::new();
     let mut later = Vec::new();
@@ -272,6 +304,7 @@ pub(crate) async fn sweep(
                     info.state = State::Dead;
                     info.last_state_change = at;
                     write_lost_entry(ctx, &info, from, &token).await?;
+                    st.lost.push(r.id.clone());
                     registry.clear_report(&r.id, &token).await?;
                 }
                 changed = true;
@@ -411,6 +444,7 @@ async fn sweep_all(
         _ = shutdown.requested() => return Ok(None),
         r = read => r?,
     };
+    st.examined = raw.len();
     let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
     let mut soonest: Option<i64> = None;
     let mut instances = Vec::with_capacity(raw.len());
@@ -440,6 +474,7 @@ async fn sweep_all(
                 info.state = State::Dead;
                 info.last_state_change = at;
                 write_lost_entry(ctx, &info, from, &token).await?;
+                st.lost.push(r.id.clone());
                 registry.clear_report(&r.id, &token).await?;
             }
         } else if info.state == State::Dead {

@@ -104,7 +104,7 @@ pub fn publish(
     let mut m: Map<String, Value> = Map::new();
     m.insert("instanceId".into(), instance_id.into());
     for (k, v) in trace.fields {
-        m.insert(k, v);
+        m.insert(k, as_doubles(v));
     }
     if let Some(server) = trace.server.as_deref().or(default_server) {
         m.insert("server".into(), server.into());
@@ -171,6 +171,21 @@ pub fn trace_query<'e>(
         let traced = f.call(FnArgs::from((msg.to_unknown(), promise.to_unknown())))?;
         traced.coerce_to_object()
     })
+}
+
+/// Every number as a double: JS messages carry `number`s (the conversion would make a large
+/// `u64` — an epoch ms — a `BigInt`).
+fn as_doubles(v: Value) -> Value {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Value::Array(a) => Value::Array(a.into_iter().map(as_doubles).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, as_doubles(v))).collect()),
+        other => other,
+    }
 }
 
 /// `host:port` of a standalone target (the node every command goes to); `None` for a cluster,
