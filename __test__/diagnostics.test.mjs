@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import dc from 'node:diagnostics_channel';
 import { createRequire } from 'node:module';
 
-import { PerseusNetwork, netOptions, startStandalone, waitFor } from './helpers-net.mjs';
+import { Member, PerseusNetwork, netOptions, startStandalone, waitFor } from './helpers-net.mjs';
 
 const require = createRequire(import.meta.url);
 const addon = require('../index.js');
@@ -190,6 +190,28 @@ test('diagnostics: failures publish error with the coded Error (heartbeat, sweep
     assert.equal(q.error, rejection);
   } finally {
     for (const r of Object.values(rec)) r.off();
+  }
+});
+
+test('diagnostics: the sweep that finds a peer lost lists it in `lost`', async () => {
+  const redis = await startStandalone();
+  servers.push(redis);
+  const sweeps = record(CHANNELS.sweep);
+  const net = new PerseusNetwork(netOptions(redis, { instanceId: 'diag-sweeper', heartbeatIntervalMs: 100, heartbeatTtlMs: 400, sweepIntervalMs: 100 }));
+  nets.push(net);
+  const member = new Member({ redisUrl: redis.url, exchangeId: 2, exchangeName: 'doomed', publicIp: false, logLevel: 'silent', heartbeatIntervalMs: 100, heartbeatTtlMs: 400 });
+  try {
+    await net.start();
+    const id = await member.started();
+    await member.kill();
+    const found = await waitFor(`a sweep listing ${id} as lost`, () =>
+      operations(sweeps.seen).map((o) => o.msg).find((m) => m.lost.includes(id)), 5000);
+    assert.ok(found.examined >= 1);
+    assert.deepEqual(found.lost, [id]);
+    await net.drain();
+  } finally {
+    sweeps.off();
+    await member.kill();
   }
 });
 

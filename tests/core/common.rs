@@ -427,14 +427,21 @@ impl Cluster {
 }
 
 /// Records every event; watchdog pings get the default answer (at once: no event loop here).
+/// `traced` answers `trace_all` (default false: nobody traces) and counts the questions.
 #[derive(Default)]
 pub struct Capture {
     events: Mutex<Vec<NetEvent>>,
+    pub trace_all: std::sync::atomic::AtomicBool,
+    pub traced_asked: AtomicU64,
 }
 
 impl EventSink for Capture {
     fn emit(&self, event: NetEvent) {
         self.events.lock().unwrap().push(event);
+    }
+    fn traced(&self, _kind: perseus_native::core::events::TraceKind) -> bool {
+        self.traced_asked.fetch_add(1, Ordering::Relaxed);
+        self.trace_all.load(Ordering::Relaxed)
     }
 }
 
