@@ -727,7 +727,7 @@ pub struct Writer {
     /// Counts appends by result.
     metrics: std::sync::Arc<crate::core::metrics::Metrics>,
     /// Where appends are traced (`perseus:activity:append`), when the host traces them.
-    tracer: Option<std::sync::Arc<dyn crate::core::events::EventSink>>,
+    tracer: Option<std::sync::Arc<dyn crate::core::trace::Tracer>>,
 }
 
 impl Writer {
@@ -746,22 +746,22 @@ impl Writer {
         }
     }
 
-    /// Traces every append to `sink` while it traces them (see [`crate::core::events::Trace`]).
-    pub fn traced_by(mut self, sink: std::sync::Arc<dyn crate::core::events::EventSink>) -> Self {
+    /// Traces every append to `sink` while it traces them (see [`crate::core::trace::Trace`]).
+    pub fn traced_by(mut self, sink: std::sync::Arc<dyn crate::core::trace::Tracer>) -> Self {
         self.tracer = Some(sink);
         self
     }
 
     /// Starts timing an append when the host traces appends.
-    fn trace_start(&self) -> Option<crate::core::events::TraceTimer> {
+    fn trace_start(&self) -> Option<crate::core::trace::TraceTimer> {
         let sink = self.tracer.as_deref()?;
-        crate::core::events::TraceTimer::start(sink, crate::core::events::TraceKind::Append)
+        crate::core::trace::TraceTimer::start(sink, crate::core::trace::TraceKind::Append)
     }
 
     /// Emits one append's trace: the events sent and each one's ID (null where it failed).
     fn trace_end(
         &self,
-        timer: Option<crate::core::events::TraceTimer>,
+        timer: Option<crate::core::trace::TraceTimer>,
         events: Vec<&str>,
         results: &[&Result<String>],
     ) {
@@ -782,7 +782,7 @@ impl Writer {
             .with("events", events)
             .with("ids", ids)
             .failed(error);
-        sink.emit(crate::core::events::NetEvent::Trace(Box::new(trace)));
+        sink.trace(trace);
     }
 
     /// The stream this writer appends to (for reads of it).

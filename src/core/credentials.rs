@@ -86,7 +86,7 @@ struct Cell {
     nudge: Arc<Notify>,
     reporter: Mutex<Option<Reporter>>,
     /// Where provider calls are traced (`perseus:credentials`), when the host traces them.
-    tracer: Mutex<Option<Arc<dyn crate::core::events::EventSink>>>,
+    tracer: Mutex<Option<Arc<dyn crate::core::trace::Tracer>>>,
     /// The first fetch, once; then the refresher's handle.
     init: tokio::sync::Mutex<bool>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
@@ -145,7 +145,7 @@ impl Credentials {
     }
 
     /// Where every provider call is traced (set by the network before it connects).
-    pub fn set_tracer(&self, sink: Arc<dyn crate::core::events::EventSink>) {
+    pub fn set_tracer(&self, sink: Arc<dyn crate::core::trace::Tracer>) {
         *self.inner.tracer.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
     }
 
@@ -241,7 +241,7 @@ fn report(cell: &Cell, outcome: Result<()>) {
 /// One provider call, bounded by `limit`, its result checked, traced when the host traces it.
 /// Errors carry no secret.
 async fn fetch_bounded(cell: &Cell, limit: Duration) -> Result<Creds> {
-    use crate::core::events::{NetEvent, TraceKind, TraceTimer};
+    use crate::core::trace::{TraceKind, TraceTimer};
     let tracer = cell
         .tracer
         .lock()
@@ -262,7 +262,7 @@ async fn fetch_bounded(cell: &Cell, limit: Duration) -> Result<Creds> {
             .with("outcome", outcome)
             .with("expiresAt", expires_at)
             .failed(fetched.as_ref().err().cloned());
-        sink.emit(NetEvent::Trace(Box::new(trace)));
+        sink.trace(trace);
     }
     fetched
 }

@@ -11,11 +11,12 @@ use crate::core::clock::now_ms;
 use crate::core::config::LogLevel;
 use crate::core::control;
 use crate::core::error::Result;
-use crate::core::events::{DrainRequest, NetEvent, TraceKind, TraceTimer};
+use crate::core::events::DrainRequest;
 use crate::core::fsm::State;
 use crate::core::metrics::{rss_bytes, RttVerdict};
 use crate::core::registry::HeartbeatPayload;
 use crate::core::task::{Exit, Shutdown, TaskCtx};
+use crate::core::trace::{TraceKind, TraceTimer};
 use crate::core::watchdog::Gate;
 
 /// What one heartbeat learned.
@@ -60,7 +61,7 @@ pub async fn beat(ctx: &TaskCtx, lag: Option<u64>) -> Result<Beat> {
             .with("rttMs", rtt.as_secs_f64() * 1000.0)
             .with("outcome", outcome)
             .failed(error);
-        ctx.sink.emit(NetEvent::Trace(Box::new(trace)));
+        ctx.sink.trace(trace);
     }
     beat.map(|(b, _)| b).map_err(|(e, _)| e)
 }

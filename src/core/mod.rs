@@ -23,5 +23,6 @@ pub mod slots;
 pub mod store;
 pub mod sweeper;
 pub mod task;
+pub mod trace;
 pub mod trimmer;
 pub mod watchdog;

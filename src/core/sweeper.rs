@@ -12,7 +12,6 @@ use crate::core::activity::{ActivityInput, Author};
 use crate::core::clock::{iso_now, now_ms};
 use crate::core::config::Discovery;
 use crate::core::error::Result;
-use crate::core::events::{NetEvent, TraceKind, TraceTimer};
 use crate::core::faults;
 use crate::core::fsm::State;
 use crate::core::index::{self, IndexView};
@@ -20,6 +19,7 @@ use crate::core::keys::Keys;
 use crate::core::registry::{beat_of, parse_record, InstanceInfo, Registry};
 use crate::core::store::{Command, Kind, Store};
 use crate::core::task::{Exit, Shutdown, TaskCtx};
+use crate::core::trace::{TraceKind, TraceTimer};
 
 /// How far before a death's recorded time the outbox looks for its entry: the record and
 /// the stream may live on different nodes, whose clocks may differ a little.
@@ -92,7 +92,7 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
                     .with("examined", 0)
                     .with("lost", Vec::<String>::new())
                     .failed(Some(e.clone()));
-                ctx.sink.emit(NetEvent::Trace(Box::new(trace)));
+                ctx.sink.trace(trace);
             }
         }
         leader = matches!(leased, Ok(None)) || (leader && leased.is_err());
@@ -115,7 +115,7 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
                             .with("examined", state.examined)
                             .with("lost", std::mem::take(&mut state.lost))
                             .failed(swept.as_ref().err().cloned());
-                        ctx.sink.emit(NetEvent::Trace(Box::new(trace)));
+                        ctx.sink.trace(trace);
                     }
                     match swept {
                         Ok(soonest) => {

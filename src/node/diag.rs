@@ -4,11 +4,11 @@
 //! The JS half is `diagnostics.js` (embedded, evaluated once per JS thread when the addon
 //! loads, because the generated `index.js` is no place for hand-written code). It tells us,
 //! through a closure, a bit mask of the channels that have a subscriber; the mask is an atomic
-//! the runtime threads read ([`crate::core::events::EventSink::traced`]), so with nobody
+//! the runtime threads read ([`crate::core::trace::Tracer::traced`]), so with nobody
 //! listening the core builds no trace and nothing crosses to the JS thread for it.
 //!
 //! What is published comes from events the core queues anyway (a finished heartbeat, sweep,
-//! append, transition or credentials call, as [`crate::core::events::Trace`]) and from
+//! append, transition or credentials call, as [`crate::core::trace::Trace`]) and from
 //! `queryActivity`, traced as the promise it returns.
 
 use std::cell::RefCell;
@@ -23,7 +23,7 @@ use napi::Env;
 use serde_json::{Map, Value};
 
 use crate::core::error::Error as CoreError;
-use crate::core::events::{Trace, TraceKind};
+use crate::core::trace::{Trace, TraceKind};
 use crate::node::errors::js_error_value;
 
 /// The embedded JS half.

@@ -16,8 +16,9 @@ use napi::Env;
 use serde_json::{Map, Value};
 
 use crate::core::config::LogLevel;
-use crate::core::events::{EventSink, NetEvent, Topic, TraceKind};
+use crate::core::events::{EventSink, NetEvent, Topic};
 use crate::core::logging::LogSink;
+use crate::core::trace::{Trace, TraceKind, Tracer};
 use crate::core::watchdog::Watchdog;
 use crate::node::diag;
 use crate::node::errors::js_error_value;
@@ -99,6 +100,8 @@ impl Listeners {
 pub enum Msg {
     Event(Box<NetEvent>),
     Log(LogLevel, Map<String, Value>, String),
+    /// A finished operation, for diagnostics_channel (queued only while traced).
+    Trace(Box<Trace>),
     Ping,
     /// The network is closed: drop listeners and stop holding the process.
     Closed,
@@ -211,8 +214,14 @@ impl EventSink for NodeSink {
             self.send(Msg::Closed);
         }
     }
+}
+
+impl Tracer for NodeSink {
     fn traced(&self, kind: TraceKind) -> bool {
         self.traced.load(AtomicOrdering::Acquire) & diag::bit(kind) != 0
+    }
+    fn trace(&self, trace: Trace) {
+        self.send(Msg::Trace(Box::new(trace)));
     }
 }
 
@@ -235,23 +244,21 @@ impl Dispatcher {
                 DISPATCHERS.with(|d| d.borrow_mut().remove(&id));
             }
             Msg::Log(level, fields, text) => self.log(env, level, fields, &text),
+            Msg::Trace(t) => {
+                if let Err(e) = diag::publish(env, &self.instance_id, self.server.as_deref(), *t) {
+                    let mut f = Map::new();
+                    f.insert("instanceId".into(), self.instance_id.clone().into());
+                    f.insert("error".into(), e.reason.clone().into());
+                    self.log(
+                        env,
+                        LogLevel::Debug,
+                        f,
+                        "a diagnostics_channel message was not published",
+                    );
+                }
+            }
             Msg::Event(ev) => match *ev {
                 NetEvent::Released => self.hold.set(env, false),
-                NetEvent::Trace(t) => {
-                    if let Err(e) =
-                        diag::publish(env, &self.instance_id, self.server.as_deref(), *t)
-                    {
-                        let mut f = Map::new();
-                        f.insert("instanceId".into(), self.instance_id.clone().into());
-                        f.insert("error".into(), e.reason.clone().into());
-                        self.log(
-                            env,
-                            LogLevel::Debug,
-                            f,
-                            "a diagnostics_channel message was not published",
-                        );
-                    }
-                }
                 ev => self.emit(env, ev),
             },
         }
@@ -293,7 +300,7 @@ impl Dispatcher {
                 }
                 ("error", js_error_value(env, &e))
             }
-            NetEvent::Released | NetEvent::Trace(_) => return,
+            NetEvent::Released => return,
         };
         let Ok(payload) = payload else { return };
         // Snapshot: a listener may call on/off while we iterate.

@@ -2,16 +2,10 @@
 //! untraced network pays one atomic load per operation and emits nothing more.
 
 use super::common::*;
-use perseus_native::core::events::{Trace, TraceKind};
+use perseus_native::core::trace::{Trace, TraceKind};
 
 fn traces(cap: &Capture) -> Vec<Trace> {
-    cap.events()
-        .into_iter()
-        .filter_map(|e| match e {
-            NetEvent::Trace(t) => Some(*t),
-            _ => None,
-        })
-        .collect()
+    cap.traces.lock().unwrap().clone()
 }
 
 async fn run_a_while(net: &Network) {

@@ -10,11 +10,12 @@ use crate::core::activity::ActivityInput;
 use crate::core::clock::{iso_now, now_ms};
 use crate::core::config::{OnHeartbeatLost, PublicIpMode};
 use crate::core::error::{Error, Result};
-use crate::core::events::{NetEvent, StateChange, TraceKind, TraceTimer};
+use crate::core::events::{NetEvent, StateChange};
 use crate::core::fsm::{next_state, Event, State};
 use crate::core::registry::InstanceInfo;
 use crate::core::store::{Command, Kind};
 use crate::core::task::{Exit, Shutdown, TaskCtx};
+use crate::core::trace::{TraceKind, TraceTimer};
 use crate::core::watchdog::Gate;
 use crate::core::{heartbeat, ip, sweeper, trimmer};
 
@@ -61,7 +62,7 @@ impl Network {
                 .with("event", event.as_str())
                 .with("reason", reason)
                 .failed(failure);
-            self.inner.sink.emit(NetEvent::Trace(Box::new(trace)));
+            self.inner.sink.trace(trace);
         }
         Ok(change)
     }
