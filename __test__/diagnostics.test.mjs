@@ -193,6 +193,31 @@ test('diagnostics: failures publish error with the coded Error (heartbeat, sweep
   }
 });
 
+test('diagnostics: the subscriber mask follows subscribe/unsubscribe/bindStore, also with two copies of the glue in one thread', async () => {
+  const { AsyncLocalStorage } = await import('node:async_hooks');
+  const fs = await import('node:fs');
+  const source = fs.readFileSync(new URL('../src/node/diagnostics.js', import.meta.url), 'utf8');
+  // Two more installs besides the addon's own (as two installed versions of the package would).
+  const masks = [0, 0];
+  for (const i of [0, 1]) (0, eval)(source)({}, (m) => { masks[i] = m; });
+  const bit = (name) => 1 << Object.keys(CHANNELS).indexOf(name);
+  const fn = () => {};
+  dc.subscribe('tracing:perseus:sweep:error', fn);
+  assert.deepEqual(masks, [bit('sweep'), bit('sweep')]);
+  const tc = dc.tracingChannel(CHANNELS.credentials);
+  const handlers = { start() {}, end() {}, asyncStart() {}, asyncEnd() {}, error() {} };
+  tc.subscribe(handlers);
+  assert.deepEqual(masks, [bit('sweep') | bit('credentials'), bit('sweep') | bit('credentials')]);
+  dc.unsubscribe('tracing:perseus:sweep:error', fn);
+  tc.unsubscribe(handlers);
+  assert.deepEqual(masks, [0, 0]);
+  const store = new AsyncLocalStorage();
+  dc.channel('tracing:perseus:activity:query:start').bindStore(store);
+  assert.deepEqual(masks, [bit('query'), bit('query')]);
+  dc.channel('tracing:perseus:activity:query:start').unbindStore(store);
+  assert.deepEqual(masks, [0, 0]);
+});
+
 test('diagnostics: the sweep that finds a peer lost lists it in `lost`', async () => {
   const redis = await startStandalone();
   servers.push(redis);

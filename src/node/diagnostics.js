@@ -64,12 +64,19 @@
         const ch = tc[e]
         for (const method of METHODS) {
           if (typeof ch[method] !== 'function') continue
+          // Another copy of the addon in this thread (two installed versions) wrapped it
+          // already: chain to its wrapper, so both copies hear every change.
+          const own = Object.getOwnPropertyDescriptor(ch, method)
+          const previous = own && typeof own.value === 'function' ? own.value : null
           Object.defineProperty(ch, method, {
             configurable: true, enumerable: false, writable: true,
             value: function (...args) {
               // Node switches the channel's prototype (Channel <-> ActiveChannel) as it gains
-              // or loses subscribers: always call the current prototype's method.
-              const r = Object.getPrototypeOf(this)[method].apply(this, args)
+              // or loses subscribers: without a previous wrapper, call the current
+              // prototype's method.
+              const r = previous !== null
+                ? previous.apply(this, args)
+                : Object.getPrototypeOf(this)[method].apply(this, args)
               refresh()
               return r
             },
