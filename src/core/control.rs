@@ -14,9 +14,10 @@ use crate::core::error::{Error, Result};
 use crate::core::events::{DrainRequest, NetEvent};
 use crate::core::fsm::State;
 use crate::core::keys::Keys;
-use crate::core::registry::{hash_from_value, parse_record, text, InstanceInfo};
+use crate::core::registry::{parse_record, InstanceInfo};
 use crate::core::store::{Command, Store};
 use crate::core::task::TaskCtx;
+use crate::core::wire::text::{hash_from_value, text};
 
 /// Queue a signal for one instance. Invariant: the list never outlives its expiry, renewed on
 /// every push, so a request to an instance that dies before reading it is dropped with the key.
@@ -37,7 +38,7 @@ const SIGNAL_TTLS: u32 = 3;
 #[serde(rename_all = "camelCase")]
 pub struct SweeperLease {
     pub instance_id: String,
-    #[serde(serialize_with = "crate::core::registry::int")]
+    #[serde(serialize_with = "crate::core::wire::text::int")]
     pub expires_in_ms: u64,
 }
 

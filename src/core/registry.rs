@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use redis::Value;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::core::config::{Discovery, Identity};
 use crate::core::error::Result;
@@ -15,6 +15,7 @@ use crate::core::fsm::State;
 use crate::core::index::{self, IndexView};
 use crate::core::keys::Keys;
 use crate::core::store::{Command, Store};
+use crate::core::wire::text::{hash_from_value, int, opt_int, text};
 
 /// One instance as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,22 +58,6 @@ pub struct InstanceHealth {
     /// Resident memory of the process.
     #[serde(serialize_with = "int")]
     pub rss_bytes: u64,
-}
-
-/// Integers are written as i64 so JS hosts get numbers, not BigInts (all our values are
-/// ms epochs and ids far below 2^53).
-pub(crate) fn int<S: Serializer>(v: &u64, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_i64(i64::try_from(*v).unwrap_or(i64::MAX))
-}
-
-pub(crate) fn opt_int<S: Serializer>(
-    v: &Option<u64>,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => int(v, s),
-        None => s.serialize_none(),
-    }
 }
 
 fn de_state<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<State, D::Error> {
@@ -186,56 +171,6 @@ pub fn parse_record(
         last_heartbeat,
         health,
     })
-}
-
-/// Converts an HGETALL reply (RESP2 flat array or RESP3 map) into a map, lossy on bad UTF-8.
-pub fn hash_from_value(v: Value) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    match v {
-        Value::Array(items) => {
-            let mut it = items.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                if let (Some(k), Some(v)) = (text(&k), text(&v)) {
-                    out.insert(k, v);
-                }
-            }
-        }
-        Value::Map(pairs) => {
-            for (k, v) in pairs {
-                if let (Some(k), Some(v)) = (text(&k), text(&v)) {
-                    out.insert(k, v);
-                }
-            }
-        }
-        _ => {}
-    }
-    out
-}
-
-/// A reply value as text (lossy UTF-8), if it is a string.
-pub fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// Like [`text`], but takes the reply value and reuses its bytes when they are valid UTF-8
-/// (the common case): no copy per field on large stream reads.
-pub fn into_text(v: Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(
-            String::from_utf8(b)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        ),
-        Value::SimpleString(s) => Some(s),
-        Value::VerbatimString { text, .. } => Some(text),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
 }
 
 /// Write the record fresh: a rejoin must not inherit fields (or a TTL) of its previous life.

@@ -1,7 +1,6 @@
 //! Building clients: standalone connection managers and cluster clients, with TLS (custom CA,
 //! insecure mode) and AUTH/ACL credentials from the connection config.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -13,15 +12,7 @@ use super::errors::{connect_failure, describe, scrub};
 use super::Conn;
 use crate::core::config::{ConnectionConfig, Target};
 use crate::core::error::{Error, Result};
-
-static CRYPTO: Once = Once::new();
-
-/// Installs ring as rustls' process-wide crypto provider, once (needed before any TLS use).
-pub fn install_crypto() {
-    CRYPTO.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
+use crate::core::wire::tls::install_crypto;
 
 /// Opens the connection(s) for `cfg` within its connect timeout: the shared one and, on a
 /// cluster with `with_once`, the send-once one (see [`super::Store`]).

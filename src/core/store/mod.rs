@@ -6,6 +6,7 @@
 //! command names; a failure is labelled with the command and key the caller gave.
 
 mod connect;
+mod direct;
 mod errors;
 mod rotation;
 
@@ -21,7 +22,6 @@ use redis::cluster_routing::{
 };
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, ToRedisArgs, Value};
 
-pub use connect::install_crypto;
 pub use errors::scrub;
 use errors::{
     describe, is_data_error, is_dropped, is_link_failure, labelled, secrets_of, server_error_text,
@@ -30,7 +30,7 @@ use errors::{
 
 use crate::core::config::ConnectionConfig;
 use crate::core::error::{Error, Result};
-use crate::core::slots::{self, SlotTable};
+use crate::core::wire::slots::{self, SlotTable};
 
 /// Called with `(connected, error)` when the link to Redis goes down or comes back.
 pub type StatusListener = Arc<dyn Fn(bool, Option<String>) + Send + Sync>;
@@ -178,7 +178,7 @@ struct Inner {
     /// A refusal was already noted (each store reports it once).
     name_refused: AtomicBool,
     /// Connections of our own for range reads decoded from raw bytes (`direct.rs`).
-    direct: crate::core::direct::Direct,
+    direct: direct::Direct,
 }
 
 impl Store {
@@ -228,7 +228,7 @@ impl Store {
                 slots: std::sync::Mutex::new(None),
                 name_refusal: std::sync::Mutex::new(None),
                 name_refused: AtomicBool::new(false),
-                direct: crate::core::direct::Direct::new(cfg),
+                direct: direct::Direct::new(cfg),
             }),
         };
         let _: Value = store
@@ -373,21 +373,21 @@ impl Store {
     }
 
     /// One read-only command about `key` over a direct connection, its reply as raw bytes
-    /// (for [`crate::core::resp`]). `None` when that path cannot serve it, or the reply is a
+    /// (for [`crate::core::wire::resp`]). `None` when that path cannot serve it, or the reply is a
     /// server error: the caller then sends it through [`Store::query`], which words errors.
     pub async fn query_bytes(&self, key: &str, cmd: &Command) -> Option<Result<Vec<u8>>> {
-        use crate::core::direct::Miss;
-        let slot_map = || async {
-            let mut slots = Command::with_args(Kind::Read, "CLUSTER", None);
-            slots.arg("SLOTS");
-            let v: Value = self.query(&slots).await.ok()?;
-            crate::core::direct::parse_slots(&v)
-        };
+        use direct::Miss;
+        let slot_map = || self.slot_table();
         let packed = cmd.cmd.get_packed_command();
         match self.inner.direct.request(key, &packed, slot_map).await {
             Ok(bytes) if !bytes.starts_with(b"-") => Some(Ok(bytes)),
-            Ok(_) | Err(Miss::Fallback(_)) => {
-                self.inner.direct.forget_slots();
+            Ok(_) => {
+                self.forget_slot_table();
+                None
+            }
+            Err(Miss::Fallback(why)) => {
+                tracing::debug!(%why, "range read falls back to the client");
+                self.forget_slot_table();
                 None
             }
             Err(Miss::Timeout) => {
