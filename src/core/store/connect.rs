@@ -11,25 +11,27 @@ use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisError, TlsCertifica
 use super::errors::{connect_failure, describe, scrub};
 use super::Conn;
 use crate::core::config::{ConnectionConfig, Target};
+use crate::core::credentials::Validator;
 use crate::core::error::{Error, Result};
 use crate::core::wire::tls::install_crypto;
 
 /// Opens the connection(s) for `cfg` within its connect timeout: the shared one and, on a
-/// cluster with `with_once`, the send-once one (see [`super::Store`]).
+/// cluster with `with_once`, the send-once one (see [`super::Store`]). `validator` checks
+/// rotating credentials before they are used (given by the caller, so building clients does
+/// not depend on the rotation code that itself builds probe clients).
 pub(super) async fn open(
     cfg: &ConnectionConfig,
     secrets: &[String],
     response_timeout: Duration,
     with_once: bool,
+    validator: impl FnOnce() -> Validator,
 ) -> Result<(Conn, Option<ClusterConnection>)> {
     install_crypto();
     let began = tokio::time::Instant::now();
     if let Some(creds) = &cfg.credentials {
         // The first credentials (start() and the first query wait for them), within the same
         // connect timeout as the connection itself.
-        creds
-            .ready(cfg.connect_timeout, super::rotation::validator(cfg))
-            .await?;
+        creds.ready(cfg.connect_timeout, validator()).await?;
     }
     let scrub = |e: RedisError| {
         let text = scrub(secrets, &describe(&e));
