@@ -8,9 +8,10 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisError, TlsCertificates, TlsMode};
 
-use super::errors::{connect_failure, describe, scrub};
+use super::errors::{connect_failure, describe};
 use super::Conn;
 use crate::core::config::{ConnectionConfig, Target};
+use crate::core::credentials::scrub;
 use crate::core::credentials::Validator;
 use crate::core::error::{Error, Result};
 use crate::core::wire::tls::install_crypto;

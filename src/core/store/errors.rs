@@ -104,17 +104,6 @@ pub(super) fn connect_failure(cfg: &ConnectionConfig, msg: &str) -> String {
     format!("could not connect to Redis at {target}: {msg}{hint}")
 }
 
-/// Replaces every secret in `text` with `***`.
-pub fn scrub(secrets: &[String], text: &str) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if !s.is_empty() {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
-}
-
 /// The secrets of a connection config: the password option and any password in a URL
 /// (as written and percent-decoded).
 pub(super) fn secrets_of(cfg: &ConnectionConfig) -> Vec<String> {
@@ -147,6 +136,7 @@ fn url_decode(s: &str) -> std::result::Result<String, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::credentials::scrub;
     use redis::Value;
     use std::time::Duration;
 

@@ -5,8 +5,9 @@ use std::sync::atomic::Ordering;
 
 use redis::RedisError;
 
-use super::errors::{describe, scrub};
+use super::errors::describe;
 use super::{connect, rotation, Conn, Store};
+use crate::core::credentials::scrub;
 
 /// Consecutive timeouts after which a standalone connection is rebuilt (a half-open socket
 /// keeps timing out and the manager does not reconnect on timeouts by itself).

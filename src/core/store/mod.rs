@@ -34,7 +34,6 @@ use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::Value;
 
-pub use errors::scrub;
 use errors::secrets_of;
 
 use crate::core::config::ConnectionConfig;

@@ -7,8 +7,9 @@ use redis::aio::ConnectionLike;
 use redis::cluster_async::ClusterConnection;
 use redis::{FromRedisValue, RedisError, Value};
 
-use super::errors::{is_link_failure, labelled, scrub, server_error_text, was_not_run};
+use super::errors::{is_link_failure, labelled, server_error_text, was_not_run};
 use super::{Command, Store};
+use crate::core::credentials::scrub;
 use crate::core::error::{Error, Result};
 
 impl Store {
