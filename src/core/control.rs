@@ -248,7 +248,7 @@ pub async fn sweeper(store: &Store, keys: &Keys) -> Result<Option<SweeperLease>>
 fn conflict(id: &str, why: &str) -> Error {
     Error::Conflict(format!(
         "cannot forget instance '{}': {why}; pass force to forget it anyway",
-        crate::core::config::clip(id)
+        crate::core::redact::clip(id)
     ))
 }
 

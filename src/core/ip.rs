@@ -28,7 +28,7 @@ pub fn usable_endpoints(endpoints: Vec<String>) -> Vec<String> {
             if !ok {
                 tracing::debug!(
                     "public IP endpoint skipped: not an http(s) URL ({})",
-                    crate::core::config::clip(e)
+                    crate::core::redact::clip(e)
                 );
             }
             ok

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod network;
+pub mod redact;
 pub mod registry;
 pub mod store;
 pub mod sweeper;

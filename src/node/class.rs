@@ -9,9 +9,10 @@ use napi::Env;
 use napi_derive::napi;
 
 use crate::core::activity::make_query;
-use crate::core::config::{clip, Config};
+use crate::core::config::Config;
 use crate::core::error::Error as CoreError;
 use crate::core::network::Network;
+use crate::core::redact::clip;
 use crate::node::convert::{read_activity_input, read_options, Json, JsonText, Reader};
 use crate::node::errors::js_error;
 use crate::node::events::{tail_topic, Listeners, NodeSink, EVENT_NAMES};

@@ -4,9 +4,9 @@
 use std::borrow::Cow;
 
 use super::{MAX_FIELDS, MAX_FIELD_NAME_LEN, MAX_FIELD_VALUE_LEN, MAX_REASON_LEN, SCHEMA_FIELDS};
-use crate::core::config::clip;
 use crate::core::error::{Error, Result};
 use crate::core::fsm::State;
+use crate::core::redact::clip;
 
 /// One stream entry as the API shows it.
 #[derive(Debug, Clone, PartialEq)]

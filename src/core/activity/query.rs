@@ -1,8 +1,8 @@
 //! Queries of the stream: bounds and limits, validated before any read.
 
 use super::MAX_QUERY_LIMIT;
-use crate::core::config::clip;
 use crate::core::error::{Error, Result};
+use crate::core::redact::clip;
 
 /// A query bound as given: ms epoch (a `Date` arrives as ms) or a stream ID / `-` / `+`.
 #[derive(Debug, Clone, PartialEq)]
