@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::core::activity::{ActivityInput, Author};
 use crate::core::clock::iso_now;
-use crate::core::config::{validate_instance_id, OnDrainRequest};
+use crate::core::config::OnDrainRequest;
 use crate::core::error::{Error, Result};
 use crate::core::events::{DrainRequest, NetEvent};
 use crate::core::fsm::State;
@@ -70,7 +70,6 @@ pub fn hear_signals(ctx: &TaskCtx, raw: &[String]) -> Option<DrainRequest> {
 /// heartbeat. Writes DRAIN_REQUESTED first and then the signal, so the entry always precedes
 /// the target's DEREGISTERED.
 pub async fn request_drain(ctx: &TaskCtx, id: &str, reason: Option<String>) -> Result<bool> {
-    validate_instance_id("instanceId", id)?;
     let Some(raw) = ctx.registry.read_raw(&[id.to_string()]).await?.pop() else {
         return Ok(false);
     };
@@ -124,7 +123,6 @@ pub async fn request_drain(ctx: &TaskCtx, id: &str, reason: Option<String>) -> R
 /// instance beating in between still finds its record, and its next beat finds it gone and
 /// registers again (`REGISTERED`, reason "record was missing from Redis").
 pub async fn forget_instance(ctx: &TaskCtx, id: &str, force: bool) -> Result<bool> {
-    validate_instance_id("instanceId", id)?;
     let (store, keys, registry) = (&ctx.store, &ctx.keys, &ctx.registry);
     let heartbeat_key = keys.heartbeat(id);
     let mut zscore = Command::read("ZSCORE", &keys.instances());

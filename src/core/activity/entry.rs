@@ -140,6 +140,18 @@ pub struct Author {
     pub public_ip: Option<String>,
 }
 
+/// A reason (of an entry, a drain request or a failure) is at most [`MAX_REASON_LEN`]
+/// characters: the one check, for every caller.
+pub fn validate_reason(r: &str) -> Result<()> {
+    if r.chars().count() > MAX_REASON_LEN {
+        return Err(Error::invalid(format!(
+            "reason must be at most {MAX_REASON_LEN} characters (got {})",
+            r.chars().count()
+        )));
+    }
+    Ok(())
+}
+
 /// Validates an application's input (`logActivity`).
 pub fn validate_input(input: &ActivityInput) -> Result<()> {
     let e = &input.event;
@@ -154,12 +166,7 @@ pub fn validate_input(input: &ActivityInput) -> Result<()> {
         )));
     }
     if let Some(r) = &input.reason {
-        if r.chars().count() > MAX_REASON_LEN {
-            return Err(Error::invalid(format!(
-                "reason must be at most {MAX_REASON_LEN} characters (got {})",
-                r.chars().count()
-            )));
-        }
+        validate_reason(r)?;
     }
     if input.fields.len() > MAX_FIELDS {
         return Err(Error::invalid(format!(

@@ -14,7 +14,9 @@ pub mod stream;
 pub mod writer;
 
 pub use decode::{decode, decode_pairs, decode_range};
-pub use entry::{encode, validate_input, ActivityEntry, ActivityInput, Author, EntryRef};
+pub use entry::{
+    encode, validate_input, validate_reason, ActivityEntry, ActivityInput, Author, EntryRef,
+};
 pub use query::{is_stream_id, make_query, parse_bound, Bound, Query};
 pub use stream::{server_time_ms, ActivityLog};
 pub use writer::Writer;
