@@ -1,4 +1,10 @@
 //! The pure core: everything Perseus does, with no knowledge of Node.
+//!
+//! Layered bottom-up — leaves (clock, error, fsm, faults, redact, credentials, config, logging,
+//! metrics, watchdog), `wire`, `store`, the model (keys, index, registry, activity), tasks
+//! (events, task, heartbeat, sweeper, trimmer, control, ip), `network` — each using only its
+//! own layer and those below. The order is stated once, in `scripts/layers.mjs` (which checks
+//! it from the imports, with no circle allowed), and printed into the README's module map.
 
 pub mod activity;
 pub mod clock;

@@ -1,18 +1,16 @@
 //! The network snapshot (`network:state`): when it is written, paced by its size.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::core::clock::iso_now;
 use crate::core::error::Result;
+use crate::core::fsm::State;
 use crate::core::registry::InstanceInfo;
 use crate::core::store::Command;
 use crate::core::task::TaskCtx;
 
-use super::sweep::*;
 use super::NetworkState;
-
-/// How long after a dead record's expiry the sweeper looks again (so it is gone by then).
-pub(super) const EXPIRY_MARGIN_MS: u64 = 1000;
 
 /// Writes `network:state` when [`SnapshotMemo`] says it is due.
 pub(super) async fn write_snapshot(
@@ -129,4 +127,16 @@ pub(super) fn membership_digest(instances: &[InstanceInfo]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     rows.hash(&mut h);
     h.finish()
+}
+
+/// Instances by state, every state present (the snapshot's `counts`).
+pub(super) fn state_counts(instances: &[InstanceInfo]) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = State::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect();
+    for i in instances {
+        *counts.entry(i.state.as_str().to_string()).or_default() += 1;
+    }
+    counts
 }

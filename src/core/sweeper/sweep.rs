@@ -1,7 +1,6 @@
 //! One sweep in either mode: index mode (only the members whose deadline passed) and scan
 //! mode (every record), with the metrics of a finished sweep.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::core::clock::{iso_now, now_ms};
@@ -16,6 +15,9 @@ use crate::core::task::{Shutdown, TaskCtx};
 use super::outbox::*;
 use super::snapshot::*;
 use super::SweepState;
+
+/// How long after a dead record's expiry the sweeper looks again (so it is gone by then).
+pub(super) const EXPIRY_MARGIN_MS: u64 = 1000;
 
 /// One sweep. Returns how long (ms) until the soonest known heartbeat deadline.
 ///
@@ -162,18 +164,6 @@ pub(crate) async fn sweep(
         record_sweep(ctx, began, None);
     }
     Ok(soonest.map(|d| d.saturating_sub(now_ms()) as i64))
-}
-
-/// Instances by state, every state present (the snapshot's `counts`).
-pub(super) fn state_counts(instances: &[InstanceInfo]) -> BTreeMap<String, u64> {
-    let mut counts: BTreeMap<String, u64> = State::ALL
-        .iter()
-        .map(|s| (s.as_str().to_string(), 0))
-        .collect();
-    for i in instances {
-        *counts.entry(i.state.as_str().to_string()).or_default() += 1;
-    }
-    counts
 }
 
 /// Counts a finished sweep in the metrics; `instances`: what it read in full, when it did
