@@ -104,6 +104,24 @@ pub struct ConnectionConfig {
     pub client_name: Option<String>,
 }
 
+#[cfg(test)]
+impl ConnectionConfig {
+    /// A connection config for unit tests: `target`, `password`, 1 s timeouts, nothing else.
+    pub(crate) fn for_test(target: Target, password: Option<String>) -> Self {
+        ConnectionConfig {
+            target,
+            username: None,
+            password,
+            tls_ca_cert: None,
+            tls_insecure: false,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            credentials: None,
+            client_name: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for ConnectionConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectionConfig")

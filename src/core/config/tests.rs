@@ -230,17 +230,10 @@ fn url_errors_never_show_the_password() {
     o.redis_url = Some("redis://user:s3cret@host:1/xyz".into());
     assert!(!err_of(o).contains("s3cret"));
     assert_eq!(redact_url("redis://u:s3cret@h:1/2"), "redis://u:***@h:1/2");
-    let c = ConnectionConfig {
-        target: Target::Standalone("redis://u:s3cret@h:1".into()),
-        username: None,
-        password: Some("s3cret".into()),
-        tls_ca_cert: None,
-        tls_insecure: false,
-        connect_timeout: Duration::from_secs(1),
-        command_timeout: Duration::from_secs(1),
-        credentials: None,
-        client_name: None,
-    };
+    let c = ConnectionConfig::for_test(
+        Target::Standalone("redis://u:s3cret@h:1".into()),
+        Some("s3cret".into()),
+    );
     assert!(!format!("{c:?}").contains("s3cret"));
 }
 

@@ -138,7 +138,6 @@ mod tests {
     use super::*;
     use crate::core::credentials::scrub;
     use redis::Value;
-    use std::time::Duration;
 
     #[test]
     fn scrub_removes_every_secret() {
@@ -188,17 +187,8 @@ mod tests {
 
     #[test]
     fn tls_connect_failures_get_a_hint_and_no_secret() {
-        let mut cfg = ConnectionConfig {
-            target: Target::Standalone("rediss://u:pw@h:1".into()),
-            username: None,
-            password: None,
-            tls_ca_cert: None,
-            tls_insecure: false,
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-            credentials: None,
-            client_name: None,
-        };
+        let mut cfg =
+            ConnectionConfig::for_test(Target::Standalone("rediss://u:pw@h:1".into()), None);
         let m = connect_failure(&cfg, "invalid peer certificate: UnknownIssuer");
         assert!(m.contains("set tlsCaCert"), "{m}");
         assert!(!m.contains("pw@"), "{m}");
@@ -212,17 +202,10 @@ mod tests {
 
     #[test]
     fn url_passwords_are_secrets_too() {
-        let cfg = ConnectionConfig {
-            target: Target::Standalone("redis://u:p%40ss@h:1".into()),
-            username: None,
-            password: Some("opt".into()),
-            tls_ca_cert: None,
-            tls_insecure: false,
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-            credentials: None,
-            client_name: None,
-        };
+        let cfg = ConnectionConfig::for_test(
+            Target::Standalone("redis://u:p%40ss@h:1".into()),
+            Some("opt".into()),
+        );
         let s = secrets_of(&cfg);
         assert!(s.contains(&"opt".to_string()));
         assert!(s.contains(&"p%40ss".to_string()));

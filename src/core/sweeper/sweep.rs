@@ -88,18 +88,7 @@ pub(crate) async fn sweep(
                 if shutdown.is_requested() {
                     return Ok(None);
                 }
-                let at = iso_now();
-                let token = format!("{}|{at}", ctx.instance_id());
-                if let Some(prev) = registry.mark_dead(&r.id, &at, dead_ttl, &token).await? {
-                    // The compare-and-set and the entry are one unit: nothing stops a sweep
-                    // between them but a crash, which the outbox (reportToken) covers.
-                    faults::pause_after_mark_dead(ctx.instance_id()).await;
-                    let from = prev.parse().ok();
-                    info.state = State::Dead;
-                    info.last_state_change = at;
-                    write_lost_entry(ctx, &info, from, &token).await?;
-                    registry.clear_report(&r.id, &token).await?;
-                }
+                report_loss(ctx, &r.id, &mut info).await?;
                 changed = true;
                 later.push((r.id, score.clone()));
             }
@@ -196,7 +185,6 @@ pub(super) async fn sweep_all(
         _ = shutdown.requested() => return Ok(None),
         r = read => r?,
     };
-    let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
     let mut soonest: Option<i64> = None;
     let mut instances = Vec::with_capacity(raw.len());
     let mut expired = Vec::new();
@@ -214,19 +202,7 @@ pub(super) async fn sweep_all(
             if shutdown.is_requested() {
                 return Ok(soonest);
             }
-            let at = iso_now();
-            let token = format!("{}|{at}", ctx.instance_id());
-            let won = registry.mark_dead(&r.id, &at, dead_ttl, &token).await?;
-            if let Some(prev) = won {
-                // The compare-and-set and the entry are one unit: nothing stops a sweep
-                // between them but a crash, which the outbox (reportToken) covers.
-                faults::pause_after_mark_dead(ctx.instance_id()).await;
-                let from = prev.parse().ok();
-                info.state = State::Dead;
-                info.last_state_change = at;
-                write_lost_entry(ctx, &info, from, &token).await?;
-                registry.clear_report(&r.id, &token).await?;
-            }
+            report_loss(ctx, &r.id, &mut info).await?;
         } else if info.state == State::Dead {
             if let Some(token) = &r.report_token {
                 owed.push((token.clone(), info.clone()));
@@ -248,4 +224,24 @@ pub(super) async fn sweep_all(
     st.memo.full_read_done();
     write_snapshot(ctx, st.memo, instances).await?;
     Ok(soonest)
+}
+
+/// Flips a lost peer's record to dead by the compare-and-set and, when this sweeper won it,
+/// writes its HEARTBEAT_LOST entry and clears the owed report (both sweep modes).
+async fn report_loss(ctx: &TaskCtx, id: &str, info: &mut InstanceInfo) -> Result<()> {
+    let registry = &ctx.registry;
+    let at = iso_now();
+    let token = format!("{}|{at}", ctx.instance_id());
+    let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
+    if let Some(prev) = registry.mark_dead(id, &at, dead_ttl, &token).await? {
+        // The compare-and-set and the entry are one unit: nothing stops a sweep between them
+        // but a crash, which the outbox (reportToken) covers.
+        faults::pause_after_mark_dead(ctx.instance_id()).await;
+        let from = prev.parse().ok();
+        info.state = State::Dead;
+        info.last_state_change = at;
+        write_lost_entry(ctx, info, from, &token).await?;
+        registry.clear_report(id, &token).await?;
+    }
+    Ok(())
 }
