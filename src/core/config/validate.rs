@@ -18,36 +18,24 @@ impl Config {
         let identity = identity(&o)?;
         connection.client_name = Some(format!("perseus:{}", identity.instance_id));
         let timing = timing(&o)?;
-        let discovery = match o.discovery.as_deref() {
-            None | Some("index") => Discovery::Index,
-            Some("scan") => Discovery::Scan,
-            Some(other) => {
-                return Err(Error::invalid(format!(
-                    "discovery must be 'index' or 'scan' (got '{}')",
-                    clip(other)
-                )))
-            }
-        };
-        let on_heartbeat_lost = match o.on_heartbeat_lost.as_deref() {
-            None | Some("rejoin") => OnHeartbeatLost::Rejoin,
-            Some("stay-dead") => OnHeartbeatLost::StayDead,
-            Some(other) => {
-                return Err(Error::invalid(format!(
-                    "onHeartbeatLost must be 'rejoin' or 'stay-dead' (got '{}')",
-                    clip(other)
-                )))
-            }
-        };
-        let on_drain_request = match o.on_drain_request.as_deref() {
-            None | Some("drain") => OnDrainRequest::Drain,
-            Some("emit") => OnDrainRequest::Emit,
-            Some(other) => {
-                return Err(Error::invalid(format!(
-                    "onDrainRequest must be 'drain' or 'emit' (got '{}')",
-                    clip(other)
-                )))
-            }
-        };
+        let discovery = either(
+            "discovery",
+            o.discovery.as_deref(),
+            ("index", Discovery::Index),
+            ("scan", Discovery::Scan),
+        )?;
+        let on_heartbeat_lost = either(
+            "onHeartbeatLost",
+            o.on_heartbeat_lost.as_deref(),
+            ("rejoin", OnHeartbeatLost::Rejoin),
+            ("stay-dead", OnHeartbeatLost::StayDead),
+        )?;
+        let on_drain_request = either(
+            "onDrainRequest",
+            o.on_drain_request.as_deref(),
+            ("drain", OnDrainRequest::Drain),
+            ("emit", OnDrainRequest::Emit),
+        )?;
         let log_level = match o.log_level.as_deref() {
             None => LogLevel::Info,
             Some(s) => LogLevel::parse(s).ok_or_else(|| {
@@ -67,6 +55,22 @@ impl Config {
             on_drain_request,
             log_level,
         })
+    }
+}
+
+/// A two-way choice: absent → the first (the default); else the named one; else an error
+/// naming the option and both values.
+fn either<T>(what: &str, given: Option<&str>, first: (&str, T), second: (&str, T)) -> Result<T> {
+    match given {
+        None => Ok(first.1),
+        Some(g) if g == first.0 => Ok(first.1),
+        Some(g) if g == second.0 => Ok(second.1),
+        Some(other) => Err(Error::invalid(format!(
+            "{what} must be '{}' or '{}' (got '{}')",
+            first.0,
+            second.0,
+            clip(other)
+        ))),
     }
 }
 
