@@ -193,7 +193,7 @@ impl ActivityLog {
     }
 
     /// Reads one page: over a direct connection decoded from its bytes where that works
-    /// (`direct.rs`, `resp.rs`), else through the crate.
+    /// (`store/direct.rs`, `wire/resp.rs`), else through the crate.
     fn spawn_page(
         &self,
         reverse: bool,
