@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::core::registry::InstanceInfo;
-use crate::core::trace::{TraceKind, TraceTimer};
 use crate::core::task::{Exit, Shutdown, TaskCtx};
+use crate::core::trace::{TraceKind, TraceTimer};
 
 use cache::*;
 use lease::*;
