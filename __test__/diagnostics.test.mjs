@@ -218,6 +218,26 @@ test('diagnostics: the subscriber mask follows subscribe/unsubscribe/bindStore, 
   assert.deepEqual(masks, [0, 0]);
 });
 
+test('diagnostics: heartbeat outcomes recordGone and markedDead', async () => {
+  const redis = await startStandalone();
+  servers.push(redis);
+  const beats = record(CHANNELS.heartbeat);
+  const outcomes = () => operations(beats.seen).map((o) => o.msg.outcome);
+  const net = new PerseusNetwork(netOptions(redis, { instanceId: 'diag-outcomes', heartbeatIntervalMs: 100, heartbeatTtlMs: 2000, sweepIntervalMs: 60_000 }));
+  nets.push(net);
+  try {
+    await net.start();
+    await redis.cli('DEL', 'perseus:instance:diag-outcomes');
+    await waitFor('a beat that finds its record gone', () => outcomes().includes('recordGone'), 5000);
+    await waitFor('the record written again', async () => (await redis.cli('HGET', 'perseus:instance:diag-outcomes', 'state')) === 'running', 5000);
+    await redis.cli('HSET', 'perseus:instance:diag-outcomes', 'state', 'dead');
+    await waitFor('a beat that finds itself marked dead', () => outcomes().includes('markedDead'), 5000);
+  } finally {
+    beats.off();
+    await net.close();
+  }
+});
+
 test('diagnostics: the sweep that finds a peer lost lists it in `lost`', async () => {
   const redis = await startStandalone();
   servers.push(redis);
