@@ -137,3 +137,34 @@ describe('direct range-read connections that a NAT dropped silently (item 3)', (
     assert.deepEqual(connection, [], 'a direct connection changed the shared connection status');
   });
 });
+
+describe('RESP headers the direct reader cannot trust (item 7)', () => {
+  test('a declared array count over the cap falls back to the crate at once (no wait for the timeout)', async () => {
+    const { proxy, net, ids, connection, ranged } = await proxiedNetwork('cap', { commandTimeoutMs: 4000 });
+    // The next reply on the pooled range-read connection declares 99,999,999,999 items.
+    const n = proxy.mangleNext((c) => ranged.includes(c), (d) => {
+      const text = d.toString('latin1');
+      assert.match(text, /^\*\d+\r\n/, 'an array reply');
+      return Buffer.from(text.replace(/^\*\d+\r\n/, '*99999999999\r\n'), 'latin1');
+    });
+    assert.equal(n, ranged.length);
+    const r = await timedQuery(net);
+    assert.ok(!r.error, `queryActivity failed after ${r.ms} ms: ${r.error?.code} ${r.error?.message}`);
+    assert.ok(r.ms < 2000, `queryActivity took ${r.ms} ms (the command timeout is 4000)`);
+    assert.deepEqual(r.entries.filter((e) => e.event === 'EDGE').map((e) => e.id), ids);
+    assert.deepEqual(connection, []);
+  });
+
+  test('a declared bulk length over the cap falls back to the crate at once', async () => {
+    const { proxy, net, ids, ranged } = await proxiedNetwork('bulk', { commandTimeoutMs: 4000 });
+    proxy.mangleNext((c) => ranged.includes(c), (d) => {
+      const text = d.toString('latin1');
+      // The first bulk string (an entry ID) declares 2^62 bytes.
+      return Buffer.from(text.replace(/\$\d+\r\n/, '$4611686018427387904\r\n'), 'latin1');
+    });
+    const r = await timedQuery(net);
+    assert.ok(!r.error, `queryActivity failed after ${r.ms} ms: ${r.error?.code} ${r.error?.message}`);
+    assert.ok(r.ms < 2000, `queryActivity took ${r.ms} ms (the command timeout is 4000)`);
+    assert.deepEqual(r.entries.filter((e) => e.event === 'EDGE').map((e) => e.id), ids);
+  });
+});

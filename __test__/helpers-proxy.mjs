@@ -22,6 +22,10 @@ export async function startProxy(targetPort) {
       if (!c.holed) upstream.write(d);
     });
     upstream.on('data', (d) => {
+      if (c.mangle) {
+        d = c.mangle(d);
+        c.mangle = null;
+      }
       if (!c.holed) client.write(d);
     });
     const end = () => {
@@ -42,6 +46,15 @@ export async function startProxy(targetPort) {
     blackhole(pred) {
       let n = 0;
       for (const c of conns) if (pred(c)) { c.holed = true; n++; }
+      return n;
+    },
+    /**
+     * Rewrites the next chunk the server sends on every live connection matching `pred` with
+     * `fn(buffer) -> buffer` (once per connection); returns how many.
+     */
+    mangleNext(pred, fn) {
+      let n = 0;
+      for (const c of conns) if (pred(c)) { c.mangle = fn; n++; }
       return n;
     },
     /** Resets (RST) every live connection matching `pred`; returns how many. */

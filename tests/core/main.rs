@@ -11,6 +11,7 @@ mod activity;
 #[cfg(feature = "fault-points")]
 mod faults;
 mod lifecycle;
+mod resp_edges;
 mod store;
 mod sweeper;
 mod tail;
