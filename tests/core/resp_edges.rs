@@ -4,7 +4,7 @@
 //! length or count over its cap must be an error at once (the caller then reads the page
 //! through the crate), never a wait for bytes that will not come.
 
-use perseus_native::core::resp::{extent, for_each_entry, FrameScanner};
+use perseus_native::core::wire::resp::{extent, for_each_entry, FrameScanner};
 use proptest::prelude::*;
 
 /// Far beyond any cap a real reply could need (Redis' own bulk cap is 512 MiB).
@@ -75,7 +75,7 @@ proptest! {
         let _ = s.feed(&bytes[..at]);
         let _ = s.feed(&bytes);
         let _ = extent(&bytes);
-        let _ = for_each_entry(&bytes, |_| true);
+        let _ = for_each_entry(&bytes, |_, _| true);
     }
 
     /// A reply that declares a count or length over the cap is refused at once: an error, not
@@ -104,11 +104,11 @@ proptest! {
 fn nested_huge_arrays_in_a_skipped_element_do_not_overflow() {
     let max = i64::MAX;
     let reply = format!("*1\r\n*2\r\n*{max}\r\n*{max}\r\n*{max}\r\n*{max}\r\n");
-    assert!(for_each_entry(reply.as_bytes(), |_| true).is_err());
+    assert!(for_each_entry(reply.as_bytes(), |_, _| true).is_err());
     assert!(extent(reply.as_bytes()).is_err());
     let reply = format!("*1\r\n*{max}\r\n*{max}\r\n*{max}\r\n*{max}\r\n");
     let _ = extent(reply.as_bytes());
-    let _ = for_each_entry(reply.as_bytes(), |_| true);
+    let _ = for_each_entry(reply.as_bytes(), |_, _| true);
 }
 
 /// Negative lengths are nil (as the crate reads them), whatever their size.
@@ -116,9 +116,15 @@ fn nested_huge_arrays_in_a_skipped_element_do_not_overflow() {
 fn negative_lengths_are_nil_at_any_size() {
     for n in ["-1", "-2", &i64::MIN.to_string()] {
         let bulk = format!("${n}\r\n");
-        assert_eq!(FrameScanner::default().feed(bulk.as_bytes()), Ok(Some(bulk.len())));
+        assert_eq!(
+            FrameScanner::default().feed(bulk.as_bytes()),
+            Ok(Some(bulk.len()))
+        );
         let arr = format!("*{n}\r\n");
-        assert_eq!(FrameScanner::default().feed(arr.as_bytes()), Ok(Some(arr.len())));
+        assert_eq!(
+            FrameScanner::default().feed(arr.as_bytes()),
+            Ok(Some(arr.len()))
+        );
         assert_eq!(extent(arr.as_bytes()), Ok((0, None)));
     }
 }
