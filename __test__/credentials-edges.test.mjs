@@ -140,7 +140,9 @@ test('credentials: a refused login asks the provider again with { refused: true 
   await cli('ACL', 'SETUSER', 'hu', 'resetpass', `>${p2}`);
   await killConnections(id);
   await waitFor('the provider asked with { refused: true }', () => contexts.some((c) => c?.refused === true), 10_000);
-  await servesAgain(net, 'AFTER_REFUSAL', 10_000);
+  await servesAgain(net, 'AFTER_REFUSAL', 15_000).catch((e) => {
+    throw new Error(`${e.message}; provider calls: ${JSON.stringify(contexts)}; errors: ${ev.error.map((x) => x.message).join(' | ')}`);
+  });
   assert.ok((await cli('CLIENT', 'LIST')).includes(`name=perseus:${id} `));
   assert.equal((await net.getInstance(id)).state, 'running');
   await net.close();

@@ -69,7 +69,9 @@ impl Store {
 
     /// A standalone pipeline that is sent once more after a dropped link when `reads` (every
     /// command in it a [`Kind::Read`]), as [`Store::query_raw`] does for one read: the
-    /// multiplexed connection notices a dropped socket only when it next writes.
+    /// multiplexed connection notices a dropped socket only when it next writes. The drop is
+    /// still reported (a `connection` loss, then the recovery, counted as a reconnect), as it
+    /// was before pipelines were re-sent: a Redis restart shows in the status and metrics.
     async fn pipeline_resending(&self, pipe: &Pipeline, reads: bool) -> Result<Vec<Value>> {
         let n = pipe.len();
         let mut attempt = 0;
@@ -85,7 +87,7 @@ impl Store {
                             Conn::Cluster(c) => c.req_packed_commands(pipe, 0, n).await,
                         }
                     },
-                    !may_retry,
+                    true,
                 )
                 .await;
             match sent {
