@@ -14,6 +14,10 @@ use perseus_native::core::store::{Command, Kind, Store};
 
 use super::common::*;
 
+/// The cluster is shared by the whole test binary and a cut kills every marked connection on
+/// it: tests that mark and cut hold this so one test's cut never lands on another's links.
+static CUTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Kills every client connection (on every node) whose last command was `HSTRLEN`.
 fn cut_marked(backend: &Backend) -> usize {
     let nodes: Vec<Plain> = match backend {
@@ -69,6 +73,7 @@ async fn mark_and_cut(backend: &Backend, store: &Store, kind: Kind, key: &str) {
 }
 
 async fn dropped_link_under_the_light_read(t: Topology) {
+    let _cuts = CUTS.lock().await;
     let backend = Backend::start(t);
     let r = backend.client();
     let prefix = uniq("st");
@@ -138,6 +143,7 @@ async fn a_dropped_link_under_the_light_read_is_retried_once_cluster() {
 /// inside `query_many` is never re-sent, by us or (on a cluster) by the cluster client: it
 /// goes over the send-once connection, so a cut of that connection surfaces.
 async fn query_many_under_a_dropped_link(t: Topology) {
+    let _cuts = CUTS.lock().await;
     let backend = Backend::start(t);
     let r = backend.client();
     let prefix = uniq("qm");
