@@ -10,6 +10,7 @@ mod common;
 mod activity;
 #[cfg(feature = "fault-points")]
 mod faults;
+mod heartbeat;
 mod lifecycle;
 mod store;
 mod sweeper;
