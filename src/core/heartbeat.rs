@@ -4,13 +4,13 @@
 //! process whose event loop has not answered for `eventLoopStallMs` is hung: its beats stop
 //! until the loop answers (see [`crate::core::watchdog`]), so peers see it lost.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::core::activity::ActivityInput;
 use crate::core::clock::now_ms;
 use crate::core::config::LogLevel;
 use crate::core::control;
-use crate::core::error::Result;
+use crate::core::error::{Error, Result};
 use crate::core::events::DrainRequest;
 use crate::core::fsm::State;
 use crate::core::metrics::{rss_bytes, RttVerdict};
@@ -147,6 +147,7 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
     let mut next = Instant::now() + timing.heartbeat_interval;
     let mut failing = false;
     let mut stalled = false;
+    let mut quick = QuickRetry::default();
     loop {
         if shutdown
             .sleep(next.saturating_duration_since(Instant::now()))
@@ -232,6 +233,9 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
                 return Exit::HeartbeatLost("a sweeper declared this instance lost");
             }
             Err(e) => {
+                if let Some(wait) = quick.after_failure(&e, failing, timing.heartbeat_interval) {
+                    next = Instant::now() + wait;
+                }
                 if !failing {
                     ctx.report_error(e, "heartbeat failed");
                 }
@@ -246,5 +250,93 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
         if let Some(req) = drain {
             return Exit::DrainRequested(req.reason);
         }
+    }
+}
+
+/// How many times a failed beat is tried again before the next regular beat.
+const QUICK_RETRIES: u32 = 3;
+
+/// The longest wait before a quick retry (shorter intervals wait a quarter of theirs).
+const QUICK_RETRY_WAIT: Duration = Duration::from_millis(100);
+
+/// Quick retries of a failed beat (nemesis finding F5). A connection the server closed
+/// (`CLIENT KILL`, an idle timeout, a proxy) fails only the next command sent on it, and the
+/// manager reconnects for the one after. If a failed beat waited a full interval, a storm of
+/// kills landing between beats would fail every beat until the TTL passed, although Redis
+/// answered all along: the key would lapse and the member declare itself lost. So a beat that
+/// failed with a Redis error (a dropped link; also a refusal, which costs three cheap extra
+/// tries and changes nothing: the lapse still comes at the TTL) is sent again after
+/// `min(interval / 4, 100 ms)`, at most [`QUICK_RETRIES`] times before the next regular beat
+/// (which comes one interval after the last try). A timeout is not retried early: the server
+/// or the path is slow, and more commands would only queue behind the late one.
+#[derive(Debug, Default)]
+struct QuickRetry {
+    /// Quick retries left before the next regular beat.
+    left: u32,
+}
+
+impl QuickRetry {
+    /// After a failed beat: how soon to try again, when sooner than the regular interval.
+    /// `failing`: the beat before this one failed too (else the budget starts full).
+    fn after_failure(&mut self, e: &Error, failing: bool, interval: Duration) -> Option<Duration> {
+        if !failing {
+            self.left = QUICK_RETRIES;
+        }
+        if !matches!(e, Error::Redis(_)) {
+            return None;
+        }
+        if self.left == 0 {
+            // The budget is spent: wait for the regular beat, which gets a full budget again.
+            self.left = QUICK_RETRIES;
+            return None;
+        }
+        self.left -= 1;
+        Some((interval / 4).min(QUICK_RETRY_WAIT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn dropped() -> Error {
+        Error::Redis("SET perseus:heartbeat:a: broken pipe".into())
+    }
+
+    #[test]
+    fn a_dropped_link_is_retried_three_times_per_interval() {
+        let mut q = QuickRetry::default();
+        let wait = Some(Duration::from_millis(100));
+        // First failure after a success, then two more quick tries, then the regular beat.
+        assert_eq!(q.after_failure(&dropped(), false, SECOND), wait);
+        assert_eq!(q.after_failure(&dropped(), true, SECOND), wait);
+        assert_eq!(q.after_failure(&dropped(), true, SECOND), wait);
+        assert_eq!(q.after_failure(&dropped(), true, SECOND), None);
+        // The regular beat that fails again gets a new budget.
+        assert_eq!(q.after_failure(&dropped(), true, SECOND), wait);
+        // A success in between refills it too.
+        assert_eq!(q.after_failure(&dropped(), false, SECOND), wait);
+        assert_eq!(q.after_failure(&dropped(), true, SECOND), wait);
+        assert_eq!(q.after_failure(&dropped(), true, SECOND), wait);
+        assert_eq!(q.after_failure(&dropped(), true, SECOND), None);
+    }
+
+    #[test]
+    fn short_intervals_wait_a_quarter_and_timeouts_wait_the_interval() {
+        let mut q = QuickRetry::default();
+        let interval = Duration::from_millis(100);
+        assert_eq!(
+            q.after_failure(&dropped(), false, interval),
+            Some(Duration::from_millis(25))
+        );
+        let slow = Error::Timeout("SET timed out".into());
+        assert_eq!(q.after_failure(&slow, true, interval), None);
+        assert_eq!(q.after_failure(&Error::Closed, true, interval), None);
+        // Timeouts spend nothing: two quick tries are left.
+        assert!(q.after_failure(&dropped(), true, interval).is_some());
+        assert!(q.after_failure(&dropped(), true, interval).is_some());
+        assert_eq!(q.after_failure(&dropped(), true, interval), None);
     }
 }

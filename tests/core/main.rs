@@ -11,6 +11,7 @@ mod common;
 mod activity;
 #[cfg(feature = "fault-points")]
 mod faults;
+mod heartbeat;
 mod lifecycle;
 mod resp_edges;
 mod store;
