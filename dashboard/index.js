@@ -10,16 +10,22 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
+const { Gate } = require('./lib/gate.js');
 const { Hub, STATES, summarize } = require('./lib/hub.js');
-const { HttpError, readJsonBody, securityHeaders, sendError, sendJson, tokenChecker } = require('./lib/http.js');
+const {
+  HttpError, hostAllowed, normalizeHost, originAllowed, readJsonBody, securityHeaders, sendError, sendJson, tokenChecker,
+} = require('./lib/http.js');
+const { WINDOWS } = require('./lib/rates.js');
 
 const PUBLIC = path.join(__dirname, 'public');
 const DEFAULT_TTL_MS = 45_000;
 const MAX_PAGE = 1000;
 /** Entries scanned at most by one search (`q=` / `exchange=`) before it answers what it has. */
-const MAX_SCAN = 50_000;
-const RATE_EVENTS = { REGISTERED: 'joins', DEREGISTERED: 'leaves', HEARTBEAT_LOST: 'losses', ERROR: 'errors' };
-const WINDOWS = { hour: 3_600_000, day: 86_400_000 };
+const MAX_SCAN = 20_000;
+/** Entries per read of a search. */
+const SCAN_PAGE = 500;
+/** Searches that may wait for a slot beyond `maxSearches` running; more get 503. */
+const SEARCH_QUEUE = 16;
 
 /** The static files, read once: name → { type, body }. uPlot is resolved from npm at runtime. */
 function loadAssets() {
@@ -53,6 +59,18 @@ function resolveOptions(options) {
     throw invalid('token must be a non-empty string without whitespace');
   }
   if (!readOnly && token === undefined) throw invalid('token is required when readOnly is false');
+  let allowedHosts = null;
+  if (options.allowedHosts !== undefined) {
+    const list = options.allowedHosts;
+    if (!Array.isArray(list)) throw invalid('allowedHosts must be an array of host names');
+    allowedHosts = new Set();
+    for (const h of list) {
+      if (typeof h !== 'string' || !/^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*|[A-Za-z0-9._-]+)$/.test(h.trim())) {
+        throw invalid(`allowedHosts: ${JSON.stringify(h)} is not a host name (give names like 'ops.internal' or '10.0.0.5', without port or scheme)`);
+      }
+      allowedHosts.add(normalizeHost(h));
+    }
+  }
   const basePath = options.basePath === undefined ? '' : options.basePath;
   if (typeof basePath !== 'string' || !/^(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$/.test(basePath)) {
     throw invalid(`basePath must be '' or a path like '/ops/perseus' without a trailing slash (got ${JSON.stringify(basePath)})`);
@@ -66,6 +84,8 @@ function resolveOptions(options) {
     readOnly,
     token,
     basePath,
+    allowedHosts,
+    maxSearches: int('maxSearches', 2, 1, 64),
     maxSseClients: int('maxSseClients', 32, 1, 10_000),
     heartbeatTtlMs: int('heartbeatTtlMs', DEFAULT_TTL_MS, 1, 86_400_000),
     pollIntervalMs: int('pollIntervalMs', 1000, 50, 60_000),
@@ -101,8 +121,11 @@ function matchesSearch(entry, needle) {
   return false;
 }
 
-/** GET /api/activity: queryActivity, plus `exchange=` and `q=` filters applied while paging. */
-async function activity(network, params) {
+/**
+ * GET /api/activity: queryActivity, plus `exchange=` and `q=` filters applied while paging.
+ * A search pages through at most MAX_SCAN entries, and at most `gate.max` searches run at once.
+ */
+async function activity(network, params, gate) {
   const limitText = params.get('limit');
   const limit = limitText === null || limitText === '' ? 100 : Number(limitText);
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
@@ -122,39 +145,31 @@ async function activity(network, params) {
   if (!exchange && !needle) return network.queryActivity(q);
 
   const match = (e) => (!exchange || e.exchange === exchange) && (!needle || matchesSearch(e, needle));
-  const out = [];
-  const page = { ...q, limit: 500 };
-  for (let scanned = 0; scanned < MAX_SCAN;) {
-    const entries = await network.queryActivity(page);
-    for (const e of entries) {
-      if (match(e)) out.push(e);
-      if (out.length >= limit) return out;
+  return gate.run(async () => {
+    const out = [];
+    const page = { ...q, limit: SCAN_PAGE };
+    for (let scanned = 0; scanned < MAX_SCAN;) {
+      page.limit = Math.min(SCAN_PAGE, MAX_SCAN - scanned);
+      const entries = await network.queryActivity(page);
+      for (const e of entries) {
+        if (match(e)) out.push(e);
+        if (out.length >= limit) return out;
+      }
+      scanned += entries.length;
+      if (entries.length < page.limit) break;
+      const last = entries[entries.length - 1].id;
+      if (q.reverse) page.until = prevId(last);
+      else page.since = nextId(last);
     }
-    scanned += entries.length;
-    if (entries.length < page.limit) break;
-    const last = entries[entries.length - 1].id;
-    if (q.reverse) page.until = prevId(last);
-    else page.since = nextId(last);
-  }
-  return out;
+    return out;
+  });
 }
 
-/** GET /api/rates?window=hour|day: joins/leaves/losses/errors per minute. */
-async function rates(network, params) {
+/** GET /api/rates?window=hour|day: joins/leaves/losses/errors per minute, from the hub's aggregate. */
+async function rates(hub, params) {
   const name = params.get('window') || 'hour';
-  const span = WINDOWS[name];
-  if (!span) throw new HttpError(400, 'ERR_DASHBOARD_BAD_REQUEST', 'window must be hour or day');
-  const bucketMs = 60_000;
-  const now = Date.now();
-  const start = Math.floor((now - span) / bucketMs) * bucketMs;
-  const n = Math.floor((now - start) / bucketMs) + 1;
-  const series = { joins: new Array(n).fill(0), leaves: new Array(n).fill(0), losses: new Array(n).fill(0), errors: new Array(n).fill(0) };
-  const entries = await network.queryActivity({ since: start, event: Object.keys(RATE_EVENTS), limit: 1_000_000 });
-  for (const e of entries) {
-    const i = Math.floor((e.time - start) / bucketMs);
-    if (i >= 0 && i < n) series[RATE_EVENTS[e.event]][i] += 1;
-  }
-  return { window: name, bucketMs, start, ...series };
+  if (!WINDOWS[name]) throw new HttpError(400, 'ERR_DASHBOARD_BAD_REQUEST', 'window must be hour or day');
+  return hub.rates.read(name, hub.listening);
 }
 
 /** Prometheus text 0.0.4 of the network-wide gauges. */
@@ -205,6 +220,7 @@ function createDashboard(network, options) {
   const assets = loadAssets();
   const authorized = tokenChecker(opts.token);
   const hub = new Hub(network, { maxClients: opts.maxSseClients, pollMs: opts.pollIntervalMs, historyBeats: 120 });
+  const searches = new Gate(opts.maxSearches, SEARCH_QUEUE, 'searches');
 
   const needs = (req, method) => {
     if (req.method !== method && !(method === 'GET' && req.method === 'HEAD')) {
@@ -250,10 +266,10 @@ function createDashboard(network, options) {
       }
       case '/api/activity':
         needs(req, 'GET');
-        return sendJson(res, 200, await activity(network, params));
+        return sendJson(res, 200, await activity(network, params, searches));
       case '/api/rates':
         needs(req, 'GET');
-        return sendJson(res, 200, await rates(network, params));
+        return sendJson(res, 200, await rates(hub, params));
       case '/api/network':
         needs(req, 'GET');
         return sendJson(res, 200, {
@@ -318,6 +334,15 @@ function createDashboard(network, options) {
       return sendError(res, new HttpError(404, 'ERR_DASHBOARD_NOT_FOUND', `no route ${pathname}`));
     }
     securityHeaders(res);
+    // No token: only the allowed host names are answered (DNS rebinding), page and assets too.
+    if (opts.token === undefined && !hostAllowed(req, opts.allowedHosts)) {
+      return sendError(res, new HttpError(421, 'ERR_DASHBOARD_HOST',
+        'this host name is not one the dashboard answers without a token (see the allowedHosts option)'));
+    }
+    // A state-changing request from a page of another origin is refused, token or not.
+    if (req.method !== 'GET' && req.method !== 'HEAD' && !originAllowed(req, opts.allowedHosts)) {
+      return sendError(res, new HttpError(403, 'ERR_DASHBOARD_ORIGIN', 'the request comes from a page of another origin'));
+    }
     let rel = pathname.slice(opts.basePath.length);
     if (rel === '') {
       // The page's URLs are relative: it must be served from `<basePath>/`.
