@@ -2,8 +2,8 @@
 // @livermore/perseus-native/dashboard — a live web console of a Perseus network.
 //
 // createDashboard(network, options) returns a plain Node request handler (req, res, next?):
-// the page (one HTML file, one ES module, one CSS file, uPlot for the chart — all served from
-// files inside the package, nothing from a CDN), a small JSON API, Server-Sent Events fed by
+// the page (one HTML file, ES modules — one per section — one CSS file, uPlot for the chart, all
+// served from files inside the package, nothing from a CDN), a small JSON API, Server-Sent Events fed by
 // ONE shared subscription (see lib/hub.js), and network-wide Prometheus gauges at /metrics.
 // It mounts under http.createServer, Express, Connect or Fastify (see README).
 
@@ -27,16 +27,23 @@ const SCAN_PAGE = 500;
 /** Searches that may wait for a slot beyond `maxSearches` running; more get 503. */
 const SEARCH_QUEUE = 16;
 
-/** The static files, read once: name → { type, body }. uPlot is resolved from npm at runtime. */
+/**
+ * The static files, read once: route → { type, body }. The page is ES modules, one per section,
+ * served as they are (no build step): every .js and .css file in public/ is `/assets/<name>`.
+ * uPlot is resolved from npm at runtime.
+ */
 function loadAssets() {
   const uplotJs = require.resolve('uplot/dist/uPlot.esm.js');
+  const TYPES = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
   const files = {
     '/': [path.join(PUBLIC, 'index.html'), 'text/html; charset=utf-8'],
-    '/assets/app.js': [path.join(PUBLIC, 'app.js'), 'text/javascript; charset=utf-8'],
-    '/assets/app.css': [path.join(PUBLIC, 'app.css'), 'text/css; charset=utf-8'],
-    '/assets/uPlot.esm.js': [uplotJs, 'text/javascript; charset=utf-8'],
-    '/assets/uPlot.min.css': [path.join(path.dirname(uplotJs), 'uPlot.min.css'), 'text/css; charset=utf-8'],
+    '/assets/uPlot.esm.js': [uplotJs, TYPES['.js']],
+    '/assets/uPlot.min.css': [path.join(path.dirname(uplotJs), 'uPlot.min.css'), TYPES['.css']],
   };
+  for (const name of fs.readdirSync(PUBLIC)) {
+    const type = TYPES[path.extname(name)];
+    if (type) files[`/assets/${name}`] = [path.join(PUBLIC, name), type];
+  }
   const out = new Map();
   for (const [route, [file, type]] of Object.entries(files)) out.set(route, { type, body: fs.readFileSync(file) });
   return out;
