@@ -229,6 +229,61 @@ describe('dashboard without a token: Host allowlist and Origin (issue 23 item 1)
   });
 });
 
+describe('dashboard page as ES modules (issue 24)', () => {
+  it('is one module per section, each served as a file (no build step), with no import circle, under the strict CSP', async () => {
+    const redis = await startStandalone();
+    const net = new PerseusNetwork(netOptions(redis, { exchangeName: 'modules' }));
+    const dash = createDashboard(net, { basePath: '/ops' });
+    const srv = await serve(dash);
+    try {
+      const base = `http://127.0.0.1:${srv.port}/ops/`;
+      const page = await fetch(base);
+      assert.match(page.headers.get('content-security-policy'), /script-src 'self'(;|$)/);
+      const html = await page.text();
+      assert.deepEqual([...html.matchAll(/<script[^>]*>/g)].map((m) => m[0]), ['<script type="module" src="assets/app.js">']);
+      // Walk the imports from the entry module: every one is a file served as JavaScript.
+      const graph = new Map();
+      const walk = async (name) => {
+        if (graph.has(name)) return;
+        graph.set(name, []);
+        const res = await fetch(`${base}assets/${name}`);
+        assert.equal(res.status, 200, name);
+        assert.match(res.headers.get('content-type'), /^text\/javascript/);
+        const text = await res.text();
+        const deps = [...text.matchAll(/^import\s[^'"]*['"]\.\/([\w.-]+\.js)['"]/gm)].map((m) => m[1]);
+        graph.set(name, deps);
+        if (name !== 'uPlot.esm.js') {
+          const lines = text.split('\n').length;
+          assert.ok(lines <= 300, `${name} has ${lines} lines (one section per module)`);
+          assert.doesNotMatch(text, /innerHTML|insertAdjacentHTML|document\.write|eval\(|new Function/, `${name} writes no HTML`);
+        }
+        for (const d of deps) await walk(d);
+      };
+      await walk('app.js');
+      const sections = ['login.js', 'summary.js', 'table.js', 'feed.js', 'chart.js', 'drawer.js', 'actions.js', 'live.js'];
+      for (const m of sections) assert.ok(graph.has(m), `${m} is reached from app.js`);
+      assert.ok(graph.size >= 12, `${graph.size} modules`);
+      // No circle: a depth-first walk never meets a module still on its path.
+      const onPath = new Set();
+      const done = new Set();
+      const visit = (name, trail) => {
+        assert.ok(!onPath.has(name), `import circle: ${[...trail, name].join(' -> ')}`);
+        if (done.has(name)) return;
+        onPath.add(name);
+        for (const d of graph.get(name)) visit(d, [...trail, name]);
+        onPath.delete(name);
+        done.add(name);
+      };
+      visit('app.js', []);
+    } finally {
+      dash.close();
+      await srv.close();
+      await net.close();
+      await redis.stop();
+    }
+  });
+});
+
 describe('dashboard at bounded cost (issue 23 item 2)', () => {
   let redis;
   let net;
