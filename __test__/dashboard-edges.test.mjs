@@ -408,6 +408,52 @@ describe('dashboard at bounded cost (issue 23 item 2)', () => {
   });
 });
 
+describe('dashboard /metrics from the core (issue 23 item 2)', () => {
+  it('the network-wide gauges are the core\'s networkSummary(), not a listing summed in JS', async () => {
+    const redis = await startStandalone();
+    const members = [1, 2, 3].map((i) => new PerseusNetwork(netOptions(redis, { exchangeId: i, exchangeName: `m${i}` })));
+    const watcher = new PerseusNetwork(netOptions(redis, { exchangeName: 'watcher' }));
+    const calls = { networkSummary: 0, listInstances: 0 };
+    const counted = new Proxy(watcher, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop);
+        if (typeof v !== 'function') return v;
+        if (prop in calls) return (...args) => { calls[prop] += 1; return v.apply(target, args); };
+        return v.bind(target);
+      },
+    });
+    const dash = createDashboard(counted, {});
+    const srv = await serve(dash);
+    const origin = `http://127.0.0.1:${srv.port}`;
+    try {
+      await Promise.all(members.map((m) => m.start()));
+      await members[2].drain('bye');
+      const summary = await watcher.networkSummary();
+      assert.deepEqual(summary.counts, { idle: 0, registering: 0, running: 2, draining: 0, dead: 1 });
+      assert.equal(summary.alive, 2);
+      assert.equal(summary.streamLength, await watcher.activityLength());
+      assert.ok(summary.sweeper === null || members.some((m) => m.instanceId === summary.sweeper.instanceId));
+      const text = await (await fetch(`${origin}/metrics`)).text();
+      const gauge = (name) => Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+      assert.equal(gauge('perseus_network_instances{state="running"}'), 2);
+      assert.equal(gauge('perseus_network_instances{state="dead"}'), 1);
+      assert.equal(gauge('perseus_network_alive'), 2);
+      assert.equal(gauge('perseus_network_activity_stream_length'), summary.streamLength);
+      const body = await (await fetch(`${origin}/api/network`)).json();
+      assert.deepEqual(body.counts, summary.counts);
+      assert.equal(body.alive, 2);
+      assert.equal(calls.networkSummary, 2, 'one core call per request');
+      assert.equal(calls.listInstances, 0, 'no listing read to count in JS');
+    } finally {
+      dash.close();
+      await srv.close();
+      await Promise.all(members.map((m) => m.close()));
+      await watcher.close();
+      await redis.stop();
+    }
+  });
+});
+
 describe('dashboard SSE: instances as changes after one full list (issue 23 item 2)', () => {
   it('the first `instances` event is the whole list; later ones carry only what changed; removals are named', async () => {
     const redis = await startStandalone();

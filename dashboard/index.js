@@ -220,7 +220,7 @@ function instanceRoute(rel) {
  * `stats()` (viewers connected, whether the shared subscription is held).
  */
 function createDashboard(network, options) {
-  if (!network || typeof network.listInstances !== 'function' || typeof network.on !== 'function') {
+  if (!network || typeof network.listInstances !== 'function' || typeof network.networkSummary !== 'function' || typeof network.on !== 'function') {
     throw invalid('network must be a PerseusNetwork');
   }
   const opts = resolveOptions(options);
@@ -233,6 +233,11 @@ function createDashboard(network, options) {
     if (req.method !== method && !(method === 'GET' && req.method === 'HEAD')) {
       throw new HttpError(405, 'ERR_DASHBOARD_METHOD', `${req.method} is not allowed here (use ${method})`);
     }
+  };
+  /** The network-wide numbers as the core counts them (one call, no listing summed here). */
+  const coreSummary = async () => {
+    const s = await network.networkSummary();
+    return { counts: s.counts, alive: s.alive, streamLength: s.streamLength, sweeper: s.sweeper, redis: 'connected' };
   };
   const writable = () => {
     if (opts.readOnly) throw new HttpError(403, 'ERR_DASHBOARD_READ_ONLY', 'the dashboard is read-only: actions are disabled');
@@ -280,7 +285,7 @@ function createDashboard(network, options) {
       case '/api/network':
         needs(req, 'GET');
         return sendJson(res, 200, {
-          ...(await hub.summary()),
+          ...(await coreSummary()),
           readOnly: opts.readOnly,
           heartbeatTtlMs: opts.heartbeatTtlMs,
         });
@@ -293,7 +298,7 @@ function createDashboard(network, options) {
         return undefined;
       case '/metrics': {
         needs(req, 'GET');
-        const text = metricsText(await hub.summary(), opts.heartbeatTtlMs);
+        const text = metricsText(await coreSummary(), opts.heartbeatTtlMs);
         res.statusCode = 200;
         res.setHeader('Content-Type', 'text/plain; version=0.0.4; charset=utf-8');
         res.setHeader('Cache-Control', 'no-store');

@@ -246,3 +246,13 @@ export interface DrainRequest {
   at: string
 }
 export interface SweeperLease { instanceId: string; expiresInMs: number }
+/** `networkSummary()`: the network-wide numbers, counted by the core from one live read. */
+export interface NetworkSummary {
+  /** instances with a readable record, by state (every state present) */
+  counts: Record<InstanceState, number>
+  /** instances whose heartbeat key exists */
+  alive: number
+  /** entries in the activity stream */
+  streamLength: number
+  sweeper: SweeperLease | null
+}
