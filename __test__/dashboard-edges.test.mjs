@@ -333,6 +333,13 @@ describe('dashboard at bounded cost (issue 23 item 2)', () => {
       const later = await (await fetch(`${origin}/api/rates?window=hour`)).json();
       assert.equal(sum(later.errors), counts.ERROR + 1);
     }
+    // Entries the chart does not count are read once, not at every request after them.
+    await bulkEntries(redis, 5000, ['DEPLOY']);
+    assert.equal(sum((await (await fetch(`${origin}/api/rates?window=day`)).json()).errors), counts.ERROR + 1);
+    await redis.cli('CONFIG', 'RESETSTAT');
+    for (let i = 0; i < 3; i += 1) await (await fetch(`${origin}/api/rates?window=day`)).arrayBuffer();
+    const after = await calls(redis, 'xrange', 'xrevrange');
+    assert.ok(after <= 3, `3 requests after 5,000 uncounted entries made ${after} range reads`);
   });
 
   it('while a viewer watches, the tail feeds the chart: rates requests read nothing from Redis', async () => {

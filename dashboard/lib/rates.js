@@ -43,6 +43,8 @@ class Rates {
     this.buckets = new Map();
     /** The newest entry counted; everything up to it is in the buckets. */
     this.lastId = null;
+    /** The newest entry a catch-up read up to (counted or not). */
+    this.scannedTo = null;
     this.seeded = false;
     /** True while the tail feeds the aggregate and nothing was missed since the last read. */
     this.fresh = false;
@@ -114,14 +116,23 @@ class Rates {
     this.syncing = (async () => {
       try {
         const seeding = !this.seeded;
-        const page = { event: Object.keys(RATE_EVENTS), limit: PAGE };
-        page.since = this.lastId !== null ? nextId(this.lastId) : Math.floor((Date.now() - KEEP_MS) / BUCKET_MS) * BUCKET_MS;
-        for (;;) {
-          this.reads += 1;
-          const entries = await this.network.queryActivity(page);
-          for (const e of entries) this.count(e);
-          if (entries.length < PAGE) break;
-          page.since = nextId(entries[entries.length - 1].id);
+        // The newest entry now bounds this read, and is remembered as read up to: entries the
+        // chart does not count (an application's own) are never read again.
+        this.reads += 1;
+        const [newest] = await this.network.queryActivity({ reverse: true, limit: 1 });
+        const from = [this.lastId, this.scannedTo].filter((id) => id !== null)
+          .reduce((a, b) => (a === null || compareIds(b, a) > 0 ? b : a), null);
+        if (newest && (from === null || compareIds(newest.id, from) > 0)) {
+          const page = { event: Object.keys(RATE_EVENTS), limit: PAGE, until: newest.id };
+          page.since = from !== null ? nextId(from) : Math.floor((Date.now() - KEEP_MS) / BUCKET_MS) * BUCKET_MS;
+          for (;;) {
+            this.reads += 1;
+            const entries = await this.network.queryActivity(page);
+            for (const e of entries) this.count(e);
+            if (entries.length < PAGE) break;
+            page.since = nextId(entries[entries.length - 1].id);
+          }
+          this.scannedTo = newest.id;
         }
         if (seeding) this.seeded = true;
         const held = this.pending;
