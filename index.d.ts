@@ -59,14 +59,18 @@ export interface PerseusOptions {
   /** Default 5000. */
   commandTimeoutMs?: number
   /** Called for the first connection and again before `expiresAt` (at ~80% of the remaining
-   *  lifetime, never later than 30 s before it) or every `credentialsRefreshMs`. Every live
+   *  lifetime, never later than 30 s before it; for credentials living under a minute, at half
+   *  of it) or every `credentialsRefreshMs`. Every live
    *  connection — the standalone one, each cluster node's, the tail's blocking one, the
    *  send-once writer — is re-authenticated with `AUTH` in place, without reconnecting; every
    *  new connection uses the newest credentials. Overrides `username`/`password` and the URL's.
    *  A provider that throws, rejects or takes longer than `connectTimeoutMs` is retried with
    *  backoff while the current credentials stay in use; each failure is an `error` event whose
-   *  text carries no secret. See docs/AZURE.md. */
-  credentials?: () => RedisCredentials | Promise<RedisCredentials>
+   *  text carries no secret. Credentials Redis refuses (checked on every master first) are
+   *  never used, even after the current ones expired. `context.refused` is true when Redis
+   *  just refused the current credentials (a caching provider should bypass its cache); a
+   *  provider that takes no argument works unchanged. See docs/AZURE.md. */
+  credentials?: (context?: { refused: boolean }) => RedisCredentials | Promise<RedisCredentials>
   /** Refresh period for credentials without `expiresAt`. Default 0: ask once. */
   credentialsRefreshMs?: number
   // who

@@ -7,13 +7,18 @@
 //! client id) when the cell changes. Nothing on the command path reads the cell: rotation costs
 //! the hot path no lock at all.
 //!
-//! The refresher never publishes credentials Redis rejects while the current ones still work:
-//! the crate's per-connection subscription stops at the first failed re-AUTH, so a bad value
-//! must not reach it. A `validate` check (a short probe connection made by the store) runs
-//! first; a rejection is reported and retried with backoff.
+//! The refresher never publishes credentials Redis rejects, not even after the current ones
+//! expired: the crate's per-connection subscription stops at the first failed re-AUTH, so a
+//! bad value must not reach it. A `validate` check (short probe connections made by the
+//! store, to every master of a cluster) runs first; a rejection is reported and retried with
+//! backoff, and the current value stays. A refused login asks the provider again with the
+//! `refused` hint (a caching provider bypasses its cache); the same refused value again is
+//! reported and backed off, never asked for in a tight loop.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -49,8 +54,10 @@ pub type FetchFuture = Pin<Box<dyn Future<Output = std::result::Result<Creds, St
 
 /// The application's credentials provider (the node layer wraps the JS function).
 pub trait CredentialSource: Send + Sync {
-    /// Asks for fresh credentials. May never complete (a stalled JS thread): callers bound it.
-    fn fetch(&self) -> FetchFuture;
+    /// Asks for fresh credentials; `refused` when Redis just refused the current ones (the
+    /// provider's `{ refused: true }` hint). May never complete (a stalled JS thread):
+    /// callers bound it.
+    fn fetch(&self, refused: bool) -> FetchFuture;
 }
 
 /// Reports a refresh failure (the network turns it into an `error` event and a `warn` log).
@@ -69,6 +76,10 @@ const LEAD: Duration = Duration::from_secs(30);
 /// Retry backoff after a failed refresh: first wait, and cap.
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// How many passwords are kept for scrubbing error texts: the current one, the ones it
+/// replaced (connections may still be re-authenticating from them) and recently refused ones.
+/// Older ones no longer show up in anything the network reports.
+pub const SECRETS_KEPT: usize = 8;
 
 /// The shared credentials cell of one network. Cheap to clone.
 #[derive(Clone)]
@@ -80,10 +91,14 @@ struct Cell {
     source: Arc<dyn CredentialSource>,
     refresh_every: Option<Duration>,
     current: watch::Sender<Option<Arc<Creds>>>,
-    /// Every password seen, for scrubbing error texts. Read on error paths only.
-    secrets: Mutex<Vec<String>>,
+    /// The last [`SECRETS_KEPT`] passwords seen (newest last), for scrubbing error texts.
+    /// Read on error paths only.
+    secrets: Mutex<VecDeque<String>>,
     /// Ask the provider now (an authentication failure was seen).
     nudge: Arc<Notify>,
+    /// Redis refused the current credentials since the provider was last asked: the next
+    /// call carries the `refused` hint.
+    refused: AtomicBool,
     reporter: Mutex<Option<Reporter>>,
     /// Where provider calls are traced (`perseus:credentials`), when the host traces them.
     tracer: Mutex<Option<Arc<dyn crate::core::trace::Tracer>>>,
@@ -108,9 +123,9 @@ impl Drop for Cell {
 
 /// `text` with each of `secrets` replaced by `***`: the one scrubber of secrets (the store's
 /// fixed passwords and this cell's rotated ones alike).
-pub fn scrub(secrets: &[String], text: &str) -> String {
+pub fn scrub<'a>(secrets: impl IntoIterator<Item = &'a String>, text: &str) -> String {
     let mut out = text.to_string();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
+    for s in secrets.into_iter().filter(|s| !s.is_empty()) {
         out = out.replace(s.as_str(), "***");
     }
     out
@@ -125,8 +140,9 @@ impl Credentials {
                 source,
                 refresh_every,
                 current,
-                secrets: Mutex::new(Vec::new()),
+                secrets: Mutex::new(VecDeque::new()),
                 nudge: Arc::new(Notify::new()),
+                refused: AtomicBool::new(false),
                 reporter: Mutex::new(None),
                 tracer: Mutex::new(None),
                 init: tokio::sync::Mutex::new(false),
@@ -162,7 +178,7 @@ impl Credentials {
         if *started {
             return Ok(());
         }
-        let creds = fetch_bounded(&self.inner, limit).await?;
+        let creds = fetch_bounded(&self.inner, limit, false).await?;
         self.publish(creds);
         *started = true;
         let task = tokio::spawn(refresh_loop(Arc::downgrade(&self.inner), limit, validate));
@@ -183,15 +199,27 @@ impl Credentials {
         }
     }
 
-    /// Asks the provider soon: a connection was refused with the current credentials.
+    /// Asks the provider soon, with the `refused` hint: a connection was refused with the
+    /// current credentials. While the refresher backs off after a failure, a nudge does not
+    /// cut the wait short (a refused value asked for again would hammer the provider).
     pub fn nudge(&self) {
+        self.inner.refused.store(true, Ordering::Relaxed);
         self.inner.nudge.notify_one();
+    }
+
+    /// How many passwords are kept for scrubbing (at most [`SECRETS_KEPT`]).
+    pub fn secrets_kept(&self) -> usize {
+        self.inner
+            .secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Replaces every password this cell has seen with `***`.
     pub fn scrub(&self, text: &str) -> String {
         let secrets = self.inner.secrets.lock().unwrap_or_else(|p| p.into_inner());
-        scrub(&secrets, text)
+        scrub(secrets.iter(), text)
     }
 
     /// How long a blocking read may wait so that a pending re-AUTH (queued behind it on the
@@ -217,13 +245,28 @@ impl Credentials {
 }
 
 fn publish(cell: &Cell, creds: Creds) {
-    {
-        let mut s = cell.secrets.lock().unwrap_or_else(|p| p.into_inner());
-        if !s.contains(&creds.password) {
-            s.push(creds.password.clone());
+    let password = creds.password.clone();
+    cell.current.send_replace(Some(Arc::new(creds)));
+    remember(cell, &password);
+}
+
+/// Keeps `password` for scrubbing, newest last, dropping the oldest beyond [`SECRETS_KEPT`]
+/// (never the current one).
+fn remember(cell: &Cell, password: &str) {
+    let current = cell.current.borrow().as_ref().map(|c| c.password.clone());
+    let mut s = cell.secrets.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(i) = s.iter().position(|p| p == password) {
+        s.remove(i);
+    }
+    s.push_back(password.to_string());
+    while s.len() > SECRETS_KEPT {
+        match s.iter().position(|p| Some(p) != current.as_ref()) {
+            Some(i) => {
+                s.remove(i);
+            }
+            None => break,
         }
     }
-    cell.current.send_replace(Some(Arc::new(creds)));
 }
 
 fn report(cell: &Cell, outcome: Result<()>) {
@@ -241,7 +284,7 @@ fn report(cell: &Cell, outcome: Result<()>) {
 
 /// One provider call, bounded by `limit`, its result checked, traced when the host traces it.
 /// Errors carry no secret.
-async fn fetch_bounded(cell: &Cell, limit: Duration) -> Result<Creds> {
+async fn fetch_bounded(cell: &Cell, limit: Duration, refused: bool) -> Result<Creds> {
     use crate::core::trace::{TraceKind, TraceTimer};
     let tracer = cell
         .tracer
@@ -251,7 +294,7 @@ async fn fetch_bounded(cell: &Cell, limit: Duration) -> Result<Creds> {
     let timer = tracer
         .as_deref()
         .and_then(|s| TraceTimer::start(s, TraceKind::Credentials));
-    let fetched = fetch_checked(cell, limit).await;
+    let fetched = fetch_checked(cell, limit, refused).await;
     if let (Some(t), Some(sink)) = (timer, tracer) {
         let (outcome, expires_at) = match &fetched {
             Ok(c) => ("ok", c.expires_at),
@@ -269,12 +312,9 @@ async fn fetch_bounded(cell: &Cell, limit: Duration) -> Result<Creds> {
 }
 
 /// [`fetch_bounded`] without its trace.
-async fn fetch_checked(cell: &Cell, limit: Duration) -> Result<Creds> {
-    let scrub = |t: &str| {
-        let secrets = cell.secrets.lock().unwrap_or_else(|p| p.into_inner());
-        scrub(&secrets, t)
-    };
-    match tokio::time::timeout(limit, cell.source.fetch()).await {
+async fn fetch_checked(cell: &Cell, limit: Duration, refused: bool) -> Result<Creds> {
+    let scrub = |t: &str| cell.scrub_text(t);
+    match tokio::time::timeout(limit, cell.source.fetch(refused)).await {
         Err(_) => Err(Error::Timeout(format!(
             "the credentials provider did not answer within {} ms",
             limit.as_millis()
@@ -285,10 +325,7 @@ async fn fetch_checked(cell: &Cell, limit: Duration) -> Result<Creds> {
         ))),
         Ok(Ok(c)) => {
             // Known from now on, also if Redis refuses them and they are never published.
-            let mut s = cell.secrets.lock().unwrap_or_else(|p| p.into_inner());
-            if !s.contains(&c.password) {
-                s.push(c.password.clone());
-            }
+            remember(cell, &c.password);
             Ok(c)
         }
     }
@@ -342,6 +379,9 @@ async fn refresh_loop(cell: Weak<Cell>, limit: Duration, validate: Validator) {
             }
         };
         match wait {
+            // Backing off after a failure: the whole wait, whatever is refused meanwhile (the
+            // refusal is remembered, and the next call carries the hint).
+            Some(w) if failures > 0 => tokio::time::sleep(w).await,
             Some(w) => {
                 // Only a weak reference while waiting: dropping the network ends the task.
                 let Some(nudge) = cell.upgrade().map(|c| c.nudge.clone()) else {
@@ -371,37 +411,37 @@ async fn refresh_loop(cell: Weak<Cell>, limit: Duration, validate: Validator) {
             }
         }
         let Some(c) = cell.upgrade() else { return };
-        let outcome = match fetch_bounded(&c, limit).await {
+        let refused = c.refused.swap(false, Ordering::Relaxed);
+        let outcome = match fetch_bounded(&c, limit, refused).await {
             Err(e) => Err(e),
             Ok(new) => {
                 let same = c.current.borrow().as_deref() == Some(&new);
-                if same {
+                if same && !refused {
                     Ok(None)
                 } else {
+                    // Never published unproven, even once the current ones expired: a value
+                    // Redis refuses would end every connection's re-AUTH subscription.
                     match validate(new.clone()).await {
+                        Ok(()) if same => Ok(None), // the refusal did not last
                         Ok(()) => Ok(Some(new)),
-                        Err(e) => {
-                            // Keep the old ones while they last; once expired, the newest is
-                            // all there is (reconnects use it).
-                            let old_expired = c
-                                .current
-                                .borrow()
-                                .as_ref()
-                                .and_then(|o| o.expires_at)
-                                .is_some_and(|at| at <= now_ms());
-                            if old_expired {
-                                publish(&c, new);
-                            }
-                            Err(Error::Redis(format!(
-                                "Redis refused the new credentials from the credentials provider; \
-                                 the current ones stay in use while they last: {}",
-                                c.scrub_text(&e.to_string())
-                            )))
-                        }
+                        Err(e) if same => Err(Error::Redis(format!(
+                            "Redis refused the current credentials and the credentials provider \
+                             returned the same ones again; asking again with backoff: {}",
+                            c.scrub_text(&e.to_string())
+                        ))),
+                        Err(e) => Err(Error::Redis(format!(
+                            "Redis refused the new credentials from the credentials provider; \
+                             the current ones stay in use: {}",
+                            c.scrub_text(&e.to_string())
+                        ))),
                     }
                 }
             }
         };
+        if refused && outcome.is_err() {
+            // Still refused: the next call carries the hint again.
+            c.refused.store(true, Ordering::Relaxed);
+        }
         match outcome {
             Ok(Some(new)) => {
                 publish(&c, new);
@@ -424,7 +464,7 @@ async fn refresh_loop(cell: Weak<Cell>, limit: Duration, validate: Validator) {
 impl Cell {
     fn scrub_text(&self, text: &str) -> String {
         let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
-        scrub(&secrets, text)
+        scrub(secrets.iter(), text)
     }
 }
 
@@ -523,6 +563,68 @@ mod tests {
         }
         let spread: std::collections::HashSet<_> = (0..20u64).map(|s| backoff(3, s)).collect();
         assert!(spread.len() > 1, "jitter varies");
+    }
+
+    /// The schedule sentence of API.md's third round, at its edges.
+    #[test]
+    fn the_schedule_sentence_at_its_edges() {
+        let at = |left_ms: u64| next_refresh(&creds(Some(left_ms)), None, 0).unwrap();
+        // Long-lived: 80 % of the remaining lifetime (10 min → 8 min).
+        assert_eq!(at(600_000), Duration::from_secs(480));
+        // 80 % meets "30 s before" at 150 s; past it, 30 s before wins (100 s → 70 s).
+        assert_eq!(at(150_000), Duration::from_secs(120));
+        assert_eq!(at(61_000), Duration::from_secs(31));
+        // Exactly a minute: 30 s before expiry is also half.
+        assert_eq!(at(60_000), Duration::from_secs(30));
+        // Under a minute: half the remaining lifetime.
+        assert_eq!(at(59_000), Duration::from_millis(29_500));
+        assert_eq!(at(10_000), Duration::from_secs(5));
+        // Never later than 30 s before expiry, whenever that is possible.
+        for left in (60_000..3_600_000).step_by(7_919) {
+            let d = at(left);
+            assert!(d <= Duration::from_millis(left - 30_000), "{left}: {d:?}");
+            assert!(
+                d <= Duration::from_millis(left * 8 / 10 + 1),
+                "{left}: {d:?}"
+            );
+        }
+    }
+
+    struct Fixed;
+    impl CredentialSource for Fixed {
+        fn fetch(&self, _refused: bool) -> FetchFuture {
+            Box::pin(async { Err("unused".to_string()) })
+        }
+    }
+
+    #[test]
+    fn only_a_bounded_history_of_passwords_is_kept_for_scrubbing() {
+        let cell = Credentials::new(Arc::new(Fixed), None);
+        let pw = |i: usize| format!("secret-password-{i:04}");
+        for i in 0..50 {
+            cell.publish(Creds {
+                username: None,
+                password: pw(i),
+                expires_at: None,
+            });
+            assert!(cell.secrets_kept() <= SECRETS_KEPT);
+        }
+        // Refused values seen after the current one never push the current one out.
+        for i in 50..80 {
+            remember(&cell.inner, &pw(i));
+        }
+        assert_eq!(cell.secrets_kept(), SECRETS_KEPT);
+        assert_eq!(
+            cell.scrub(&pw(49)),
+            "***",
+            "the current password is scrubbed"
+        );
+        assert_eq!(
+            cell.scrub(&pw(79)),
+            "***",
+            "the newest refused one is scrubbed"
+        );
+        assert_eq!(cell.scrub(&pw(0)), pw(0), "an old one is no longer kept");
     }
 
     #[test]

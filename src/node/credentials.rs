@@ -19,7 +19,8 @@ use crate::core::redact::clip;
 use crate::node::convert::{napi_err, Reader};
 use crate::node::runtime::{self, Link};
 
-type Provider = FunctionRef<(), Unknown<'static>>;
+/// Called with one argument, `{ refused }` (a function declared without parameters ignores it).
+type Provider = FunctionRef<Unknown<'static>, Unknown<'static>>;
 
 thread_local! {
     /// The providers of this JS thread's networks, by id.
@@ -44,7 +45,8 @@ pub fn read(env: &Env, r: &Reader) -> Result<Option<JsCredentials>, CoreError> {
             "credentials must be a function returning { username?, password, expiresAt? } or a promise of it",
         ));
     }
-    let f = unsafe { v.cast::<Function<(), Unknown<'static>>>() }.map_err(napi_err)?;
+    let f =
+        unsafe { v.cast::<Function<Unknown<'static>, Unknown<'static>>>() }.map_err(napi_err)?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     PROVIDERS.with(|p| -> Result<(), CoreError> {
         p.borrow_mut().insert(id, f.create_ref().map_err(napi_err)?);
@@ -65,12 +67,12 @@ fn answer(slot: &Answer, v: Result<Creds, String>) {
 }
 
 impl CredentialSource for JsCredentials {
-    fn fetch(&self) -> FetchFuture {
+    fn fetch(&self, refused: bool) -> FetchFuture {
         let (tx, rx) = oneshot::channel();
         let id = self.id;
         self.link.send(Box::new(move |env: &Env| {
             let slot: Answer = Rc::new(RefCell::new(Some(tx)));
-            if let Err(why) = call(env, id, &slot) {
+            if let Err(why) = call(env, id, refused, &slot) {
                 answer(&slot, Err(why));
             }
         }));
@@ -91,13 +93,19 @@ impl Drop for JsCredentials {
     }
 }
 
-/// Calls the provider; a promise (any thenable) is followed, a plain value read at once.
-fn call(env: &Env, id: u64, slot: &Answer) -> Result<(), String> {
+/// Calls the provider with `{ refused }`; a promise (any thenable) is followed, a plain value
+/// read at once.
+fn call(env: &Env, id: u64, refused: bool, slot: &Answer) -> Result<(), String> {
+    let mut context = Object::new(env).map_err(|e| e.reason.clone())?;
+    context
+        .set("refused", refused)
+        .map_err(|e| e.reason.clone())?;
+    let context = context.to_unknown();
     let result = PROVIDERS.with(|p| {
         let p = p.borrow();
         let f = p.get(&id).ok_or("the network was released")?;
         let f = f.borrow_back(env).map_err(|e| e.reason.clone())?;
-        f.call(())
+        f.call(context)
             .map_err(|e| format!("threw: {}", thrown_text(&e.reason)))
     })?;
     if result.get_type().map_err(|e| e.reason.clone())? == ValueType::Object {

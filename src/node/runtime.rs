@@ -237,11 +237,18 @@ impl Pending {
         ))
     }
 
-    /// Settles on the JS thread (only there: call it from a queued [`Job`]).
+    /// Settles on the JS thread (only there: call it from a queued [`Job`]). A panic while
+    /// converting the value rejects the promise with the coded internal error, so a bug in a
+    /// conversion never leaves a promise pending (and the process held) forever.
     pub fn settle<D: ToNapiValue>(self, env: &Env, result: napi::Result<D>) {
+        // SAFETY (inside): `to_napi_value` is called on the JS thread with its env.
+        let converted = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            result.and_then(|d| unsafe { D::to_napi_value(env.raw(), d) })
+        }))
+        .unwrap_or_else(|panic| Err(js_error(env, &panic_error(&panic))));
         // SAFETY: on the JS thread that created the deferred; `self` is consumed, so once.
         unsafe {
-            match result.and_then(|d| D::to_napi_value(env.raw(), d)) {
+            match converted {
                 Ok(value) => sys::napi_resolve_deferred(env.raw(), self.0, value),
                 Err(e) => {
                     let reason =
@@ -270,7 +277,12 @@ where
         let outcome = AssertUnwindSafe(fut).catch_unwind().await;
         let settle: Job = Box::new(move |env: &Env| {
             let result = match outcome {
-                Ok(Ok(v)) => map(env, v),
+                // A panic in the mapping settles the promise too (issue 23 item 6).
+                Ok(Ok(v)) => std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    test_panic_in_map();
+                    map(env, v)
+                }))
+                .unwrap_or_else(|panic| Err(js_error(env, &panic_error(&panic)))),
                 Ok(Err(e)) => Err(js_error(env, &e)),
                 Err(panic) => Err(js_error(env, &panic_error(&panic))),
             };
@@ -281,7 +293,19 @@ where
     Ok(object)
 }
 
-/// The rejection a caught panic becomes.
+/// Test-only trigger for the settle-on-panic path: with `PERSEUS_TEST_PANIC_IN_MAP=1` in the
+/// environment at the first call, every promise's result mapping panics. Nothing in the
+/// package sets it; a production process never has it (the name says what it does). Read once.
+fn test_panic_in_map() {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if *ON.get_or_init(|| std::env::var("PERSEUS_TEST_PANIC_IN_MAP").is_ok_and(|v| v == "1")) {
+        panic!("PERSEUS_TEST_PANIC_IN_MAP: a panic in a result mapping (test trigger)");
+    }
+}
+
+/// The rejection a caught panic becomes: `ERR_PERSEUS_REDIS` ("internal error (a bug): …"),
+/// the one code the contract has for a failure that is not the caller's (API.md has no
+/// internal code; a new one would change the contract).
 pub fn panic_error(p: &Box<dyn std::any::Any + Send>) -> CoreError {
     CoreError::Redis(format!("internal error (a bug): {}", panic_text(p)))
 }

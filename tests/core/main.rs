@@ -1,7 +1,8 @@
 //! The pure core against real, throwaway `redis-server` processes (one per test), one file
 //! per area, sharing the helpers in `common`.
 //!
-//! Run with `cargo test --release --no-default-features --features fault-points --test core`.
+//! Run with `cargo test --profile test-release --no-default-features --features fault-points --test core`
+//! (release optimisation with overflow checks on; see Cargo.toml).
 //! Needs `redis-server` on the PATH (apt-get install -y redis-server); the tests fail, never
 //! skip, without it. The `faults` tests need the `fault-points` feature (test-only).
 
@@ -11,6 +12,7 @@ mod activity;
 #[cfg(feature = "fault-points")]
 mod faults;
 mod lifecycle;
+mod resp_edges;
 mod store;
 mod sweeper;
 mod tail;

@@ -14,6 +14,10 @@ use perseus_native::core::store::{Command, Kind, Store};
 
 use super::common::*;
 
+/// The cluster is shared by the whole test binary and a cut kills every marked connection on
+/// it: tests that mark and cut hold this so one test's cut never lands on another's links.
+static CUTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Kills every client connection (on every node) whose last command was `HSTRLEN`.
 fn cut_marked(backend: &Backend) -> usize {
     let nodes: Vec<Plain> = match backend {
@@ -69,6 +73,7 @@ async fn mark_and_cut(backend: &Backend, store: &Store, kind: Kind, key: &str) {
 }
 
 async fn dropped_link_under_the_light_read(t: Topology) {
+    let _cuts = CUTS.lock().await;
     let backend = Backend::start(t);
     let r = backend.client();
     let prefix = uniq("st");
@@ -131,4 +136,70 @@ async fn a_dropped_link_under_the_light_read_is_retried_once_standalone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_link_under_the_light_read_is_retried_once_cluster() {
     dropped_link_under_the_light_read(Topology::Cluster).await;
+}
+
+/// Issue 23 item 4: one retry policy in `query_many`. A read pipeline (sweeps, listings)
+/// whose link dropped is sent once more, as a single read is; a command declared send-once
+/// inside `query_many` is never re-sent, by us or (on a cluster) by the cluster client: it
+/// goes over the send-once connection, so a cut of that connection surfaces.
+async fn query_many_under_a_dropped_link(t: Topology) {
+    let _cuts = CUTS.lock().await;
+    let backend = Backend::start(t);
+    let r = backend.client();
+    let prefix = uniq("qm");
+    let key = format!("{prefix}:instance:x");
+    let _: i64 = r.q(|c| {
+        c.arg("HSET").arg(&key).arg("state").arg("running");
+    });
+    let cfg = Config::from_options(backend.opts(&prefix), None).unwrap();
+    let store = Store::connect(&cfg.connection, None).await.unwrap();
+
+    // Reads: the pipeline is sent again after the cut, and answered.
+    mark_and_cut(&backend, &store, Kind::Read, &key).await;
+    let before = store.reads_resent();
+    let got = store
+        .query_many(vec![hmget(Kind::Read, &key), hmget(Kind::Read, &key)])
+        .await
+        .unwrap_or_else(|e| panic!("{t:?}: a read pipeline failed after a dropped link: {e}"));
+    assert_eq!(got.len(), 2);
+    for v in &got {
+        let v = v.as_ref().unwrap_or_else(|e| panic!("{t:?}: {e}"));
+        let decoded: Vec<Option<String>> = redis::from_redis_value(v.clone()).unwrap();
+        assert_eq!(decoded, vec![Some("running".to_string()), None]);
+    }
+    if matches!(t, Topology::Standalone) {
+        assert_eq!(
+            store.reads_resent(),
+            before + 1,
+            "the store re-sent the read pipeline once"
+        );
+    }
+
+    // Send-once: the cut of the connection that carries it surfaces (never re-sent).
+    mark_and_cut(&backend, &store, Kind::WriteOnce, &key).await;
+    let before = store.reads_resent();
+    let once = store.query_many(vec![hmget(Kind::WriteOnce, &key)]).await;
+    let failed = match &once {
+        Err(_) => true,
+        Ok(v) => v.iter().any(|r| r.is_err()),
+    };
+    assert!(
+        failed,
+        "{t:?}: a send-once command in query_many survived the cut (it was re-sent): {once:?}"
+    );
+    assert_eq!(
+        store.reads_resent(),
+        before,
+        "a send-once command was re-sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_many_resends_reads_once_and_never_send_once_standalone() {
+    query_many_under_a_dropped_link(Topology::Standalone).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_many_resends_reads_once_and_never_send_once_cluster() {
+    query_many_under_a_dropped_link(Topology::Cluster).await;
 }

@@ -1,11 +1,15 @@
-//! Cluster batching: many single-key commands as one pipeline per master, by the one
-//! cached slot table (read with `CLUSTER SLOTS`, dropped after a redirect).
+//! Many single-key commands at once, with one retry policy (by each command's declared
+//! kind, as for single commands): a standalone pipeline (reads re-sent once after a dropped
+//! link), or on a cluster one pipeline per master by the one cached slot table (read with
+//! `CLUSTER SLOTS`, dropped after a redirect).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
+use redis::aio::ConnectionLike;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::Value;
+use redis::{Pipeline, Value};
 
 use super::errors::{is_dropped, labelled};
 use super::{Command, Conn, Kind, Store};
@@ -41,11 +45,14 @@ impl Store {
             self.query_many_cluster(cmds).await
         } else {
             let labels: Vec<String> = cmds.iter().map(|c| c.label.clone()).collect();
+            // One retry policy with single commands: reads are re-sent once after a dropped
+            // link; a pipeline holding any write is sent once.
+            let reads = cmds.iter().all(|c| c.kind == Kind::Read);
             let mut pipe = redis::pipe();
             for c in cmds {
                 pipe.add_command(c.cmd);
             }
-            let values = self.pipeline(&pipe).await?;
+            let values = self.pipeline_resending(&pipe, reads).await?;
             let mut out = Vec::with_capacity(values.len());
             for (v, label) in values.into_iter().zip(labels) {
                 match self.reply_error(&v) {
@@ -57,6 +64,60 @@ impl Store {
                 }
             }
             Ok(out)
+        }
+    }
+
+    /// A standalone pipeline that is sent once more after a dropped link when `reads` (every
+    /// command in it a [`Kind::Read`]), as [`Store::query_raw`] does for one read: the
+    /// multiplexed connection notices a dropped socket only when it next writes. The drop is
+    /// still reported (a `connection` loss, then the recovery, counted as a reconnect), as it
+    /// was before pipelines were re-sent: a Redis restart shows in the status and metrics.
+    async fn pipeline_resending(&self, pipe: &Pipeline, reads: bool) -> Result<Vec<Value>> {
+        let n = pipe.len();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let may_retry = reads && attempt == 1;
+            let mut conn = self.conn();
+            let sent = self
+                .timed_with(
+                    async {
+                        match &mut conn {
+                            Conn::Single(c) => c.req_packed_commands(pipe, 0, n).await,
+                            Conn::Cluster(c) => c.req_packed_commands(pipe, 0, n).await,
+                        }
+                    },
+                    true,
+                )
+                .await;
+            match sent {
+                Ok(v) => {
+                    if attempt > 1 {
+                        // The link was re-made under this read: the new connection is unnamed.
+                        let me = self.clone();
+                        tokio::spawn(async move { me.name_connections().await });
+                    }
+                    return Ok(v);
+                }
+                Err((_, Some(e))) if may_retry && is_dropped(&e) => {
+                    self.inner.resent.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("read pipeline re-sent after a dropped link");
+                }
+                Err((err, _)) => return Err(err),
+            }
+        }
+    }
+
+    /// One command of a cluster `query_many` sent on its own, by its declared kind: a
+    /// [`Kind::WriteOnce`] over the send-once connection (never re-sent by the cluster
+    /// client), anything else as [`Store::query_raw`] sends it.
+    async fn query_single(&self, cmd: &Command) -> std::result::Result<Value, (Error, bool)> {
+        match &self.inner.once {
+            Some(once) if cmd.kind == Kind::WriteOnce => self
+                .query_once_raw(cmd, once.clone())
+                .await
+                .map_err(|e| (e, false)), // already labelled
+            _ => self.query_raw(cmd).await,
         }
     }
 
@@ -118,7 +179,7 @@ impl Store {
         if redirected {
             self.forget_slot_table(); // slots moved (a reshard): read the table again next time
         }
-        let alone = join_all(singles.iter().map(|i| self.query_raw(&cmds[*i]))).await;
+        let alone = join_all(singles.iter().map(|i| self.query_single(&cmds[*i]))).await;
         let mut failed: Vec<Option<(Error, bool)>> = Vec::new();
         failed.resize_with(cmds.len(), || None);
         for (i, r) in singles.iter().zip(alone) {

@@ -8,10 +8,17 @@
 //!
 //! It is only a fast path: anything it cannot do (a Unix socket, a refused connection or
 //! AUTH, a MOVED, a reply it does not expect) makes the caller read that page through the
-//! crate instead, which stays the source of truth for errors. Only a timeout is final: a
-//! server that did not answer within the command timeout would not answer the crate either.
+//! crate instead, which stays the source of truth for errors. A timeout is final on a fresh
+//! connection (a server that did not answer within the command timeout would not answer the
+//! crate either), but not on a pooled one: a NAT or a load balancer may have dropped an idle
+//! link silently, so a pooled connection that times out or was reset is dropped and the page
+//! is read once more on a fresh one (a range read is idempotent). Pooled connections idle for
+//! longer than [`IDLE_BOUND`] are dropped rather than reused, and every connection has TCP
+//! keepalive on. Nothing here touches the shared connection status: a direct connection's
+//! failure says nothing about the link the network's `connection` events describe.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, IntoConnectionInfo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -32,6 +39,42 @@ pub enum Miss {
     Fallback(String),
 }
 
+/// How long a pooled connection may sit idle and still be reused. Middleboxes commonly drop
+/// idle TCP flows after a few minutes; 30 s stays well inside that and inside the first
+/// keepalive probe ([`KEEPALIVE_TIME`] + one interval).
+pub const IDLE_BOUND: Duration = Duration::from_secs(30);
+/// TCP keepalive on every direct connection: first probe after this much idle time.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(15);
+/// Between keepalive probes (where the platform lets us set it).
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// The idle bound can be shortened for tests with this environment variable (milliseconds),
+/// read when a network's store is made. Undocumented on purpose: only the tests set it.
+const IDLE_BOUND_ENV: &str = "PERSEUS_DIRECT_IDLE_MS";
+
+fn idle_bound() -> Duration {
+    std::env::var(IDLE_BOUND_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(IDLE_BOUND, Duration::from_millis)
+}
+
+/// Why one exchange on a connection failed.
+enum Broken {
+    /// The link failed (reset, closed, write error): another connection may do better.
+    Link(String),
+    /// The reply is not what the scanner accepts: the crate reads the page instead.
+    Proto(String),
+}
+
+impl From<Broken> for Miss {
+    fn from(b: Broken) -> Self {
+        match b {
+            Broken::Link(why) | Broken::Proto(why) => Miss::Fallback(why),
+        }
+    }
+}
+
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
@@ -41,6 +84,8 @@ struct Conn {
     /// The rotating credentials it logged in with (`None`: fixed ones), so a pooled
     /// connection of an older rotation is dropped rather than reused.
     creds: Option<Arc<Creds>>,
+    /// When it went back to the pool.
+    idle_since: Instant,
 }
 
 /// Where and how to connect.
@@ -57,12 +102,15 @@ pub struct Direct {
     cfg: ConnectionConfig,
     idle: Mutex<Vec<Conn>>,
     tls: Mutex<Option<Arc<rustls::ClientConfig>>>,
+    /// [`IDLE_BOUND`], or the test override.
+    idle_bound: Duration,
 }
 
 impl Direct {
     pub fn new(cfg: &ConnectionConfig) -> Self {
         Direct {
             cfg: cfg.clone(),
+            idle_bound: idle_bound(),
             idle: Mutex::new(Vec::new()),
             tls: Mutex::new(None),
         }
@@ -97,31 +145,70 @@ impl Direct {
                 (host.clone(), *port)
             }
         };
-        let limit = self.cfg.command_timeout;
-        match tokio::time::timeout(limit, self.exchange(node, packed)).await {
-            Ok(r) => r,
+        self.exchange(node, packed, self.cfg.command_timeout).await
+    }
+
+    /// One request: on a pooled connection if a fresh-enough one is idle, else (or when the
+    /// pooled one timed out or broke) on a new one. Each attempt gets the whole `limit`.
+    async fn exchange(
+        &self,
+        node: (String, u16),
+        packed: &[u8],
+        limit: Duration,
+    ) -> Result<Vec<u8>, Miss> {
+        let current = self.rotating();
+        let bound = self.idle_bound;
+        let pooled = self.idle.lock().ok().and_then(|mut idle| {
+            idle.retain(|c| same_creds(&c.creds, &current) && c.idle_since.elapsed() <= bound);
+            let i = idle.iter().position(|c| c.node == node)?;
+            Some(idle.swap_remove(i))
+        });
+        if let Some(mut conn) = pooled {
+            match tokio::time::timeout(limit, read_reply(&mut conn.io, packed)).await {
+                Ok(Ok(reply)) => {
+                    self.put_back(conn);
+                    return Ok(reply);
+                }
+                Ok(Err(Broken::Proto(why))) => return Err(Miss::Fallback(why)),
+                Ok(Err(Broken::Link(why))) => {
+                    tracing::debug!(
+                        "a pooled direct connection broke ({why}); read again on a new one"
+                    );
+                }
+                Err(_) => {
+                    tracing::debug!(
+                        "a pooled direct connection timed out; read again on a new one"
+                    );
+                }
+            }
+            // A link dropped silently is rarely alone: the other idle ones to that node go too.
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.retain(|c| c.node != node);
+            }
+        }
+        let fresh = async {
+            let mut conn = self.connect(node).await?;
+            let reply = read_reply(&mut conn.io, packed).await?;
+            Ok::<_, Miss>((conn, reply))
+        };
+        match tokio::time::timeout(limit, fresh).await {
+            Ok(Ok((conn, reply))) => {
+                self.put_back(conn);
+                Ok(reply)
+            }
+            Ok(Err(miss)) => Err(miss),
             Err(_) => Err(Miss::Timeout),
         }
     }
 
-    async fn exchange(&self, node: (String, u16), packed: &[u8]) -> Result<Vec<u8>, Miss> {
-        let current = self.rotating();
-        let pooled = self.idle.lock().ok().and_then(|mut idle| {
-            idle.retain(|c| same_creds(&c.creds, &current));
-            let i = idle.iter().position(|c| c.node == node)?;
-            Some(idle.swap_remove(i))
-        });
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => self.connect(node).await?,
-        };
-        let reply = read_reply(&mut conn.io, packed).await?;
+    /// Returns a connection to the pool (at most 4 idle ones are kept).
+    fn put_back(&self, mut conn: Conn) {
+        conn.idle_since = Instant::now();
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < 4 {
                 idle.push(conn);
             }
         }
-        Ok(reply)
     }
 
     fn standalone(&self, url: &str) -> Result<(String, u16, Plan), Miss> {
@@ -191,6 +278,7 @@ impl Direct {
             .await
             .map_err(|e| miss(&e.to_string()))?;
         let _ = tcp.set_nodelay(true);
+        set_keepalive(&tcp);
         let mut io: Box<dyn Io> = match plan.tls {
             None => Box::new(tcp),
             Some(insecure) => {
@@ -224,7 +312,12 @@ impl Direct {
                 return Err(miss("AUTH or SELECT refused"));
             }
         }
-        Ok(Conn { io, node, creds })
+        Ok(Conn {
+            io,
+            node,
+            creds,
+            idle_since: Instant::now(),
+        })
     }
 
     fn tls_config(&self, insecure: bool) -> Result<Arc<rustls::ClientConfig>, Miss> {
@@ -243,30 +336,36 @@ fn miss(why: &str) -> Miss {
     Miss::Fallback(why.to_string())
 }
 
+/// TCP keepalive, so the kernel finds a dead idle link (and a middlebox sees traffic).
+fn set_keepalive(tcp: &TcpStream) {
+    let ka = socket2::TcpKeepalive::new().with_time(KEEPALIVE_TIME);
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
+    let ka = ka.with_interval(KEEPALIVE_INTERVAL);
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&ka) {
+        tracing::debug!("TCP keepalive not set on a direct connection: {e}");
+    }
+}
+
 /// Writes one command and reads exactly one reply.
-async fn read_reply(io: &mut Box<dyn Io>, packed: &[u8]) -> Result<Vec<u8>, Miss> {
-    io.write_all(packed)
-        .await
-        .map_err(|e| miss(&e.to_string()))?;
-    io.flush().await.map_err(|e| miss(&e.to_string()))?;
+async fn read_reply(io: &mut Box<dyn Io>, packed: &[u8]) -> Result<Vec<u8>, Broken> {
+    let link = |e: std::io::Error| Broken::Link(e.to_string());
+    io.write_all(packed).await.map_err(link)?;
+    io.flush().await.map_err(link)?;
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut scan = FrameScanner::default();
     loop {
         if buf.capacity() - buf.len() < (1 << 15) {
             buf.reserve(buf.capacity().max(1 << 16));
         }
-        let n = io
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| miss(&e.to_string()))?;
+        let n = io.read_buf(&mut buf).await.map_err(link)?;
         if n == 0 {
-            return Err(miss("connection closed"));
+            return Err(Broken::Link("connection closed".into()));
         }
         match scan.feed(&buf) {
             Ok(Some(len)) if len == buf.len() => return Ok(buf),
-            Ok(Some(_)) => return Err(miss("more than one reply")),
+            Ok(Some(_)) => return Err(Broken::Proto("more than one reply".into())),
             Ok(None) => {}
-            Err(e) => return Err(miss(&e.0)),
+            Err(e) => return Err(Broken::Proto(e.0)),
         }
     }
 }

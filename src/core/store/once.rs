@@ -21,8 +21,20 @@ impl Store {
     pub(super) async fn query_once<T: FromRedisValue>(
         &self,
         cmd: &Command,
-        mut conn: ClusterConnection,
+        conn: ClusterConnection,
     ) -> Result<T> {
+        let v = self.query_once_raw(cmd, conn).await?;
+        self.convert(v)
+            .map_err(|e| labelled(e, || cmd.label.clone()))
+    }
+
+    /// [`Store::query_once`] without the conversion: the reply may be a `Value::ServerError`;
+    /// a failure comes labelled.
+    pub(super) async fn query_once_raw(
+        &self,
+        cmd: &Command,
+        mut conn: ClusterConnection,
+    ) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + self.inner.response_timeout;
         let mut wait = Duration::from_millis(25);
         loop {
@@ -39,9 +51,7 @@ impl Store {
             let (err, retryable) = match attempt.await {
                 Ok(v) => {
                     self.set_connected(true, None);
-                    return self
-                        .convert(v)
-                        .map_err(|e| labelled(e, || cmd.label.clone()));
+                    return Ok(v);
                 }
                 Err(e) => {
                     let retryable = was_not_run(&e);

@@ -102,11 +102,12 @@ impl Store {
                 None
             }
             Err(Miss::Timeout) => {
+                // A fresh direct connection got no answer either. The shared connection's
+                // status is left alone: it speaks for its own link, which may be fine.
                 let err = Error::Timeout(format!(
                     "Redis did not answer within {} ms",
                     self.inner.response_timeout.as_millis()
                 ));
-                self.set_connected(false, Some(err.to_string()));
                 Some(Err(labelled(err, || cmd.label.clone())))
             }
         }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use redis::{ErrorKind, RedisError, RedisResult};
@@ -17,40 +17,86 @@ use redis::{ErrorKind, RedisError, RedisResult};
 use crate::core::config::{ConnectionConfig, Target};
 use crate::core::credentials::{Creds, Validator};
 use crate::core::error::{Error, Result};
+use crate::core::wire::slots::SlotTable;
 
 /// Whether the server refused a login: wrong or revoked credentials, or none sent.
 pub(super) fn is_auth_failure(e: &RedisError) -> bool {
     e.kind() == ErrorKind::AuthenticationFailed || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"))
 }
 
-/// Checks new credentials by logging in on a short-lived probe connection to the first
-/// configured node (a standalone server or a cluster seed). Only a refused login is an
-/// error: an unreachable server says nothing about the credentials, so they pass.
+/// Checks new credentials by logging in on short-lived probe connections: the server, or on
+/// a cluster every master (ACLs are per node: a seed that accepts says nothing of the
+/// others), found with `CLUSTER SLOTS` asked on the first seed that answers. Only a refused
+/// login is an error: an unreachable node says nothing about the credentials.
 pub(super) fn validator(cfg: &ConnectionConfig) -> Validator {
     let mut base = cfg.clone();
     // The probe logs in with exactly the credentials under test (and holds no reference to
     // the cell, which owns the refresher that owns this closure).
     base.credentials = None;
     base.client_name = None;
-    let url = match &base.target {
-        Target::Standalone(u) => Some(u.clone()),
-        Target::Cluster(nodes) => nodes.first().cloned(),
-    };
     Arc::new(move |creds: Creds| {
         let mut cfg = base.clone();
         cfg.username = Some(creds.username.unwrap_or_else(|| "default".into()));
         cfg.password = Some(creds.password);
-        let url = url.clone();
         Box::pin(async move {
-            let Some(url) = url else { return Ok(()) };
-            probe(&cfg, &url).await
+            match cfg.target.clone() {
+                Target::Standalone(url) => probe(&cfg, &url).await.map(|_| ()),
+                Target::Cluster(seeds) => every_master(&cfg, &seeds).await,
+            }
         })
     })
 }
 
-async fn probe(cfg: &ConnectionConfig, url: &str) -> Result<()> {
-    let Ok(client) = super::connect::standalone_client(cfg, url) else {
+/// Cluster: the first seed that answers is asked for the masters, then every master is
+/// logged in to at once. A refusal anywhere (the seed included) is the answer.
+async fn every_master(cfg: &ConnectionConfig, seeds: &[String]) -> Result<()> {
+    for seed in seeds {
+        let Some(mut conn) = probe(cfg, seed).await? else {
+            continue;
+        };
+        let mut slots = redis::cmd("CLUSTER");
+        slots.arg("SLOTS");
+        let reply = tokio::time::timeout(cfg.command_timeout, conn.req_packed_command(&slots))
+            .await
+            .ok()
+            .and_then(|r| r.ok());
+        let Some(table) = reply.as_ref().and_then(SlotTable::from_cluster_slots) else {
+            return Ok(()); // the seed accepted them; the map is not ours to read
+        };
+        let scheme = if seed.starts_with("rediss://") {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let mut nodes: Vec<String> = (0..table.masters())
+            .map(|m| table.address(m))
+            .filter(|(host, _)| !host.is_empty())
+            .map(|(host, port)| match host.contains(':') {
+                true => format!("{scheme}://[{host}]:{port}"),
+                false => format!("{scheme}://{host}:{port}"),
+            })
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        let checks = futures_util::future::join_all(nodes.iter().map(|url| probe(cfg, url)));
+        for (url, r) in nodes.iter().zip(checks.await) {
+            r.map_err(|e| Error::Redis(format!("{e} (on {})", redact_node(url))))?;
+        }
         return Ok(());
+    }
+    Ok(())
+}
+
+/// `host:port` of a node URL (it carries no credentials: they are in the config).
+fn redact_node(url: &str) -> &str {
+    url.split_once("://").map_or(url, |(_, rest)| rest)
+}
+
+/// Logs in to `url` with `cfg`'s credentials: `Err` when refused, `Ok(None)` when the node
+/// could not be reached or answered nothing in time, else the connection.
+async fn probe(cfg: &ConnectionConfig, url: &str) -> Result<Option<MultiplexedConnection>> {
+    let Ok(client) = super::connect::standalone_client(cfg, url) else {
+        return Ok(None);
     };
     let conn_cfg = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(cfg.connect_timeout))
@@ -60,7 +106,8 @@ async fn probe(cfg: &ConnectionConfig, url: &str) -> Result<()> {
         Ok(Err(e)) if is_auth_failure(&e) || e.code() == Some("NOPERM") => {
             Err(Error::Redis(super::errors::describe(&e)))
         }
-        _ => Ok(()),
+        Ok(Ok(conn)) => Ok(Some(conn)),
+        _ => Ok(None),
     }
 }
 

@@ -24,6 +24,46 @@ pub type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProtoError(pub String);
 
+/// The longest bulk string a reply may declare: Redis' own `proto-max-bulk-len` default
+/// (512 MiB). A longer one can only be a corrupt or hostile header: refused at once (the
+/// caller reads the page through the crate) instead of waiting for bytes that never come.
+pub const MAX_BULK_LEN: i64 = 512 * 1024 * 1024;
+/// The most elements an array may declare. A range page is at most 10,000 entries of at most
+/// ~160 fields; 2^24 leaves room for any reply the direct path reads.
+pub const MAX_COUNT: i64 = 1 << 24;
+
+/// A declared bulk length checked against [`MAX_BULK_LEN`]; `None` for nil (any negative, as
+/// the crate reads it).
+fn bulk_len(n: i64) -> Result<Option<usize>, ProtoError> {
+    if n < 0 {
+        return Ok(None);
+    }
+    if n > MAX_BULK_LEN {
+        return bad("declared bulk length over the cap");
+    }
+    usize::try_from(n).map(Some).or_else(|_| bad("bulk length"))
+}
+
+/// A declared element count checked against [`MAX_COUNT`]; `None` for nil (any negative).
+fn count(n: i64) -> Result<Option<usize>, ProtoError> {
+    if n < 0 {
+        return Ok(None);
+    }
+    if n > MAX_COUNT {
+        return bad("declared element count over the cap");
+    }
+    usize::try_from(n)
+        .map(Some)
+        .or_else(|_| bad("element count"))
+}
+
+/// `a + b + c` or an error: positions computed from declared lengths never wrap.
+fn sum(a: usize, b: usize, c: usize) -> Result<usize, ProtoError> {
+    a.checked_add(b)
+        .and_then(|x| x.checked_add(c))
+        .map_or_else(|| bad("length overflows"), Ok)
+}
+
 fn bad<T>(what: &str) -> Result<T, ProtoError> {
     Err(ProtoError(what.to_string()))
 }
@@ -34,7 +74,7 @@ fn bad<T>(what: &str) -> Result<T, ProtoError> {
 pub struct FrameScanner {
     pos: usize,
     /// Elements still to come in each open array, innermost last.
-    open: Vec<i64>,
+    open: Vec<usize>,
 }
 
 impl FrameScanner {
@@ -48,22 +88,20 @@ impl FrameScanner {
             let after = eol + 2;
             match buf[self.pos] {
                 b'+' | b'-' | b':' => self.pos = after,
-                b'$' => {
-                    let n = int(&buf[self.pos + 1..eol])?;
-                    if n < 0 {
-                        self.pos = after;
-                    } else {
-                        let end = after + n as usize + 2;
+                b'$' => match bulk_len(int(&buf[self.pos + 1..eol])?)? {
+                    None => self.pos = after,
+                    Some(n) => {
+                        let end = sum(after, n, 2)?;
                         if buf.len() < end {
                             return Ok(None);
                         }
                         self.pos = end;
                     }
-                }
+                },
                 b'*' => {
-                    let n = int(&buf[self.pos + 1..eol])?;
+                    let n = count(int(&buf[self.pos + 1..eol])?)?;
                     self.pos = after;
-                    if n > 0 {
+                    if let Some(n) = n.filter(|n| *n > 0) {
                         self.open.push(n);
                         continue;
                     }
@@ -137,28 +175,22 @@ impl<'a> Cursor<'a> {
             b'+' => Item::Simple(line),
             b'-' => Item::Error,
             b':' => Item::Int(int(line)?),
-            b'$' => {
-                let n = int(line)?;
-                if n < 0 {
-                    Item::Nil
-                } else {
-                    let end = self.p + n as usize;
-                    if self.b.len() < end + 2 {
+            b'$' => match bulk_len(int(line)?)? {
+                None => Item::Nil,
+                Some(n) => {
+                    let end = sum(self.p, n, 0)?;
+                    if self.b.len() < sum(end, 2, 0)? {
                         return bad("truncated bulk string");
                     }
                     let body = &self.b[self.p..end];
                     self.p = end + 2;
                     Item::Bulk(body)
                 }
-            }
-            b'*' => {
-                let n = int(line)?;
-                if n < 0 {
-                    Item::Nil
-                } else {
-                    Item::Array(n as usize)
-                }
-            }
+            },
+            b'*' => match count(int(line)?)? {
+                None => Item::Nil,
+                Some(n) => Item::Array(n),
+            },
             _ => return bad("not a RESP2 reply"),
         })
     }
@@ -167,7 +199,7 @@ impl<'a> Cursor<'a> {
     fn skip(&mut self, mut n: usize) -> Result<(), ProtoError> {
         while n > 0 {
             if let Item::Array(k) = self.next()? {
-                n += k;
+                n = sum(n, k, 0)?;
             }
             n -= 1;
         }
