@@ -337,6 +337,16 @@ export declare const diagnosticsChannels: {
 }
 
 export interface SweeperLease { instanceId: string; expiresInMs: number }
+/** `networkSummary()`: the network-wide numbers, counted by the core from one live read. */
+export interface NetworkSummary {
+  /** instances with a readable record, by state (every state present) */
+  counts: Record<InstanceState, number>
+  /** instances whose heartbeat key exists */
+  alive: number
+  /** entries in the activity stream */
+  streamLength: number
+  sweeper: SweeperLease | null
+}
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -377,6 +387,11 @@ export declare class PerseusNetwork {
   forgetInstance(instanceId: string, options?: { force?: boolean }): Promise<boolean>
   /** Who holds the sweeper lease and for how much longer; null when nobody does. */
   sweeper(): Promise<SweeperLease | null>
+  /**
+   * The network-wide numbers (counts by state, alive, stream length, lease holder) as the
+   * core counts them, for consoles such as the dashboard's `/metrics`.
+   */
+  networkSummary(): Promise<NetworkSummary>
   /** This process's counters and gauges in the Prometheus text format 0.0.4. */
   metrics(): Promise<string>
 }

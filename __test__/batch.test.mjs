@@ -175,9 +175,17 @@ test('batch: other calls keep call order: logActivity then drain() in one tick w
   const logged = net.logActivity({ event: 'BEFORE_DRAIN' });
   const drained = net.drain('bye');
   const [id] = await Promise.all([logged, drained]);
-  const events = (await net.queryActivity({ since: id })).map((e) => e.event);
-  assert.equal(events[0], 'BEFORE_DRAIN', `entries after it: ${events}`);
-  assert.ok(events.includes('DEREGISTERED'), `entries: ${events}`);
+  // Every entry of this instance, from its REGISTERED on (a query that starts before the entry,
+  // so a drain entry written ahead of it would show up ahead of it).
+  const mine = await net.queryActivity({ instanceId: net.instanceId, limit: 1000 });
+  const events = mine.map((e) => (e.event === 'STATE_CHANGE' ? `STATE_CHANGE>${e.toState}` : e.event));
+  const at = (name) => events.indexOf(name);
+  assert.ok(at('REGISTERED') >= 0 && at('REGISTERED') < at('BEFORE_DRAIN'), `entries: ${events}`);
+  assert.equal(mine[at('BEFORE_DRAIN')].id, id);
+  assert.ok(at('DEREGISTERED') > at('BEFORE_DRAIN'), `DEREGISTERED after BEFORE_DRAIN: ${events}`);
+  // The drain's first step (running → draining) too comes after the entry logged before it.
+  const draining = at('STATE_CHANGE>draining');
+  assert.ok(draining > at('BEFORE_DRAIN'), `draining after BEFORE_DRAIN: ${events}`);
   const last = net.logActivity({ event: 'BEFORE_CLOSE' });
   const closed = net.close();
   assert.match(await last, /^\d+-\d+$/);

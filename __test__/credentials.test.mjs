@@ -320,13 +320,29 @@ test('credentials: the CLI follows activity with --password-command while the pa
       await waitFor(`entry ${tag} printed`, () => out.includes(id), 10_000);
     };
     await seen('before');
+    // AUTH calls on the server, succeeded and failed (Redis keeps a connection logged in after
+    // `resetpass`, so only the calls show that the CLI re-authenticated).
+    const authStats = async () => {
+      const line = /^cmdstat_auth:(.*)$/m.exec(await clis[0]('INFO', 'commandstats'))?.[1] ?? '';
+      const num = (k) => Number(new RegExp(`${k}=(\\d+)`).exec(line)?.[1] ?? 0);
+      return { calls: num('calls'), failed: num('failed_calls') + num('rejected_calls') };
+    };
     for (const [i, pw] of [[1, pw2], [2, pw1]]) {
+      const mine = idsOf((await clients(clis)).filter((c) => c.user === 'cliuser'));
+      assert.ok(mine.length >= 1, 'the CLI is connected as cliuser');
+      const auth0 = await authStats();
       // Rotate: the command now prints the new password, and Redis accepts only the new one.
       fs.writeFileSync(file, `${pw}\n`);
       await clis[0]('ACL', 'SETUSER', 'cliuser', 'resetpass', `>${pw}`);
-      await sleep(2500); // a refresh (every 1 s) re-authenticates in place
-      // The CLI is still connected, as cliuser (now with the new password).
-      assert.ok((await clients(clis)).some((c) => c.user === 'cliuser'), 'the CLI is connected as cliuser');
+      // A refresh (every 1 s) re-authenticates in place: the SAME connections (client ids) send
+      // AUTH with the new password, one at least per connection, none refused.
+      await waitFor('the CLI connections re-authenticated in place', async () => {
+        const auth = await authStats();
+        return auth.calls - auth0.calls >= mine.length;
+      }, 10_000, 100);
+      const auth1 = await authStats();
+      assert.equal(auth1.failed, auth0.failed, 'no AUTH was refused');
+      assert.deepEqual(idsOf((await clients(clis)).filter((c) => c.user === 'cliuser')), mine, 'the same connections, none replaced');
       // Connections the server drops now must come back with the new password.
       await clis[0]('CLIENT', 'KILL', 'USER', 'cliuser');
       await seen(`after rotation ${i}`);

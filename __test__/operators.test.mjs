@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 
-import { PerseusNetwork, netOptions, sleep, startMembers, waitFor } from './helpers-net.mjs';
+import { PerseusNetwork, netOptions, startMembers, waitFor } from './helpers-net.mjs';
 import { startTarget, targetKind } from './target.mjs';
 import { parseMetrics, sample } from './helpers-metrics.mjs';
 
@@ -94,7 +94,10 @@ describe('operators steer instances (issue 13)', () => {
     const emitted = await waitFor('drainRequested in the emit-only member', () =>
       emitOnly.messages.find((m) => m.type === 'drainRequested'), HB + 4000);
     assert.equal(emitted.reason, null);
-    await sleep(2 * HB);
+    // Two more beats of the member after it heard the request (each beat is when a drain would
+    // start): it is still running and never began to drain.
+    const heardAt = Date.parse(emitted.requestAt);
+    await waitFor('two beats after the request', async () => (await asker.getInstance(emitOnly.instanceId)).lastHeartbeat >= heardAt + 2 * HB, 4 * HB + 4000, 50);
     assert.equal((await asker.getInstance(emitOnly.instanceId)).state, 'running');
     assert.ok(!emitOnly.messages.some((m) => m.type === 'stateChange' && m.to === 'draining'));
     assert.equal(asker.state, 'idle', 'the asker never started');
@@ -166,7 +169,11 @@ describe('operators steer instances (issue 13)', () => {
   it('health in every heartbeat; sweeper() names the lease holder; metrics() parses, counters move, one leader of three', async () => {
     members = await startMembers(3, () => memberOptions());
     const asker = make({ instanceId: ASKER });
-    await sleep(HB + 500);
+    // A beat of each member after its registration carries the health (registration does not).
+    await waitFor('a heartbeat with health from each member', async () => {
+      const infos = await Promise.all(members.map((m) => asker.getInstance(m.instanceId)));
+      return infos.every((i) => i && i.health);
+    }, HB * 3 + 3000, 50);
     for (const m of members) {
       const info = await asker.getInstance(m.instanceId);
       assert.ok(info.health, `health of ${m.instanceId}`);
@@ -179,7 +186,13 @@ describe('operators steer instances (issue 13)', () => {
     assert.ok(members.some((m) => m.instanceId === lease.instanceId), lease.instanceId);
     assert.ok(lease.expiresInMs > 0 && lease.expiresInMs <= TTL, `${lease.expiresInMs}`);
 
-    const first = await Promise.all(members.map(metricsOf));
+    // The leader's by-state gauges come from its last full read: wait for one that saw all three.
+    let first;
+    await waitFor('a full sweep by the leader that saw all three', async () => {
+      first = await Promise.all(members.map(metricsOf));
+      const lead = first.filter((f) => sample(f, 'perseus_sweeper_leader') === 1);
+      return lead.length === 1 && sample(lead[0], 'perseus_instances', { state: 'running' }) === 3;
+    }, TTL + 6000, 100);
     const leaders = first.map((f) => sample(f, 'perseus_sweeper_leader'));
     assert.deepEqual(leaders.sort(), [0, 0, 1]);
     const leaderIdx = first.findIndex((f) => sample(f, 'perseus_sweeper_leader') === 1);

@@ -78,14 +78,17 @@ const COMMANDS = {
   },
   dashboard: {
     summary: 'serve the web dashboard (live instances, activity, chart; actions with a token)',
-    usage: 'perseus dashboard [--port 9464] [--host 127.0.0.1] [--base-path /ops/perseus] [--allow-actions --token-env VAR]',
-    options: ['port', 'host', 'base-path', 'allow-actions', 'token-env'],
+    usage: 'perseus dashboard [--port 9464] [--host 127.0.0.1] [--base-path /ops/perseus] [--allowed-host NAME]... [--allow-actions --token-env VAR]',
+    options: ['port', 'host', 'base-path', 'allow-actions', 'token-env', 'allowed-host'],
     help: `  --port N                 port to listen on (default 9464; 0 picks a free one)
   --host H                 address to bind (default 127.0.0.1); any non-loopback address
                            needs a token
   --base-path P            serve under this path, e.g. /ops/perseus (default /)
   --token-env VAR          require the token in environment variable VAR (Authorization: Bearer,
                            or the page's login form)
+  --allowed-host NAME      without a token, answer requests for this host name (the Host
+                           header, no port); repeatable; replaces the default list
+                           (localhost, 127.0.0.1, [::1] and the bound address); others get 421
   --allow-actions          enable Request drain and Forget (needs --token-env)`,
   },
   demo: {
@@ -127,6 +130,7 @@ const OPTIONS = {
   'base-path': { type: 'string' },
   'allow-actions': { type: 'boolean' },
   'token-env': { type: 'string' },
+  'allowed-host': { type: 'string', multiple: true },
 };
 const SHARED = ['url', 'cluster', 'prefix', 'tls-ca', 'password-env', 'username', 'password-command',
   'credentials-refresh', 'no-color', 'help'];

@@ -10,9 +10,14 @@ export interface DashboardOptions {
   token?: string
   /** Where it is mounted, e.g. '/ops/perseus'. Default ''. */
   basePath?: string
+  /** Host names (the `Host` header, without port) the dashboard answers when it has no token.
+   *  Default: `localhost`, `127.0.0.1`, `[::1]` and the address it is bound to. Other hosts get
+   *  421 — a page elsewhere cannot read the network through DNS rebinding. With a token set,
+   *  every host is answered (the token decides). */
+  allowedHosts?: string[]
 }
 
-/** Tuning beyond API.md's three options (kept apart so `Required<DashboardOptions>` stays as
+/** Tuning beyond API.md's options (kept apart so `Required<DashboardOptions>` stays as
  *  the contract has it). */
 export interface DashboardTuning {
   /** Live (SSE) viewers served at once; more get 503. Default 32. */
@@ -21,6 +26,9 @@ export interface DashboardTuning {
   heartbeatTtlMs?: number
   /** How often the shared poll re-reads the instance list while anyone watches. Default 1000. */
   pollIntervalMs?: number
+  /** Activity searches (`/api/activity?q=` or `exchange=`) run at once; 16 more wait, further
+   *  ones get 503. Default 2. */
+  maxSearches?: number
 }
 
 /** The handler returned by createDashboard. */

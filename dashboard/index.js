@@ -2,35 +2,48 @@
 // @livermore/perseus-native/dashboard — a live web console of a Perseus network.
 //
 // createDashboard(network, options) returns a plain Node request handler (req, res, next?):
-// the page (one HTML file, one ES module, one CSS file, uPlot for the chart — all served from
-// files inside the package, nothing from a CDN), a small JSON API, Server-Sent Events fed by
+// the page (one HTML file, ES modules — one per section — one CSS file, uPlot for the chart, all
+// served from files inside the package, nothing from a CDN), a small JSON API, Server-Sent Events fed by
 // ONE shared subscription (see lib/hub.js), and network-wide Prometheus gauges at /metrics.
 // It mounts under http.createServer, Express, Connect or Fastify (see README).
 
 const fs = require('node:fs');
 const path = require('node:path');
 
+const { Gate } = require('./lib/gate.js');
 const { Hub, STATES, summarize } = require('./lib/hub.js');
-const { HttpError, readJsonBody, securityHeaders, sendError, sendJson, tokenChecker } = require('./lib/http.js');
+const {
+  HttpError, hostAllowed, normalizeHost, originAllowed, readJsonBody, securityHeaders, sendError, sendJson, tokenChecker,
+} = require('./lib/http.js');
+const { WINDOWS } = require('./lib/rates.js');
 
 const PUBLIC = path.join(__dirname, 'public');
 const DEFAULT_TTL_MS = 45_000;
 const MAX_PAGE = 1000;
 /** Entries scanned at most by one search (`q=` / `exchange=`) before it answers what it has. */
-const MAX_SCAN = 50_000;
-const RATE_EVENTS = { REGISTERED: 'joins', DEREGISTERED: 'leaves', HEARTBEAT_LOST: 'losses', ERROR: 'errors' };
-const WINDOWS = { hour: 3_600_000, day: 86_400_000 };
+const MAX_SCAN = 20_000;
+/** Entries per read of a search. */
+const SCAN_PAGE = 500;
+/** Searches that may wait for a slot beyond `maxSearches` running; more get 503. */
+const SEARCH_QUEUE = 16;
 
-/** The static files, read once: name → { type, body }. uPlot is resolved from npm at runtime. */
+/**
+ * The static files, read once: route → { type, body }. The page is ES modules, one per section,
+ * served as they are (no build step): every .js and .css file in public/ is `/assets/<name>`.
+ * uPlot is resolved from npm at runtime.
+ */
 function loadAssets() {
   const uplotJs = require.resolve('uplot/dist/uPlot.esm.js');
+  const TYPES = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
   const files = {
     '/': [path.join(PUBLIC, 'index.html'), 'text/html; charset=utf-8'],
-    '/assets/app.js': [path.join(PUBLIC, 'app.js'), 'text/javascript; charset=utf-8'],
-    '/assets/app.css': [path.join(PUBLIC, 'app.css'), 'text/css; charset=utf-8'],
-    '/assets/uPlot.esm.js': [uplotJs, 'text/javascript; charset=utf-8'],
-    '/assets/uPlot.min.css': [path.join(path.dirname(uplotJs), 'uPlot.min.css'), 'text/css; charset=utf-8'],
+    '/assets/uPlot.esm.js': [uplotJs, TYPES['.js']],
+    '/assets/uPlot.min.css': [path.join(path.dirname(uplotJs), 'uPlot.min.css'), TYPES['.css']],
   };
+  for (const name of fs.readdirSync(PUBLIC)) {
+    const type = TYPES[path.extname(name)];
+    if (type) files[`/assets/${name}`] = [path.join(PUBLIC, name), type];
+  }
   const out = new Map();
   for (const [route, [file, type]] of Object.entries(files)) out.set(route, { type, body: fs.readFileSync(file) });
   return out;
@@ -53,6 +66,18 @@ function resolveOptions(options) {
     throw invalid('token must be a non-empty string without whitespace');
   }
   if (!readOnly && token === undefined) throw invalid('token is required when readOnly is false');
+  let allowedHosts = null;
+  if (options.allowedHosts !== undefined) {
+    const list = options.allowedHosts;
+    if (!Array.isArray(list)) throw invalid('allowedHosts must be an array of host names');
+    allowedHosts = new Set();
+    for (const h of list) {
+      if (typeof h !== 'string' || !/^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*|[A-Za-z0-9._-]+)$/.test(h.trim())) {
+        throw invalid(`allowedHosts: ${JSON.stringify(h)} is not a host name (give names like 'ops.internal' or '10.0.0.5', without port or scheme)`);
+      }
+      allowedHosts.add(normalizeHost(h));
+    }
+  }
   const basePath = options.basePath === undefined ? '' : options.basePath;
   if (typeof basePath !== 'string' || !/^(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$/.test(basePath)) {
     throw invalid(`basePath must be '' or a path like '/ops/perseus' without a trailing slash (got ${JSON.stringify(basePath)})`);
@@ -66,6 +91,8 @@ function resolveOptions(options) {
     readOnly,
     token,
     basePath,
+    allowedHosts,
+    maxSearches: int('maxSearches', 2, 1, 64),
     maxSseClients: int('maxSseClients', 32, 1, 10_000),
     heartbeatTtlMs: int('heartbeatTtlMs', DEFAULT_TTL_MS, 1, 86_400_000),
     pollIntervalMs: int('pollIntervalMs', 1000, 50, 60_000),
@@ -101,8 +128,11 @@ function matchesSearch(entry, needle) {
   return false;
 }
 
-/** GET /api/activity: queryActivity, plus `exchange=` and `q=` filters applied while paging. */
-async function activity(network, params) {
+/**
+ * GET /api/activity: queryActivity, plus `exchange=` and `q=` filters applied while paging.
+ * A search pages through at most MAX_SCAN entries, and at most `gate.max` searches run at once.
+ */
+async function activity(network, params, gate) {
   const limitText = params.get('limit');
   const limit = limitText === null || limitText === '' ? 100 : Number(limitText);
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
@@ -122,39 +152,31 @@ async function activity(network, params) {
   if (!exchange && !needle) return network.queryActivity(q);
 
   const match = (e) => (!exchange || e.exchange === exchange) && (!needle || matchesSearch(e, needle));
-  const out = [];
-  const page = { ...q, limit: 500 };
-  for (let scanned = 0; scanned < MAX_SCAN;) {
-    const entries = await network.queryActivity(page);
-    for (const e of entries) {
-      if (match(e)) out.push(e);
-      if (out.length >= limit) return out;
+  return gate.run(async () => {
+    const out = [];
+    const page = { ...q, limit: SCAN_PAGE };
+    for (let scanned = 0; scanned < MAX_SCAN;) {
+      page.limit = Math.min(SCAN_PAGE, MAX_SCAN - scanned);
+      const entries = await network.queryActivity(page);
+      for (const e of entries) {
+        if (match(e)) out.push(e);
+        if (out.length >= limit) return out;
+      }
+      scanned += entries.length;
+      if (entries.length < page.limit) break;
+      const last = entries[entries.length - 1].id;
+      if (q.reverse) page.until = prevId(last);
+      else page.since = nextId(last);
     }
-    scanned += entries.length;
-    if (entries.length < page.limit) break;
-    const last = entries[entries.length - 1].id;
-    if (q.reverse) page.until = prevId(last);
-    else page.since = nextId(last);
-  }
-  return out;
+    return out;
+  });
 }
 
-/** GET /api/rates?window=hour|day: joins/leaves/losses/errors per minute. */
-async function rates(network, params) {
+/** GET /api/rates?window=hour|day: joins/leaves/losses/errors per minute, from the hub's aggregate. */
+async function rates(hub, params) {
   const name = params.get('window') || 'hour';
-  const span = WINDOWS[name];
-  if (!span) throw new HttpError(400, 'ERR_DASHBOARD_BAD_REQUEST', 'window must be hour or day');
-  const bucketMs = 60_000;
-  const now = Date.now();
-  const start = Math.floor((now - span) / bucketMs) * bucketMs;
-  const n = Math.floor((now - start) / bucketMs) + 1;
-  const series = { joins: new Array(n).fill(0), leaves: new Array(n).fill(0), losses: new Array(n).fill(0), errors: new Array(n).fill(0) };
-  const entries = await network.queryActivity({ since: start, event: Object.keys(RATE_EVENTS), limit: 1_000_000 });
-  for (const e of entries) {
-    const i = Math.floor((e.time - start) / bucketMs);
-    if (i >= 0 && i < n) series[RATE_EVENTS[e.event]][i] += 1;
-  }
-  return { window: name, bucketMs, start, ...series };
+  if (!WINDOWS[name]) throw new HttpError(400, 'ERR_DASHBOARD_BAD_REQUEST', 'window must be hour or day');
+  return hub.rates.read(name, hub.listening);
 }
 
 /** Prometheus text 0.0.4 of the network-wide gauges. */
@@ -198,18 +220,24 @@ function instanceRoute(rel) {
  * `stats()` (viewers connected, whether the shared subscription is held).
  */
 function createDashboard(network, options) {
-  if (!network || typeof network.listInstances !== 'function' || typeof network.on !== 'function') {
+  if (!network || typeof network.listInstances !== 'function' || typeof network.networkSummary !== 'function' || typeof network.on !== 'function') {
     throw invalid('network must be a PerseusNetwork');
   }
   const opts = resolveOptions(options);
   const assets = loadAssets();
   const authorized = tokenChecker(opts.token);
   const hub = new Hub(network, { maxClients: opts.maxSseClients, pollMs: opts.pollIntervalMs, historyBeats: 120 });
+  const searches = new Gate(opts.maxSearches, SEARCH_QUEUE, 'searches');
 
   const needs = (req, method) => {
     if (req.method !== method && !(method === 'GET' && req.method === 'HEAD')) {
       throw new HttpError(405, 'ERR_DASHBOARD_METHOD', `${req.method} is not allowed here (use ${method})`);
     }
+  };
+  /** The network-wide numbers as the core counts them (one call, no listing summed here). */
+  const coreSummary = async () => {
+    const s = await network.networkSummary();
+    return { counts: s.counts, alive: s.alive, streamLength: s.streamLength, sweeper: s.sweeper, redis: 'connected' };
   };
   const writable = () => {
     if (opts.readOnly) throw new HttpError(403, 'ERR_DASHBOARD_READ_ONLY', 'the dashboard is read-only: actions are disabled');
@@ -250,14 +278,14 @@ function createDashboard(network, options) {
       }
       case '/api/activity':
         needs(req, 'GET');
-        return sendJson(res, 200, await activity(network, params));
+        return sendJson(res, 200, await activity(network, params, searches));
       case '/api/rates':
         needs(req, 'GET');
-        return sendJson(res, 200, await rates(network, params));
+        return sendJson(res, 200, await rates(hub, params));
       case '/api/network':
         needs(req, 'GET');
         return sendJson(res, 200, {
-          ...(await hub.summary()),
+          ...(await coreSummary()),
           readOnly: opts.readOnly,
           heartbeatTtlMs: opts.heartbeatTtlMs,
         });
@@ -270,7 +298,7 @@ function createDashboard(network, options) {
         return undefined;
       case '/metrics': {
         needs(req, 'GET');
-        const text = metricsText(await hub.summary(), opts.heartbeatTtlMs);
+        const text = metricsText(await coreSummary(), opts.heartbeatTtlMs);
         res.statusCode = 200;
         res.setHeader('Content-Type', 'text/plain; version=0.0.4; charset=utf-8');
         res.setHeader('Cache-Control', 'no-store');
@@ -318,6 +346,15 @@ function createDashboard(network, options) {
       return sendError(res, new HttpError(404, 'ERR_DASHBOARD_NOT_FOUND', `no route ${pathname}`));
     }
     securityHeaders(res);
+    // No token: only the allowed host names are answered (DNS rebinding), page and assets too.
+    if (opts.token === undefined && !hostAllowed(req, opts.allowedHosts)) {
+      return sendError(res, new HttpError(421, 'ERR_DASHBOARD_HOST',
+        'this host name is not one the dashboard answers without a token (see the allowedHosts option)'));
+    }
+    // A state-changing request from a page of another origin is refused, token or not.
+    if (req.method !== 'GET' && req.method !== 'HEAD' && !originAllowed(req, opts.allowedHosts)) {
+      return sendError(res, new HttpError(403, 'ERR_DASHBOARD_ORIGIN', 'the request comes from a page of another origin'));
+    }
     let rel = pathname.slice(opts.basePath.length);
     if (rel === '') {
       // The page's URLs are relative: it must be served from `<basePath>/`.

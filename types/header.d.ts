@@ -337,3 +337,13 @@ export declare const diagnosticsChannels: {
 }
 
 export interface SweeperLease { instanceId: string; expiresInMs: number }
+/** `networkSummary()`: the network-wide numbers, counted by the core from one live read. */
+export interface NetworkSummary {
+  /** instances with a readable record, by state (every state present) */
+  counts: Record<InstanceState, number>
+  /** instances whose heartbeat key exists */
+  alive: number
+  /** entries in the activity stream */
+  streamLength: number
+  sweeper: SweeperLease | null
+}

@@ -41,14 +41,25 @@ export function dashboardSettings(values, env = process.env) {
   if (!isLoopback(host) && token === undefined) {
     throw new UsageError(`refusing to serve on ${host}: it is not a loopback address, so the dashboard needs a token (--token-env VAR)`, { command: 'dashboard' });
   }
-  return { host, port: Number(portText), basePath, token, readOnly: !allowActions };
+  const allowedHosts = values['allowed-host'];
+  for (const h of allowedHosts ?? []) {
+    if (!/^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*|[A-Za-z0-9._-]+)$/.test(h)) {
+      throw new UsageError(`--allowed-host must be a host name without port or scheme (got ${h})`, { command: 'dashboard' });
+    }
+  }
+  return { host, port: Number(portText), basePath, token, readOnly: !allowActions, allowedHosts };
 }
 
 export async function dashboard(ctx) {
   const settings = dashboardSettings(ctx.values);
   const { createDashboard } = require('../../dashboard/index.js');
   const network = ctx.track(queryNetwork(ctx.conn, { connectTimeoutMs: 5000 }));
-  const handler = createDashboard(network, { readOnly: settings.readOnly, token: settings.token, basePath: settings.basePath });
+  const handler = createDashboard(network, {
+    readOnly: settings.readOnly,
+    token: settings.token,
+    basePath: settings.basePath,
+    ...(settings.allowedHosts ? { allowedHosts: settings.allowedHosts } : {}),
+  });
   const server = http.createServer(handler);
   await new Promise((resolve, reject) => {
     server.once('error', (err) => reject(new CliError(`cannot listen on ${settings.host}:${settings.port}: ${err.code ?? err.message}`)));

@@ -70,6 +70,7 @@ function sendError(res, err) {
     message = 'internal error';
   }
   if (status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="perseus"');
+  if (err && err.retryAfter) res.setHeader('Retry-After', String(err.retryAfter));
   sendJson(res, status, { error: { code, message } });
 }
 
@@ -120,4 +121,88 @@ function tokenChecker(token) {
   };
 }
 
-module.exports = { CSP, HttpError, readJsonBody, securityHeaders, sendError, sendJson, tokenChecker };
+/** The loopback names answered by default (with the address the request arrived on). */
+const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '[::1]'];
+
+/**
+ * The host name of a `Host` header or an origin's host (`name[:port]`, `[v6][:port]`),
+ * lowercased, without the port; null when it is not one.
+ */
+function hostName(text) {
+  if (typeof text !== 'string' || text === '') return null;
+  const h = text.trim().toLowerCase();
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    if (end < 0) return null;
+    const rest = h.slice(end + 1);
+    if (rest !== '' && !/^:\d{1,5}$/.test(rest)) return null;
+    return h.slice(0, end + 1);
+  }
+  const m = /^([^:\s/]+)(?::\d{1,5})?$/.exec(h);
+  return m ? m[1] : null;
+}
+
+/** A host name as the allowlist keeps it: lowercase, IPv6 literals in brackets. */
+function normalizeHost(name) {
+  const h = name.trim().toLowerCase();
+  if (!h.startsWith('[') && h.includes(':')) return `[${h}]`;
+  return h;
+}
+
+/** The local address a request arrived on, as a `Host` would name it (IPv4-mapped unwrapped). */
+function localHost(req) {
+  const addr = req.socket && req.socket.localAddress;
+  if (typeof addr !== 'string' || addr === '') return null;
+  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(addr);
+  if (v4) return v4[1];
+  return addr.includes(':') ? `[${addr.toLowerCase()}]` : addr;
+}
+
+/**
+ * Whether a request without a token may be answered: its `Host` must be in `allowed` (a
+ * Set), or — when no list was given — a loopback name or the address the request arrived on.
+ * A DNS-rebound name (attacker.example resolving to 127.0.0.1) carries its own name in `Host`,
+ * so it is refused even though the socket is local.
+ */
+function hostAllowed(req, allowed) {
+  const name = hostName(req.headers.host);
+  if (name === null) return false;
+  if (allowed) return allowed.has(name);
+  return LOOPBACK_HOSTS.includes(name) || name === localHost(req);
+}
+
+/**
+ * Whether a state-changing request's `Origin` (when the browser sent one) is this dashboard's
+ * own: same host and port as `Host`, or a host in the configured allowlist (a reverse proxy
+ * that rewrites `Host`). `Origin: null` (sandboxed frames, some redirects) is refused.
+ */
+function originAllowed(req, allowed) {
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  let url;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
+  const host = typeof req.headers.host === 'string' ? req.headers.host.trim().toLowerCase() : '';
+  const bare = (h) => h.replace(/:(80|443)$/, '');
+  if (host !== '' && bare(url.host.toLowerCase()) === bare(host)) return true;
+  return Boolean(allowed && allowed.has(hostName(url.host)));
+}
+
+module.exports = {
+  CSP,
+  LOOPBACK_HOSTS,
+  HttpError,
+  hostAllowed,
+  hostName,
+  normalizeHost,
+  originAllowed,
+  readJsonBody,
+  securityHeaders,
+  sendError,
+  sendJson,
+  tokenChecker,
+};

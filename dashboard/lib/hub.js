@@ -3,9 +3,13 @@
 //
 // While at least one SSE viewer is connected the hub holds one `activity` listener (so the
 // addon runs one tail for all of them, however many viewers there are) and one poll loop of
-// the instance list; each result is sent to every viewer once, as `instances` when it changed.
-// When the last viewer leaves, the listener is removed and the loop stops: an unwatched
-// dashboard costs nothing.
+// the instance list. A viewer gets the whole list once, as its stream's first `instances` event;
+// after that each poll sends only what changed: `instances` with the records that are new or
+// differ, `instancesRemoved` with the ids that left the list. The same tail feeds the chart's
+// aggregate (lib/rates.js). When the last viewer leaves, the listener is removed and the loop
+// stops: an unwatched dashboard costs nothing.
+
+const { Rates } = require('./rates.js');
 
 const STATES = ['idle', 'registering', 'running', 'draining', 'dead'];
 /** Entries after which the instance list is re-read at once instead of at the next tick. */
@@ -37,9 +41,11 @@ class Hub {
     this.clients = new Set();
     this.listening = false;
     this.redis = 'connected';
-    this.lastInstancesJson = null;
     this.lastNetworkJson = null;
+    /** instanceId → its record's JSON as last sent (null before the first poll of a watch). */
     this.instances = null;
+    /** The chart's buckets, fed by the same tail. */
+    this.rates = new Rates(network);
     /** instanceId → [{ at, redisRttMs, eventLoopLagMs, rssBytes }], the last beats seen. */
     this.history = new Map();
     this.timer = null;
@@ -48,7 +54,10 @@ class Hub {
     this.closed = false;
     this.onActivity = (entry) => this.activity(entry);
     this.onConnection = (c) => {
-      if (c && (c.status === 'connected' || c.status === 'disconnected')) this.setRedis(c.status);
+      if (!c || (c.status !== 'connected' && c.status !== 'disconnected')) return;
+      // The tail may have missed entries while the link was down: the chart catches up.
+      if (c.status === 'connected' && this.redis === 'disconnected') this.rates.tailStarted();
+      this.setRedis(c.status);
     };
   }
 
@@ -76,7 +85,7 @@ class Hub {
     client.keepAlive.unref?.();
     this.clients.add(client);
     this.write(client, 'retry: 2000\n\n');
-    if (this.lastInstancesJson !== null) this.write(client, frame('instances', this.lastInstancesJson));
+    if (this.instances !== null) this.write(client, frame('instances', `[${[...this.instances.values()].join(',')}]`));
     if (this.lastNetworkJson !== null) this.write(client, frame('network', this.lastNetworkJson));
     this.subscribe();
     return true;
@@ -109,6 +118,7 @@ class Hub {
     this.listening = true;
     this.network.on('activity', this.onActivity);
     this.network.on('connection', this.onConnection);
+    this.rates.tailStarted();
     this.tick();
   }
 
@@ -121,6 +131,10 @@ class Hub {
     clearTimeout(this.soon);
     this.timer = null;
     this.soon = null;
+    this.rates.tailStopped();
+    // The next watcher starts from a fresh full list, not from what this watch saw last.
+    this.instances = null;
+    this.lastNetworkJson = null;
   }
 
   /** The poll loop: one read of the list per `pollMs` while anyone watches. */
@@ -147,6 +161,7 @@ class Hub {
   }
 
   activity(entry) {
+    this.rates.feed(entry);
     this.broadcast('activity', JSON.stringify(entry));
     if (LIFECYCLE.has(entry.event)) this.pollSoon();
   }
@@ -176,11 +191,7 @@ class Hub {
         const list = await this.network.listInstances({ includeDead: true });
         this.redis = 'connected';
         this.remember(list);
-        const json = JSON.stringify(list);
-        if (json !== this.lastInstancesJson) {
-          this.lastInstancesJson = json;
-          this.broadcast('instances', json);
-        }
+        if (this.listening) this.publishInstances(list);
         this.publishNetwork(await this.summary(list));
       } catch (err) {
         if (err && (err.code === 'ERR_PERSEUS_REDIS' || err.code === 'ERR_PERSEUS_TIMEOUT')) this.setRedis('disconnected');
@@ -189,6 +200,27 @@ class Hub {
       }
     })();
     return this.polling;
+  }
+
+  /**
+   * Sends what changed since the last poll: the records that are new or differ (`instances`)
+   * and the ids that are gone (`instancesRemoved`). The first poll of a watch sends the whole
+   * list, even an empty one (viewers that came before it got nothing on connect).
+   */
+  publishInstances(list) {
+    const first = this.instances === null;
+    const before = this.instances ?? new Map();
+    const next = new Map();
+    const changed = [];
+    for (const i of list) {
+      const json = JSON.stringify(i);
+      next.set(i.instanceId, json);
+      if (before.get(i.instanceId) !== json) changed.push(json);
+    }
+    const removed = [...before.keys()].filter((id) => !next.has(id));
+    this.instances = next;
+    if (first || changed.length) this.broadcast('instances', `[${changed.join(',')}]`);
+    if (removed.length) this.broadcast('instancesRemoved', JSON.stringify(removed));
   }
 
   /** Keeps the health of each new beat seen, the last `historyBeats` per instance. */

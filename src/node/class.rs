@@ -470,6 +470,15 @@ impl PerseusNetwork {
         promise(env, async move { net.sweeper().await }, |_, v| Ok(Json(v)))
     }
 
+    /// The network-wide numbers (counts by state, alive, stream length, lease holder) as the
+    /// core counts them, for consoles such as the dashboard's `/metrics`.
+    #[napi(catch_unwind, ts_return_type = "Promise<NetworkSummary>")]
+    pub fn network_summary<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        crate::node::batch::flush_now(env);
+        let net = self.net.clone();
+        promise(env, async move { net.summary().await }, |_, v| Ok(Json(v)))
+    }
+
     /// This process's counters and gauges in the Prometheus text format 0.0.4.
     #[napi(catch_unwind, ts_return_type = "Promise<string>")]
     pub fn metrics<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {

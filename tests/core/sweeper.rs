@@ -2,6 +2,26 @@
 
 use super::common::*;
 
+/// Sweeps this network has made as the lease holder (its `perseus_sweeps_total`): what a test
+/// waits on instead of sleeping "long enough for a sweep or two".
+fn sweeps(net: &Network) -> u64 {
+    let text = net.metrics_text().expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("perseus_sweeps_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or(0)
+}
+
+/// Whether some connection of the server is blocked in XREAD (a tail is listening).
+fn tail_blocked(r: &Plain) -> bool {
+    let list: String = r.q(|c| {
+        c.arg("CLIENT").arg("LIST");
+    });
+    list.lines()
+        .any(|l| l.contains("cmd=xread") && l.contains("flags=b"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeper_reports_a_crashed_peer_once() {
     let srv = RedisServer::start();
@@ -17,7 +37,10 @@ async fn sweeper_reports_a_crashed_peer_once() {
     let (a_id, b_id) = (a.instance_id().to_string(), b.instance_id().to_string());
     // A tails before anything is written (an empty stream: the tail reads from 0-0).
     a.set_tail(true);
-    tokio::time::sleep(ms(200)).await;
+    assert!(
+        eventually(ms(3000), || tail_blocked(&r)).await,
+        "A's tail never blocked in XREAD"
+    );
     // B starts first, so B holds the sweeper lease: its crash must hand the role to A.
     b.start().await.unwrap();
     assert!(
@@ -29,7 +52,6 @@ async fn sweeper_reports_a_crashed_peer_once() {
         "A never saw B join"
     );
     a.start().await.unwrap();
-    tokio::time::sleep(ms(300)).await;
     let lease_key = format!("{prefix}:sweeper");
     assert_eq!(
         r.get(&lease_key),
@@ -82,7 +104,12 @@ async fn sweeper_reports_a_crashed_peer_once() {
         Some(a_id.clone()),
         "A took the lease over"
     );
-    tokio::time::sleep(ms(1000)).await;
+    // Two more sweeps by A, the holder now, write no second entry for the same lapse.
+    let swept = sweeps(&a);
+    assert!(
+        eventually(ms(3 * 2000 + 2000), || sweeps(&a) >= swept + 2).await,
+        "A did not sweep twice more"
+    );
     assert_eq!(lost_entries().len(), 1, "duplicate HEARTBEAT_LOST entries");
     assert_eq!(a.state(), State::Running);
     // The sweeper's snapshot knows B is dead.
@@ -182,8 +209,14 @@ async fn list_instances_by_index_and_scan() {
         assert_eq!(d.state, State::Dead);
         assert!(!d.alive);
     }
-    // The sweeper keeps running over the garbage without failing.
-    tokio::time::sleep(ms(500)).await;
+    // The sweeper keeps running over the garbage without failing: two more sweeps (by whoever
+    // holds the lease) and both live members are still running.
+    let total = |nets: &[Network]| nets.iter().map(sweeps).sum::<u64>();
+    let before = total(&nets[..2]);
+    assert!(
+        eventually(ms(5000), || total(&nets[..2]) >= before + 2).await,
+        "no sweeps over the garbage"
+    );
     for n in &nets[..2] {
         assert_eq!(n.state(), State::Running);
     }
@@ -259,8 +292,23 @@ async fn sweeps_notice_record_changes() {
             .find(|i| i.instance_id == a.instance_id())?;
         me.public_ip
     };
-    tokio::time::sleep(ms(300)).await;
-    assert_eq!(snapshot_ip().await, None);
+    // The first snapshot that lists this instance says no public IP (detection is off).
+    let deadline = Instant::now() + ms(3000);
+    loop {
+        let listed = match a.network_state().await.unwrap() {
+            Some(state) => state
+                .instances
+                .into_iter()
+                .find(|i| i.instance_id == a.instance_id()),
+            None => None,
+        };
+        if let Some(me) = listed {
+            assert_eq!(me.public_ip, None);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no snapshot listed the instance");
+        tokio::time::sleep(ms(20)).await;
+    }
     let _: () = plain.q(|c| {
         c.arg("HSET").arg(&key).arg("publicIp").arg("203.0.113.9");
     });

@@ -9,7 +9,25 @@ use crate::core::error::{Error, Result};
 use crate::core::fsm::State;
 use crate::core::registry::{parse_record, InstanceInfo};
 use crate::core::store::Command;
-use crate::core::sweeper::NetworkState;
+use crate::core::sweeper::{state_counts, NetworkState};
+
+/// The network-wide numbers an operator console shows (the dashboard's `/metrics` and
+/// `/api/network`): counted in the core by the sweeper's own rule, from one live read, so a
+/// console never re-derives them and every host shows the same.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSummary {
+    /// Instances with a readable record, by state (every state present).
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// Instances whose heartbeat key exists.
+    #[serde(serialize_with = "crate::core::wire::text::int")]
+    pub alive: u64,
+    /// Entries in the activity stream.
+    #[serde(serialize_with = "crate::core::wire::text::int")]
+    pub stream_length: u64,
+    /// The sweeper lease holder, if any.
+    pub sweeper: Option<control::SweeperLease>,
+}
 
 impl Network {
     // ─── Operators ──────────────────────────────────────────────────────────────
@@ -50,6 +68,22 @@ impl Network {
     }
 
     // ─── Queries ────────────────────────────────────────────────────────────────
+
+    /// The network-wide numbers ([`NetworkSummary`]): the listing, the stream length and the
+    /// lease, read together.
+    pub async fn summary(&self) -> Result<NetworkSummary> {
+        let (instances, stream_length, sweeper) = tokio::try_join!(
+            self.list_instances(true),
+            self.activity_length(),
+            self.sweeper()
+        )?;
+        Ok(NetworkSummary {
+            counts: state_counts(&instances),
+            alive: instances.iter().filter(|i| i.alive).count() as u64,
+            stream_length,
+            sweeper,
+        })
+    }
 
     /// Instances not `dead` (or all, with `include_dead`), unparsable records skipped.
     pub async fn list_instances(&self, include_dead: bool) -> Result<Vec<InstanceInfo>> {

@@ -15,6 +15,7 @@ mod sweep;
 mod tests;
 
 pub use lease::release;
+pub use snapshot::state_counts;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

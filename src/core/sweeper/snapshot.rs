@@ -129,8 +129,9 @@ pub(super) fn membership_digest(instances: &[InstanceInfo]) -> u64 {
     h.finish()
 }
 
-/// Instances by state, every state present (the snapshot's `counts`).
-pub(super) fn state_counts(instances: &[InstanceInfo]) -> BTreeMap<String, u64> {
+/// Instances by state, every state present (the snapshot's `counts`; also
+/// `Network::summary`, so a dashboard counts by the sweeper's rule).
+pub fn state_counts(instances: &[InstanceInfo]) -> BTreeMap<String, u64> {
     let mut counts: BTreeMap<String, u64> = State::ALL
         .iter()
         .map(|s| (s.as_str().to_string(), 0))
