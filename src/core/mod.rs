@@ -17,6 +17,7 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod network;
+pub mod ordered;
 pub mod registry;
 pub mod resp;
 pub mod slots;

@@ -24,6 +24,7 @@ use crate::core::fsm::State;
 use crate::core::keys::Keys;
 use crate::core::logging::{LogSink, Logger};
 use crate::core::metrics::Metrics;
+use crate::core::ordered::{Ordered, Sink};
 use crate::core::registry::{parse_record, InstanceInfo, OwnRecord, Registry};
 use crate::core::store::{Command, Store};
 use crate::core::sweeper::NetworkState;
@@ -55,6 +56,8 @@ struct Inner {
     /// `false` while a tail is starting and has not yet fixed its start point: our own
     /// appends wait for it, so a listener attached before a write always hears that write.
     tail_ready: watch::Sender<bool>,
+    /// The one ordered queue of this network's `logActivity` batches (call order across ticks).
+    ordered: Arc<Ordered>,
 }
 
 /// The running background tasks, by group.
@@ -153,6 +156,7 @@ impl Network {
                 crews: Mutex::new(Crews::default()),
                 closed: AtomicBool::new(false),
                 tail_ready: watch::Sender::new(true),
+                ordered: Arc::new(Ordered::default()),
             }),
         }
     }
@@ -478,6 +482,47 @@ impl Network {
             out[i] = r;
         }
         out
+    }
+
+    /// Queues one flush's `logActivity` inputs (validated) behind every earlier flush of this
+    /// network; `sink` hears their results in call order. Returns the future that sends them
+    /// when no sender runs yet: the caller spawns it (the host owns the runtime). So there is
+    /// one ordered writer per network, and a flush never overtakes an earlier one.
+    pub fn submit_activity(
+        &self,
+        inputs: Vec<ActivityInput>,
+        sink: Arc<dyn Sink>,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if !self.inner.ordered.submit(inputs, sink) {
+            return None;
+        }
+        let net = self.clone();
+        Some(async move {
+            let queue = net.inner.ordered.clone();
+            queue
+                .drain(move |chunk| {
+                    let net = net.clone();
+                    async move {
+                        let n = chunk.len();
+                        // A bug must fail these calls, not stop the queue for good.
+                        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                            net.log_activity_batch(chunk),
+                        ))
+                        .await
+                        .unwrap_or_else(|_| {
+                            (0..n)
+                                .map(|_| {
+                                    Err(Error::Redis(
+                                        "internal error (a bug): the activity writer panicked"
+                                            .into(),
+                                    ))
+                                })
+                                .collect()
+                        })
+                    }
+                })
+                .await;
+        })
     }
 
     /// Appends an entry of this instance's own.
