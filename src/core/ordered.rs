@@ -30,6 +30,9 @@ pub trait Sink: Send + Sync {
     fn deliver(&self, results: Vec<Result<String>>);
 }
 
+/// One chunk: the inputs to send, and which sink gets how many of their results, in order.
+type Chunk = (Vec<ActivityInput>, Vec<(Arc<dyn Sink>, usize)>);
+
 /// One flush's calls of one network, in call order.
 struct Batch {
     inputs: VecDeque<ActivityInput>,
@@ -86,7 +89,7 @@ impl Ordered {
 
     /// Takes the next chunk: up to [`CHUNK_ENTRIES`] / [`CHUNK_BYTES`] from the front batches,
     /// and who gets how many of its results. `None` (and no drainer any more) when empty.
-    fn next_chunk(&self) -> Option<(Vec<ActivityInput>, Vec<(Arc<dyn Sink>, usize)>)> {
+    fn next_chunk(&self) -> Option<Chunk> {
         let mut st = self.state();
         let mut inputs = Vec::new();
         let mut owners: Vec<(Arc<dyn Sink>, usize)> = Vec::new();
