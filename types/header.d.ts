@@ -58,6 +58,10 @@ export interface PerseusOptions {
   connectTimeoutMs?: number
   /** Default 5000. */
   commandTimeoutMs?: number
+  /** Replicas that must hold an entry before `logActivity` resolves (Redis `WAIT`); when fewer
+   *  do within `commandTimeoutMs` it rejects with ERR_PERSEUS_TIMEOUT (the entry may exist).
+   *  Default 0: resolve when the master has it. Integer 0..64. */
+  activityReplicas?: number
   /** Called for the first connection and again before `expiresAt` (at ~80% of the remaining
    *  lifetime, never later than 30 s before it) or every `credentialsRefreshMs`. Every live
    *  connection — the standalone one, each cluster node's, the tail's blocking one, the
@@ -188,6 +192,10 @@ export interface ActivityInput {
   toState?: InstanceState
   /** at most 64; keys of [A-Za-z0-9_.:-]{1,64} that are not schema fields; values <= 8192 bytes */
   fields?: Record<string, string>
+  /** 1–128 printable ASCII characters, no whitespace. The same key within the activity
+   *  retention window (or 24 h when retention is 0) writes nothing more: the call resolves with
+   *  the first entry's ID. Makes a timed-out call safe to retry. */
+  idempotencyKey?: string
 }
 export interface ActivityQuery {
   /** inclusive; ms epoch, Date, or stream ID. Default: oldest */
