@@ -1,8 +1,8 @@
 //! Gathers the `logActivity()` calls of one JS tick and hands them to the network's ordered
 //! writer.
 //!
-//! Each call validates its input at once (a bad one rejects alone, never queued), gets its own
-//! promise, and joins a per-JS-thread queue. The first call of a tick schedules a flush through
+//! Each call reads its input at once (the core validates it in the batch: a bad one fails
+//! alone and is not sent), gets its own promise, and joins a per-JS-thread queue. The first call of a tick schedules a flush through
 //! the JS thread's job queue ([`runtime::Link`], a threadsafe function): it runs once the
 //! current macrotask and its microtasks are done, the same boundary as ioredis'
 //! auto-pipelining. The flush queues each network's calls on that network's one ordered writer
@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex};
 use napi::Env;
 
 use crate::core::activity::ActivityInput;
+use crate::core::activity::Sink;
 use crate::core::error::Result as CoreResult;
 use crate::core::network::Network;
-use crate::core::ordered::Sink;
 use crate::node::errors::js_error;
 use crate::node::runtime::{js_thread_link, runtime, Link, Pending};
 

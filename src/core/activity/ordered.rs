@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use crate::core::activity::ActivityInput;
+use super::entry::ActivityInput;
 use crate::core::error::Result;
 
 /// Most entries in one pipeline.
