@@ -1,5 +1,13 @@
 //! The one place that builds Redis key names. No hash tags: each key lands on its own slot.
 
+/// Whether Redis Cluster would hash only part of `key`: a `{` followed later by a `}` with at
+/// least one character between them (the cluster spec's rule).
+fn has_hash_tag(key: &str) -> bool {
+    key.find('{')
+        .and_then(|open| key[open + 1..].find('}'))
+        .is_some_and(|len| len > 0)
+}
+
 /// Key builder for one `keyPrefix`.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -32,6 +40,18 @@ impl Keys {
     /// `<prefix>:activity` — the shared stream.
     pub fn activity(&self) -> String {
         format!("{}:activity", self.prefix)
+    }
+
+    /// A companion of the activity stream in the stream's own hash slot (so one script can
+    /// touch both on a cluster): `<stream key>:<suffix>` when the stream key holds a non-empty
+    /// hash tag, else `{<stream key>}:<suffix>`. `suffix` is e.g. `idem` or `idem:at`.
+    pub fn activity_companion(&self, suffix: &str) -> String {
+        let stream = self.activity();
+        if has_hash_tag(&stream) {
+            format!("{stream}:{suffix}")
+        } else {
+            format!("{{{stream}}}:{suffix}")
+        }
     }
 
     /// `<prefix>:network:state` — the sweeper's JSON snapshot.
@@ -92,5 +112,20 @@ mod tests {
         assert_eq!(k.instance_id_of("t:x:instance:"), None);
         assert_eq!(k.instance_id_of("other:instance:a"), None);
         assert_eq!(k.instance_id_of("t:x:heartbeat:a"), None);
+    }
+
+    #[test]
+    fn companions_share_the_stream_slot() {
+        let slot = |k: &str| crate::core::wire::slots::slot_of(k.as_bytes());
+        for prefix in ["perseus", "a:b", "t.x-1"] {
+            let k = Keys::new(prefix);
+            let idem = k.activity_companion("idem");
+            assert_eq!(idem, format!("{{{prefix}:activity}}:idem"));
+            assert_eq!(slot(&idem), slot(&k.activity()));
+            assert_eq!(slot(&k.activity_companion("idem:at")), slot(&k.activity()));
+        }
+        // A stream key that has a tag already keeps it (hash tags are not nested).
+        assert!(has_hash_tag("{a}:activity") && has_hash_tag("x{a}y"));
+        assert!(!has_hash_tag("{}:activity") && !has_hash_tag("a}{b") && !has_hash_tag("plain"));
     }
 }

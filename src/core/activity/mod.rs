@@ -10,6 +10,7 @@
 
 pub mod decode;
 pub mod entry;
+pub mod once;
 pub mod ordered;
 pub mod query;
 pub mod stream;
@@ -17,11 +18,12 @@ pub mod writer;
 
 pub use decode::{decode, decode_pairs, decode_range};
 pub use entry::{
-    encode, validate_input, validate_reason, ActivityEntry, ActivityInput, Author, EntryRef,
+    each_field, encode, validate_idempotency_key, validate_input, validate_reason, ActivityEntry,
+    ActivityInput, Author, EntryRef,
 };
 pub use ordered::{Ordered, Sink};
 pub use query::{is_stream_id, make_query, parse_bound, Bound, Query};
-pub use stream::{server_time_ms, ActivityLog};
+pub use stream::{server_time_ms, ActivityLog, Durability};
 pub use writer::Writer;
 
 /// Fields of the schema; any other field lands in [`ActivityEntry::fields`].

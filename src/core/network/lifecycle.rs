@@ -65,6 +65,7 @@ impl Network {
             from_state: Some(c.from),
             to_state: Some(c.to),
             fields: vec![("lifecycleEvent".into(), c.event.as_str().into())],
+            idempotency_key: None,
         };
         ctx.writer.append_as(&ctx.author(), &input).await?;
         Ok(())
@@ -155,10 +156,9 @@ impl Network {
         self.spawn_task(move |s| heartbeat::run(c, s));
         let c = ctx.clone();
         self.spawn_task(move |s| sweeper::run(c, s));
-        if let Some(retention) = self.inner.cfg.timing.activity_retention {
-            let c = ctx.clone();
-            self.spawn_task(move |s| trimmer::run(c, retention, s));
-        }
+        let retention = self.inner.cfg.timing.activity_retention;
+        let c = ctx.clone();
+        self.spawn_task(move |s| trimmer::run(c, retention, s));
     }
 
     /// The instance as this process knows it.

@@ -54,6 +54,9 @@ struct Inner {
     tail_ready: watch::Sender<bool>,
     /// The one ordered queue of this network's `logActivity` batches (call order across ticks).
     ordered: Arc<Ordered>,
+    /// The connection of replicated appends (`activityReplicas` > 0), made on first use:
+    /// their `WAIT` blocks it, so it is not the shared one.
+    replicated: OnceCell<Store>,
 }
 
 /// The running background tasks, by group.
@@ -153,6 +156,7 @@ impl Network {
                 closed: AtomicBool::new(false),
                 tail_ready: watch::Sender::new(true),
                 ordered: Arc::new(Ordered::default()),
+                replicated: OnceCell::new(),
             }),
         }
     }
@@ -262,6 +266,16 @@ impl Network {
                 });
                 Ok(store)
             })
+            .await
+            .cloned()
+    }
+
+    /// The connection replicated appends use (see `Inner::replicated`).
+    async fn replicated_store(&self) -> Result<Store> {
+        let shared = self.store().await?;
+        self.inner
+            .replicated
+            .get_or_try_init(|| shared.dedicated_writer(self.inner.cfg.connection.command_timeout))
             .await
             .cloned()
     }

@@ -5,7 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::Network;
-use crate::core::activity::{self, ActivityEntry, ActivityInput, ActivityLog, Query, Sink};
+use crate::core::activity::{
+    self, ActivityEntry, ActivityInput, ActivityLog, Durability, Query, Sink,
+};
 use crate::core::config::validate_instance_id;
 use crate::core::control;
 use crate::core::error::{Error, Result};
@@ -116,8 +118,21 @@ impl Network {
             return out;
         }
         let valid: Vec<&ActivityInput> = sendable.iter().map(|&i| &inputs[i]).collect();
-        let results = match self.ctx().await {
-            Ok(ctx) => ctx.writer.append_many_as(&ctx.author(), &valid).await,
+        let cfg = self.config();
+        let durability = Durability {
+            replicas: cfg.activity_replicas,
+            wait: cfg.connection.command_timeout,
+        };
+        let writer = match self.ctx().await {
+            Ok(ctx) if durability.replicas == 0 => Ok((ctx.writer.clone(), ctx.author())),
+            Ok(ctx) => self
+                .replicated_store()
+                .await
+                .map(|store| (ctx.writer.over(store), ctx.author())),
+            Err(e) => Err(e),
+        };
+        let results = match writer {
+            Ok((writer, author)) => writer.append_many_as(&author, &valid, durability).await,
             Err(e) => valid.iter().map(|_| Err(e.clone())).collect(),
         };
         for (i, r) in sendable.into_iter().zip(results) {
