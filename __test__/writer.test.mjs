@@ -34,6 +34,8 @@ const make = (server, extra = {}) => {
   prefixes.set(net, keyPrefix);
   return net;
 };
+/** A fresh never-started network on the same stream as `net` (to read after `net` closed). */
+const lonelyReader = (net) => make(redis, { keyPrefix: prefixes.get(net) });
 const unhandled = [];
 const onUnhandled = (reason) => unhandled.push(reason);
 
@@ -62,6 +64,28 @@ test('order: 10,000 logActivity calls over 1,000 ticks, not awaited one by one, 
 
 test('order: two networks in one process, called alternately over 1,000 ticks, each keep their own call order', async () => {
   await twoNetworksKeepTheirOwnOrder(make(redis), make(redis), { calls: 5_000, ticks: 1_000 });
+});
+
+test('order: drain() after logActivity calls still queued behind a busy writer writes DEREGISTERED after all of them; close() writes a call made just before it', async () => {
+  const net = make(redis);
+  await net.start();
+  const calls = [];
+  // Tick 1: 20,000 calls (five pipelines); tick 2, while the writer is busy with them: one
+  // more call, then drain(), then close().
+  for (let i = 0; i < 20_000; i++) calls.push(net.logActivity({ event: 'QUEUED', fields: { n: String(i) } }));
+  await nextTick();
+  calls.push(net.logActivity({ event: 'LAST_BEFORE_DRAIN' }));
+  const drained = net.drain('after the queue');
+  const ids = await within(30_000, Promise.all(calls), 'the queued calls');
+  await drained;
+  // close() right after a call: the call is written, not refused as closed.
+  const closing = net.logActivity({ event: 'BEFORE_CLOSE' });
+  await net.close();
+  assert.match(await closing, /^\d+-\d+$/);
+  const [deregistered] = (await lonelyReader(net).queryActivity({ event: 'DEREGISTERED', reverse: true, limit: 1 }));
+  assert.ok(deregistered, 'no DEREGISTERED entry');
+  const last = ids[ids.length - 1];
+  assert.ok(idLess(last, deregistered.id), `DEREGISTERED ${deregistered.id} was written before the last queued call ${last}`);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -39,9 +39,16 @@ struct Batch {
     sink: Arc<dyn Sink>,
 }
 
+/// What the queue holds: batches, and markers that fire once everything before them is sent
+/// and answered ([`Ordered::barrier`]).
+enum Item {
+    Batch(Batch),
+    Marker(tokio::sync::oneshot::Sender<()>),
+}
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Batch>,
+    queue: VecDeque<Item>,
     /// A drainer is running (it owns the queue's front until it finds the queue empty).
     draining: bool,
 }
@@ -75,16 +82,29 @@ impl Ordered {
             return false;
         }
         let mut st = self.state();
-        st.queue.push_back(Batch {
+        st.queue.push_back(Item::Batch(Batch {
             inputs: inputs.into(),
             sink,
-        });
+        }));
         if st.draining {
             false
         } else {
             st.draining = true;
             true
         }
+    }
+
+    /// Resolves once every batch queued before this call has been sent and answered (at once
+    /// when nothing is queued), so a lifecycle step called after `logActivity` writes after
+    /// it. `None`: nothing to wait for.
+    pub fn barrier(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let mut st = self.state();
+        if !st.draining {
+            return None;
+        }
+        let (done, wait) = tokio::sync::oneshot::channel();
+        st.queue.push_back(Item::Marker(done));
+        Some(wait)
     }
 
     /// Takes the next chunk: up to [`CHUNK_ENTRIES`] / [`CHUNK_BYTES`] from the front batches,
@@ -95,8 +115,18 @@ impl Ordered {
         let mut owners: Vec<(Arc<dyn Sink>, usize)> = Vec::new();
         let mut bytes = 0;
         while inputs.len() < CHUNK_ENTRIES {
-            let Some(front) = st.queue.front_mut() else {
-                break;
+            let front = match st.queue.front_mut() {
+                None => break,
+                Some(Item::Marker(_)) if inputs.is_empty() => {
+                    // Everything before it was sent and answered (the previous chunk).
+                    if let Some(Item::Marker(done)) = st.queue.pop_front() {
+                        let _ = done.send(());
+                    }
+                    continue;
+                }
+                // The chunk ends here: the marker fires once its replies are in.
+                Some(Item::Marker(_)) => break,
+                Some(Item::Batch(b)) => b,
             };
             let mut taken = 0;
             while inputs.len() < CHUNK_ENTRIES {
@@ -197,7 +227,37 @@ mod tests {
         assert_eq!(*a.0.lock().unwrap(), (0..10_000).collect::<Vec<_>>());
         assert_eq!(*b.0.lock().unwrap(), (10_000..10_010).collect::<Vec<_>>());
         // Drained: the next submit must start a drainer again.
+        assert!(q.barrier().is_none());
         assert!(q.submit(inputs(0..1), b));
+    }
+
+    #[tokio::test]
+    async fn a_barrier_fires_after_what_was_queued_before_it() {
+        let q = Arc::new(Ordered::default());
+        let a = Arc::new(Collect(Mutex::new(Vec::new())));
+        assert!(q.submit(inputs(0..5000), a.clone()));
+        let first = q.barrier().expect("a drainer is due");
+        assert!(!q.submit(inputs(5000..5001), a.clone()));
+        let second = q.barrier().expect("still draining");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (l, mut first, mut second) = (log.clone(), first, second);
+        q.drain(move |chunk: Vec<ActivityInput>| {
+            // What the barriers said before this chunk was sent.
+            l.lock().unwrap().push((
+                chunk.len(),
+                first.try_recv().is_ok(),
+                second.try_recv().is_ok(),
+            ));
+            let out = chunk.iter().map(|i| Ok(i.event[1..].to_string())).collect();
+            async move { out }
+        })
+        .await;
+        // 4,096, then the rest of the first batch (ended by the first marker), then the batch
+        // after it: the first barrier had fired before that one was sent.
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![(4096, false, false), (904, false, false), (1, true, false)]
+        );
     }
 
     #[tokio::test]

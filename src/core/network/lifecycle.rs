@@ -193,6 +193,7 @@ impl Network {
         if let Some(r) = &reason {
             validate_reason(r)?;
         }
+        self.after_queued_appends().await;
         let _guard = self.inner.lifecycle.lock().await;
         self.ensure_open()?;
         self.drain_locked(reason).await
@@ -252,6 +253,7 @@ impl Network {
     /// registering|running → dead (ERROR), with the reason logged and recorded.
     pub async fn fail(&self, reason: String) -> Result<()> {
         validate_reason(&reason)?;
+        self.after_queued_appends().await;
         let _guard = self.inner.lifecycle.lock().await;
         self.ensure_open()?;
         self.transition(Event::Error, Some(reason.clone())).await?;
@@ -351,6 +353,7 @@ impl Network {
 
     /// Drains when running, then stops every task and releases the host's handles.
     pub async fn close(&self) -> Result<()> {
+        self.after_queued_appends().await;
         let _guard = self.inner.lifecycle.lock().await;
         if self.is_closed() {
             return Ok(());

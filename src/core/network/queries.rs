@@ -182,6 +182,16 @@ impl Network {
         })
     }
 
+    /// Waits until the `logActivity` calls queued before now are written and answered (a
+    /// lifecycle step called after them writes after them, as when each flush was its own
+    /// task), at most twice the command timeout: a stuck queue delays, never blocks, it.
+    pub(super) async fn after_queued_appends(&self) {
+        if let Some(done) = self.inner.ordered.barrier() {
+            let bound = self.inner.cfg.connection.command_timeout * 2;
+            let _ = tokio::time::timeout(bound, done).await;
+        }
+    }
+
     /// Appends an entry of this instance's own.
     pub(super) async fn append(&self, input: ActivityInput) -> Result<String> {
         let ctx = self.ctx().await?;
