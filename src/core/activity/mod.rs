@@ -7,6 +7,7 @@
 //! (replies to entries, from the crate's parse or raw bytes), [`query`] (validated queries),
 //! [`stream`] (the stream's reads and writes), [`writer`] (appends on behalf of an author),
 //! [`ordered`] (one network's ordered queue of `logActivity` batches).
+//! [`once`] (appends at most once per token: death reports, idempotency keys).
 
 pub mod decode;
 pub mod entry;

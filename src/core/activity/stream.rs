@@ -5,7 +5,7 @@ use redis::{FromRedisValue, Value};
 
 use super::decode::{decode_range, decode_xread, for_each_entry, page_extent};
 use super::entry::{each_field, ActivityEntry, ActivityInput, Author, EntryRef};
-use super::once::{APPEND_ONCE, FORGET_STEP, FORGET_TOKENS, IDEM};
+use super::once::{APPEND_ONCE, IDEM};
 use super::query::Query;
 use crate::core::error::{Error, Result};
 use crate::core::keys::Keys;
@@ -68,10 +68,7 @@ impl ActivityLog {
         ActivityLog {
             store,
             key: keys.activity(),
-            idem: (
-                keys.activity_companion(IDEM),
-                keys.activity_companion(&format!("{IDEM}:at")),
-            ),
+            idem: keys.once(IDEM),
         }
     }
 
@@ -188,6 +185,16 @@ impl ActivityLog {
             }
         }
         out
+    }
+
+    /// The connection this stream is read and written over (for the append-once module).
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The stream's key.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// The one XADD builder: `XADD <stream> * <fields...>`, sent at most once.
@@ -342,41 +349,13 @@ impl ActivityLog {
         })
     }
 
-    /// `XTRIM MINID ~ <server now - retention>`; the count Redis reports. The
-    /// `idempotencyKey`s written before the same cutoff are forgotten with it.
+    /// `XTRIM MINID ~ <server now - retention>`; the count Redis reports.
     pub async fn trim(&self, retention_ms: u64) -> Result<u64> {
         let now = server_time_ms(&self.store, &self.key).await?;
         let cutoff = now.saturating_sub(retention_ms);
         let mut cmd = Command::write("XTRIM", &self.key);
         cmd.arg("MINID").arg("~").arg(cutoff);
-        let trimmed = self.store.query(&cmd).await?;
-        self.forget_keys_before(cutoff).await?;
-        Ok(trimmed)
-    }
-
-    /// Forgets the `idempotencyKey`s older than `keep_ms` on the server's clock (the trimmer
-    /// calls this with 24 h when the stream itself is never trimmed).
-    pub async fn forget_keys_older_than(&self, keep_ms: u64) -> Result<()> {
-        let now = server_time_ms(&self.store, &self.key).await?;
-        self.forget_keys_before(now.saturating_sub(keep_ms)).await
-    }
-
-    /// [`FORGET_TOKENS`] for the `idem` namespace until it has nothing left before `cutoff`.
-    async fn forget_keys_before(&self, cutoff: u64) -> Result<()> {
-        let script = redis::Script::new(FORGET_TOKENS);
-        loop {
-            let removed: u64 = self
-                .store
-                .script(
-                    &script,
-                    &[&self.idem.0, &self.idem.1],
-                    &[&cutoff.to_string(), &FORGET_STEP.to_string()],
-                )
-                .await?;
-            if removed < FORGET_STEP {
-                return Ok(());
-            }
-        }
+        self.store.query(&cmd).await
     }
 
     /// XLEN.

@@ -156,9 +156,10 @@ impl Network {
         self.spawn_task(move |s| heartbeat::run(c, s));
         let c = ctx.clone();
         self.spawn_task(move |s| sweeper::run(c, s));
-        let retention = self.inner.cfg.timing.activity_retention;
-        let c = ctx.clone();
-        self.spawn_task(move |s| trimmer::run(c, retention, s));
+        if let Some(retention) = self.inner.cfg.timing.activity_retention {
+            let c = ctx.clone();
+            self.spawn_task(move |s| trimmer::run(c, retention, s));
+        }
     }
 
     /// The instance as this process knows it.
