@@ -17,6 +17,8 @@ export const nextState = binding.nextState
 export const makeInstanceId = binding.makeInstanceId
 export const privateIp = binding.privateIp
 export const detectPublicIp = binding.detectPublicIp
+/** The diagnostics_channel TracingChannel names (set by the native module at load time). */
+export const diagnosticsChannels = binding.diagnosticsChannels
 /** Declared by the generated index.d.ts: which artifact the loader loaded ('native' here). */
 export const __napiBindingTarget = binding.__napiBindingTarget
 

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 
 /** Bottom-up: each layer may use itself and the layers before it. The one place the order is stated. */
 export const LAYERS = [
-  ['leaves', 'clock error fsm faults redact credentials config logging metrics watchdog',
+  ['leaves', 'clock error fsm faults redact credentials config logging metrics watchdog trace',
     'time, errors, the state machine, options; no Redis'],
   ['wire', 'wire', 'reply text rules, TLS setup, RESP scanner, the slot table'],
   ['store', 'store', 'the Redis connection, split by job'],

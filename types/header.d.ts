@@ -253,4 +253,87 @@ export interface DrainRequest {
   /** ISO 8601 */
   at: string
 }
+// ─── The heartbeat key ─────────────────────────────────────────────────────────
+/** The JSON in `<keyPrefix>:heartbeat:<instanceId>` (a string with a PX TTL): what other
+ *  services read to see a member's liveness without the addon. */
+export interface HeartbeatPayload {
+  /** ms epoch of the beat, on the writer's clock (informational: liveness is the key's TTL) */
+  lastBeat: number
+  /** the writer's state when it beat */
+  state: InstanceState
+  /** the writer's exchangeName */
+  exchange: string
+  /** the writer's event-loop lag (ms) */
+  eventLoopLagMs?: number
+  /** round trip of the writer's previous beat (ms); absent in the seed's payload */
+  redisRttMs?: number
+  /** the writer's resident memory; absent in the seed's payload */
+  rssBytes?: number
+}
+
+// ─── diagnostics_channel ───────────────────────────────────────────────────────
+/** Node `diagnostics_channel` TracingChannel names (start, end, asyncStart, asyncEnd, error),
+ *  published on the JS thread; free when nobody subscribes. Messages: see README "Tracing". */
+/** What every diagnostics_channel message carries. One object per operation: the same object
+ *  is published to start, end, (error,) asyncStart and asyncEnd. */
+export interface DiagnosticsMessage {
+  instanceId: string
+  /** `host:port` of the Redis node that served it, where there is one. */
+  server?: string
+  /** ms epoch when the operation started (this host's clock). */
+  startTime: number
+  /** How long it took, ms (set by asyncStart). */
+  durationMs?: number
+  /** The coded Error the API would reject with (set when `error` is published). */
+  error?: Error
+}
+/** `perseus:heartbeat`: one beat. */
+export interface HeartbeatMessage extends DiagnosticsMessage {
+  rttMs: number
+  outcome: 'alive' | 'recordGone' | 'markedDead' | 'failed'
+}
+/** `perseus:sweep`: one sweep by this process. */
+export interface SweepMessage extends DiagnosticsMessage {
+  examined: number
+  /** instanceIds this sweep reported lost */
+  lost: string[]
+}
+/** `perseus:activity:append`: one flushed batch of `logActivity` calls, or one own entry. */
+export interface AppendMessage extends DiagnosticsMessage {
+  count: number
+  /** event names, in call order */
+  events: string[]
+  /** the entries' stream IDs, aligned with `events` (null for a call that failed) */
+  ids: Array<string | null>
+}
+/** `perseus:activity:query`: one `queryActivity`. */
+export interface QueryMessage extends DiagnosticsMessage {
+  /** the query as passed ({} when none) */
+  query: ActivityQuery
+  /** entries returned (set by asyncStart) */
+  count: number
+}
+/** `perseus:lifecycle`: one transition (its error: the transition could not be recorded in Redis). */
+export interface LifecycleMessage extends DiagnosticsMessage {
+  from: InstanceState
+  to: InstanceState
+  event: LifecycleEvent
+  reason: string | null
+}
+/** `perseus:credentials`: one call of the `credentials` provider. */
+export interface CredentialsMessage extends DiagnosticsMessage {
+  outcome: 'ok' | 'failed' | 'timeout'
+  /** the answer's expiresAt (ms epoch), null when it has none or the call failed */
+  expiresAt: number | null
+}
+
+export declare const diagnosticsChannels: {
+  heartbeat: 'perseus:heartbeat'
+  sweep: 'perseus:sweep'
+  append: 'perseus:activity:append'
+  query: 'perseus:activity:query'
+  lifecycle: 'perseus:lifecycle'
+  credentials: 'perseus:credentials'
+}
+
 export interface SweeperLease { instanceId: string; expiresInMs: number }

@@ -85,6 +85,8 @@ struct Cell {
     /// Ask the provider now (an authentication failure was seen).
     nudge: Arc<Notify>,
     reporter: Mutex<Option<Reporter>>,
+    /// Where provider calls are traced (`perseus:credentials`), when the host traces them.
+    tracer: Mutex<Option<Arc<dyn crate::core::trace::Tracer>>>,
     /// The first fetch, once; then the refresher's handle.
     init: tokio::sync::Mutex<bool>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
@@ -126,6 +128,7 @@ impl Credentials {
                 secrets: Mutex::new(Vec::new()),
                 nudge: Arc::new(Notify::new()),
                 reporter: Mutex::new(None),
+                tracer: Mutex::new(None),
                 init: tokio::sync::Mutex::new(false),
                 task: Mutex::new(None),
             }),
@@ -140,6 +143,11 @@ impl Credentials {
             .reporter
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(reporter);
+    }
+
+    /// Where every provider call is traced (set by the network before it connects).
+    pub fn set_tracer(&self, sink: Arc<dyn crate::core::trace::Tracer>) {
+        *self.inner.tracer.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
     }
 
     /// The newest credentials, if any were fetched yet.
@@ -231,8 +239,37 @@ fn report(cell: &Cell, outcome: Result<()>) {
     }
 }
 
-/// One provider call, bounded by `limit`, its result checked. Errors carry no secret.
+/// One provider call, bounded by `limit`, its result checked, traced when the host traces it.
+/// Errors carry no secret.
 async fn fetch_bounded(cell: &Cell, limit: Duration) -> Result<Creds> {
+    use crate::core::trace::{TraceKind, TraceTimer};
+    let tracer = cell
+        .tracer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let timer = tracer
+        .as_deref()
+        .and_then(|s| TraceTimer::start(s, TraceKind::Credentials));
+    let fetched = fetch_checked(cell, limit).await;
+    if let (Some(t), Some(sink)) = (timer, tracer) {
+        let (outcome, expires_at) = match &fetched {
+            Ok(c) => ("ok", c.expires_at),
+            Err(Error::Timeout(_)) => ("timeout", None),
+            Err(_) => ("failed", None),
+        };
+        let trace = t
+            .finish()
+            .with("outcome", outcome)
+            .with("expiresAt", expires_at)
+            .failed(fetched.as_ref().err().cloned());
+        sink.trace(trace);
+    }
+    fetched
+}
+
+/// [`fetch_bounded`] without its trace.
+async fn fetch_checked(cell: &Cell, limit: Duration) -> Result<Creds> {
     let scrub = |t: &str| {
         let secrets = cell.secrets.lock().unwrap_or_else(|p| p.into_inner());
         scrub(&secrets, t)

@@ -4,6 +4,7 @@ use crate::core::activity::ActivityEntry;
 use crate::core::error::Error;
 use crate::core::fsm::{Event, State};
 use crate::core::registry::InstanceInfo;
+use crate::core::trace::Tracer;
 
 /// One of this instance's own lifecycle transitions.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,7 +65,8 @@ pub enum Topic {
 }
 
 /// The host side of events. Implementations must not block: they queue.
-pub trait EventSink: Send + Sync {
+/// Every sink is a [`Tracer`] too (by default one that traces nothing).
+pub trait EventSink: Tracer + Send + Sync {
     fn emit(&self, event: NetEvent);
     /// Asks the host's event loop to answer the watchdog (the host calls `watchdog.pong()`
     /// from its loop). A host without an event loop keeps this default: it answers at once.
@@ -81,3 +83,5 @@ pub struct NoEvents;
 impl EventSink for NoEvents {
     fn emit(&self, _event: NetEvent) {}
 }
+
+impl Tracer for NoEvents {}

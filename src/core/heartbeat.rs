@@ -16,6 +16,7 @@ use crate::core::fsm::State;
 use crate::core::metrics::{rss_bytes, RttVerdict};
 use crate::core::registry::HeartbeatPayload;
 use crate::core::task::{Exit, Shutdown, TaskCtx};
+use crate::core::trace::{TraceKind, TraceTimer};
 use crate::core::watchdog::Gate;
 
 /// What one heartbeat learned.
@@ -40,6 +41,39 @@ pub struct Beat {
 /// running `LPOP signal` (operator requests, in the same round trip). The payload carries the
 /// previous beat's round trip and this process's resident memory.
 pub async fn beat(ctx: &TaskCtx, lag: Option<u64>) -> Result<Beat> {
+    let timer = TraceTimer::start(&*ctx.sink, TraceKind::Heartbeat);
+    let beat = beat_once(ctx, lag).await;
+    if let Some(t) = timer {
+        let (outcome, rtt, error) = match &beat {
+            Ok((b, rtt)) => (
+                match b.outcome {
+                    BeatOutcome::Alive => "alive",
+                    BeatOutcome::RecordGone => "recordGone",
+                    BeatOutcome::MarkedDead => "markedDead",
+                },
+                *rtt,
+                None,
+            ),
+            Err((e, rtt)) => ("failed", *rtt, Some(e.clone())),
+        };
+        let trace = t
+            .finish()
+            .with("rttMs", rtt.as_secs_f64() * 1000.0)
+            .with("outcome", outcome)
+            .failed(error);
+        ctx.sink.trace(trace);
+    }
+    beat.map(|(b, _)| b).map_err(|(e, _)| e)
+}
+
+/// [`beat`] without its trace: the beat and its round trip (also when it failed).
+async fn beat_once(
+    ctx: &TaskCtx,
+    lag: Option<u64>,
+) -> std::result::Result<
+    (Beat, std::time::Duration),
+    (crate::core::error::Error, std::time::Duration),
+> {
     let state = ctx.own().state.unwrap_or(State::Dead);
     let payload = HeartbeatPayload {
         last_beat: now_ms(),
@@ -71,7 +105,7 @@ pub async fn beat(ctx: &TaskCtx, lag: Option<u64>) -> Result<Beat> {
         Ok(r) => r,
         Err(e) => {
             ctx.metrics.beat_failed();
-            return Err(e);
+            return Err((e, sent.elapsed()));
         }
     };
     let rtt = sent.elapsed();
@@ -89,7 +123,7 @@ pub async fn beat(ctx: &TaskCtx, lag: Option<u64>) -> Result<Beat> {
         Some("dead") if state == State::Running => BeatOutcome::MarkedDead,
         Some(_) => BeatOutcome::Alive,
     };
-    Ok(Beat { outcome, drain })
+    Ok((Beat { outcome, drain }, rtt))
 }
 
 /// After Redis lost our record: write it again (we are still running) and say so.

@@ -27,6 +27,7 @@ pub mod registry;
 pub mod store;
 pub mod sweeper;
 pub mod task;
+pub mod trace;
 pub mod trimmer;
 pub mod watchdog;
 pub mod wire;

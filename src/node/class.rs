@@ -77,6 +77,7 @@ impl PerseusNetwork {
             listeners.clone(),
             logger,
             watchdog.clone(),
+            crate::node::diag::standalone_server(&cfg.connection.target),
         )?;
         let log_sink: Option<Arc<dyn crate::core::logging::LogSink>> =
             if has_logger { Some(sink.clone()) } else { None };
@@ -325,7 +326,7 @@ impl PerseusNetwork {
     pub fn query_activity<'e>(
         &self,
         env: &'e Env,
-        query: Option<Unknown>,
+        query: Option<Unknown<'e>>,
     ) -> napi::Result<Object<'e>> {
         crate::node::batch::flush_now(env);
         let q = (|| {
@@ -351,10 +352,17 @@ impl PerseusNetwork {
             Err(e) => return rejected(env, e),
         };
         let net = self.net.clone();
-        promise(
+        let p = promise(
             env,
             async move { net.query_activity_json(&q).await.map(JsonText) },
             |_, v| Ok(v),
+        )?;
+        crate::node::diag::trace_query(
+            env,
+            self.net.instance_id(),
+            crate::node::diag::standalone_server(&self.net.config().connection.target).as_deref(),
+            query,
+            p,
         )
     }
 

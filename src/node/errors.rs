@@ -19,3 +19,14 @@ pub fn js_error(env: &Env, e: &CoreError) -> napi::Error {
     }
     napi::Error::from(value)
 }
+
+/// The JS error for `e` as a value (for event payloads and diagnostics messages, which carry
+/// the error instead of throwing it).
+pub fn js_error_value<'e>(env: &'e Env, e: &CoreError) -> napi::Result<Unknown<'e>> {
+    let err = js_error(env, e);
+    // SAFETY: plain conversions on the JS thread of `env`.
+    unsafe {
+        let raw = napi::bindgen_prelude::ToNapiValue::to_napi_value(env.raw(), err)?;
+        napi::bindgen_prelude::FromNapiValue::from_napi_value(env.raw(), raw)
+    }
+}

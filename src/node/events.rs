@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use napi::bindgen_prelude::{FnArgs, Function, FunctionRef, ObjectRef, Unknown};
@@ -18,8 +18,10 @@ use serde_json::{Map, Value};
 use crate::core::config::LogLevel;
 use crate::core::events::{EventSink, NetEvent, Topic};
 use crate::core::logging::LogSink;
+use crate::core::trace::{Trace, TraceKind, Tracer};
 use crate::core::watchdog::Watchdog;
-use crate::node::errors::js_error;
+use crate::node::diag;
+use crate::node::errors::js_error_value;
 use crate::node::runtime::{self, Link};
 
 /// The event names of `PerseusEvents`.
@@ -98,6 +100,8 @@ impl Listeners {
 pub enum Msg {
     Event(Box<NetEvent>),
     Log(LogLevel, Map<String, Value>, String),
+    /// A finished operation, for diagnostics_channel (queued only while traced).
+    Trace(Box<Trace>),
     Ping,
     /// The network is closed: drop listeners and stop holding the process.
     Closed,
@@ -111,6 +115,8 @@ struct Dispatcher {
     logger: RefCell<Option<ObjectRef<false>>>,
     watchdog: Arc<Watchdog>,
     hold: Arc<Hold>,
+    /// `host:port` of a standalone target, for diagnostics messages.
+    server: Option<String>,
 }
 
 thread_local! {
@@ -140,6 +146,8 @@ pub struct NodeSink {
     link: Arc<Link>,
     hold: Arc<Hold>,
     closed: AtomicBool,
+    /// The JS thread's diagnostics_channel subscriber mask (see `diag`).
+    traced: Arc<AtomicU32>,
 }
 
 impl NodeSink {
@@ -151,6 +159,7 @@ impl NodeSink {
         listeners: Rc<RefCell<Listeners>>,
         logger: Option<ObjectRef<false>>,
         watchdog: Arc<Watchdog>,
+        server: Option<String>,
     ) -> napi::Result<Arc<NodeSink>> {
         let id = NEXT_ID.fetch_add(1, AtomicOrdering::Relaxed);
         let hold = Arc::new(Hold::default());
@@ -161,6 +170,7 @@ impl NodeSink {
             logger: RefCell::new(logger),
             watchdog,
             hold: hold.clone(),
+            server,
         };
         DISPATCHERS.with(|d| d.borrow_mut().insert(id, Rc::new(dispatcher)));
         Ok(Arc::new(NodeSink {
@@ -168,6 +178,7 @@ impl NodeSink {
             link: runtime::js_thread_link(env)?,
             hold,
             closed: AtomicBool::new(false),
+            traced: diag::mask(),
         }))
     }
 
@@ -205,6 +216,15 @@ impl EventSink for NodeSink {
     }
 }
 
+impl Tracer for NodeSink {
+    fn traced(&self, kind: TraceKind) -> bool {
+        self.traced.load(AtomicOrdering::Acquire) & diag::bit(kind) != 0
+    }
+    fn trace(&self, trace: Trace) {
+        self.send(Msg::Trace(Box::new(trace)));
+    }
+}
+
 impl LogSink for NodeSink {
     fn log(&self, level: LogLevel, fields: Map<String, Value>, msg: String) {
         self.send(Msg::Log(level, fields, msg));
@@ -224,6 +244,19 @@ impl Dispatcher {
                 DISPATCHERS.with(|d| d.borrow_mut().remove(&id));
             }
             Msg::Log(level, fields, text) => self.log(env, level, fields, &text),
+            Msg::Trace(t) => {
+                if let Err(e) = diag::publish(env, &self.instance_id, self.server.as_deref(), *t) {
+                    let mut f = Map::new();
+                    f.insert("instanceId".into(), self.instance_id.clone().into());
+                    f.insert("error".into(), e.reason.clone().into());
+                    self.log(
+                        env,
+                        LogLevel::Debug,
+                        f,
+                        "a diagnostics_channel message was not published",
+                    );
+                }
+            }
             Msg::Event(ev) => match *ev {
                 NetEvent::Released => self.hold.set(env, false),
                 ev => self.emit(env, ev),
@@ -265,13 +298,7 @@ impl Dispatcher {
                     self.log(env, LogLevel::Error, f, &format!("background error: {e}"));
                     return;
                 }
-                let err = js_error(env, &e);
-                let value =
-                    unsafe { napi::bindgen_prelude::ToNapiValue::to_napi_value(env.raw(), err) }
-                        .and_then(|raw| unsafe {
-                            napi::bindgen_prelude::FromNapiValue::from_napi_value(env.raw(), raw)
-                        });
-                ("error", value)
+                ("error", js_error_value(env, &e))
             }
             NetEvent::Released => return,
         };

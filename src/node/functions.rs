@@ -128,7 +128,8 @@ pub fn detect_public_ip_js<'e>(env: &'e Env, options: Option<Unknown>) -> napi::
     )
 }
 
-/// Adds `TRANSITIONS` (a frozen array of frozen `{ from, event, to }`) to the exports.
+/// Adds `TRANSITIONS` (a frozen array of frozen `{ from, event, to }`) and
+/// `diagnosticsChannels` (with the channels' glue, see `diag`) to the exports.
 #[napi(module_exports)]
 pub fn init(mut exports: Object, env: Env) -> napi::Result<()> {
     let mut list = env.create_array(TRANSITIONS.len() as u32)?;
@@ -143,5 +144,6 @@ pub fn init(mut exports: Object, env: Env) -> napi::Result<()> {
     let mut list_obj: Object = list.coerce_to_object()?;
     list_obj.freeze()?;
     exports.set("TRANSITIONS", list_obj)?;
+    crate::node::diag::install(&env, &mut exports)?;
     Ok(())
 }

@@ -8,6 +8,7 @@ mod batch;
 mod class;
 mod convert;
 mod credentials;
+mod diag;
 mod errors;
 mod events;
 mod functions;

@@ -427,14 +427,29 @@ impl Cluster {
 }
 
 /// Records every event; watchdog pings get the default answer (at once: no event loop here).
+/// As a tracer, `traced` answers `trace_all` (default false: nobody traces), counts the
+/// questions and records the traces.
 #[derive(Default)]
 pub struct Capture {
     events: Mutex<Vec<NetEvent>>,
+    pub trace_all: std::sync::atomic::AtomicBool,
+    pub traced_asked: AtomicU64,
+    pub traces: Mutex<Vec<perseus_native::core::trace::Trace>>,
 }
 
 impl EventSink for Capture {
     fn emit(&self, event: NetEvent) {
         self.events.lock().unwrap().push(event);
+    }
+}
+
+impl perseus_native::core::trace::Tracer for Capture {
+    fn traced(&self, _kind: perseus_native::core::trace::TraceKind) -> bool {
+        self.traced_asked.fetch_add(1, Ordering::Relaxed);
+        self.trace_all.load(Ordering::Relaxed)
+    }
+    fn trace(&self, trace: perseus_native::core::trace::Trace) {
+        self.traces.lock().unwrap().push(trace);
     }
 }
 

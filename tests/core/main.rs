@@ -14,3 +14,4 @@ mod lifecycle;
 mod store;
 mod sweeper;
 mod tail;
+mod trace;

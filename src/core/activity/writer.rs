@@ -15,6 +15,8 @@ pub struct Writer {
     wait_limit: std::time::Duration,
     /// Counts appends by result.
     metrics: std::sync::Arc<crate::core::metrics::Metrics>,
+    /// Where appends are traced (`perseus:activity:append`), when the host traces them.
+    tracer: Option<std::sync::Arc<dyn crate::core::trace::Tracer>>,
 }
 
 impl Writer {
@@ -29,7 +31,47 @@ impl Writer {
             tail_ready,
             wait_limit,
             metrics,
+            tracer: None,
         }
+    }
+
+    /// Traces every append to `sink` while it traces them (see [`crate::core::trace::Trace`]).
+    pub fn traced_by(mut self, sink: std::sync::Arc<dyn crate::core::trace::Tracer>) -> Self {
+        self.tracer = Some(sink);
+        self
+    }
+
+    /// Starts timing an append when the host traces appends.
+    fn trace_start(&self) -> Option<crate::core::trace::TraceTimer> {
+        let sink = self.tracer.as_deref()?;
+        crate::core::trace::TraceTimer::start(sink, crate::core::trace::TraceKind::Append)
+    }
+
+    /// Emits one append's trace: the events sent and each one's ID (null where it failed).
+    fn trace_end(
+        &self,
+        timer: Option<crate::core::trace::TraceTimer>,
+        events: Vec<&str>,
+        results: &[&Result<String>],
+    ) {
+        let (Some(t), Some(sink)) = (timer, self.tracer.as_deref()) else {
+            return;
+        };
+        let ids: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| match r {
+                Ok(id) => id.clone().into(),
+                Err(_) => serde_json::Value::Null,
+            })
+            .collect();
+        let error = results.iter().find_map(|r| r.as_ref().err().cloned());
+        let trace = t
+            .finish()
+            .with("count", events.len())
+            .with("events", events)
+            .with("ids", ids)
+            .failed(error);
+        sink.trace(trace);
     }
 
     /// The stream this writer appends to (for reads of it).
@@ -43,9 +85,11 @@ impl Writer {
             let mut ready = self.tail_ready.clone();
             let _ = tokio::time::timeout(self.wait_limit, ready.wait_for(|r| *r)).await;
         }
+        let timer = self.trace_start();
         let fields = encode(author, input, &crate::core::clock::iso_now());
         let appended = self.log.append(&fields).await;
         self.metrics.appended(appended.is_ok());
+        self.trace_end(timer, vec![input.event.as_str()], &[&appended]);
         appended
     }
 
@@ -90,6 +134,7 @@ impl Writer {
             let mut ready = self.tail_ready.clone();
             let _ = tokio::time::timeout(self.wait_limit, ready.wait_for(|r| *r)).await;
         }
+        let timer = self.trace_start();
         let ts = crate::core::clock::iso_now();
         let appended = self
             .log
@@ -99,6 +144,8 @@ impl Writer {
         for r in &appended {
             self.metrics.appended(r.is_ok());
         }
+        let events = inputs.iter().map(|i| i.event.as_str()).collect();
+        self.trace_end(timer, events, &appended.iter().collect::<Vec<_>>());
         appended
     }
 }

@@ -15,6 +15,7 @@ use crate::core::fsm::{next_state, Event, State};
 use crate::core::registry::InstanceInfo;
 use crate::core::store::{Command, Kind};
 use crate::core::task::{Exit, Shutdown, TaskCtx};
+use crate::core::trace::{TraceKind, TraceTimer};
 use crate::core::watchdog::Gate;
 use crate::core::{heartbeat, ip, sweeper, trimmer};
 
@@ -37,8 +38,11 @@ impl Network {
             at: iso_now(),
         };
         self.own().last_state_change = change.at.clone();
+        let timer = TraceTimer::start(&*self.inner.sink, TraceKind::Lifecycle);
+        let mut failure = None;
         if self.inner.store.initialized() {
             if let Err(e) = self.persist_transition(&change).await {
+                failure = Some(e.clone());
                 self.inner.log.warn(
                     serde_json::json!({ "error": e.to_string(), "from": from.as_str(), "to": to.as_str() }),
                     "could not record a state change in Redis",
@@ -50,6 +54,16 @@ impl Network {
             "state change",
         );
         self.inner.sink.emit(NetEvent::StateChange(change.clone()));
+        if let Some(t) = timer {
+            let trace = t
+                .finish()
+                .with("from", from.as_str())
+                .with("to", to.as_str())
+                .with("event", event.as_str())
+                .with("reason", reason)
+                .failed(failure);
+            self.inner.sink.trace(trace);
+        }
         Ok(change)
     }
 

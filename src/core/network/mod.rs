@@ -239,6 +239,7 @@ impl Network {
                     });
                 });
                 if let Some(creds) = &self.inner.cfg.connection.credentials {
+                    creds.set_tracer(self.inner.sink.clone());
                     let (sink, log) = (self.inner.sink.clone(), self.inner.log.clone());
                     let metrics = self.inner.metrics.clone();
                     creds.set_reporter(Arc::new(move |outcome: Result<()>| {
@@ -289,7 +290,8 @@ impl Network {
             self.inner.tail_ready.subscribe(),
             self.inner.cfg.connection.connect_timeout,
             self.inner.metrics.clone(),
-        );
+        )
+        .traced_by(self.inner.sink.clone());
         Ok(TaskCtx {
             cfg: self.inner.cfg.clone(),
             registry: Registry::new(store.clone(), keys.clone()),

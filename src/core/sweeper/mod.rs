@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::registry::InstanceInfo;
 use crate::core::task::{Exit, Shutdown, TaskCtx};
+use crate::core::trace::{TraceKind, TraceTimer};
 
 use cache::*;
 use lease::*;
@@ -51,6 +52,8 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
     let renew_every = timing.heartbeat_interval;
     let mut next_sweep = Instant::now();
     let mut failing = false;
+    // Whether this process held the lease at its last successful attempt.
+    let mut leader = false;
     let mut memo = SnapshotMemo::default();
     let mut cache = RecordCache::default();
     let mut outbox = Outbox::default();
@@ -65,6 +68,19 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
             Ok((l, view)) => (Ok(l), view),
             Err(e) => (Err(e), None),
         };
+        if let (Err(e), true) = (&leased, due && leader) {
+            // The lease and the due members are a sweep's first read: its failure is a
+            // failed sweep of the process that holds (or held) the lease.
+            if let Some(t) = TraceTimer::start(&*ctx.sink, TraceKind::Sweep) {
+                let trace = t
+                    .finish()
+                    .with("examined", 0)
+                    .with("lost", Vec::<String>::new())
+                    .failed(Some(e.clone()));
+                ctx.sink.trace(trace);
+            }
+        }
+        leader = matches!(leased, Ok(None)) || (leader && leased.is_err());
         ctx.metrics.set_sweeper_leader(matches!(leased, Ok(None)));
         let wait = match leased {
             Ok(None) => {
@@ -73,8 +89,20 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
                         memo: &mut memo,
                         cache: &mut cache,
                         outbox: &mut outbox,
+                        examined: 0,
+                        lost: Vec::new(),
                     };
-                    match sweep(&ctx, &mut state, view, &mut shutdown).await {
+                    let timer = TraceTimer::start(&*ctx.sink, TraceKind::Sweep);
+                    let swept = sweep(&ctx, &mut state, view, &mut shutdown).await;
+                    if let Some(t) = timer {
+                        let trace = t
+                            .finish()
+                            .with("examined", state.examined)
+                            .with("lost", std::mem::take(&mut state.lost))
+                            .failed(swept.as_ref().err().cloned());
+                        ctx.sink.trace(trace);
+                    }
+                    match swept {
                         Ok(soonest) => {
                             failing = false;
                             let by_interval = timing.sweep_interval;
@@ -120,4 +148,7 @@ struct SweepState<'a> {
     memo: &'a mut SnapshotMemo,
     cache: &'a mut RecordCache,
     outbox: &'a mut Outbox,
+    /// Members this sweep looked at, and those it declared lost (for its trace).
+    examined: usize,
+    lost: Vec<String>,
 }

@@ -55,6 +55,7 @@ pub(crate) async fn sweep(
         _ = shutdown.requested() => return Ok(None),
         r = read => r?,
     };
+    st.examined = view.due.len();
     let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
     let mut alive = Vec::new();
     let mut later = Vec::new();
@@ -88,7 +89,9 @@ pub(crate) async fn sweep(
                 if shutdown.is_requested() {
                     return Ok(None);
                 }
-                report_loss(ctx, &r.id, &mut info).await?;
+                if report_loss(ctx, &r.id, &mut info).await? {
+                    st.lost.push(r.id.clone());
+                }
                 changed = true;
                 later.push((r.id, score.clone()));
             }
@@ -185,6 +188,7 @@ pub(super) async fn sweep_all(
         _ = shutdown.requested() => return Ok(None),
         r = read => r?,
     };
+    st.examined = raw.len();
     let mut soonest: Option<i64> = None;
     let mut instances = Vec::with_capacity(raw.len());
     let mut expired = Vec::new();
@@ -202,7 +206,9 @@ pub(super) async fn sweep_all(
             if shutdown.is_requested() {
                 return Ok(soonest);
             }
-            report_loss(ctx, &r.id, &mut info).await?;
+            if report_loss(ctx, &r.id, &mut info).await? {
+                st.lost.push(r.id.clone());
+            }
         } else if info.state == State::Dead {
             if let Some(token) = &r.report_token {
                 owed.push((token.clone(), info.clone()));
@@ -227,8 +233,9 @@ pub(super) async fn sweep_all(
 }
 
 /// Flips a lost peer's record to dead by the compare-and-set and, when this sweeper won it,
-/// writes its HEARTBEAT_LOST entry and clears the owed report (both sweep modes).
-async fn report_loss(ctx: &TaskCtx, id: &str, info: &mut InstanceInfo) -> Result<()> {
+/// writes its HEARTBEAT_LOST entry and clears the owed report (both sweep modes). `true` when
+/// this sweeper won the compare-and-set (it declared the peer lost).
+async fn report_loss(ctx: &TaskCtx, id: &str, info: &mut InstanceInfo) -> Result<bool> {
     let registry = &ctx.registry;
     let at = iso_now();
     let token = format!("{}|{at}", ctx.instance_id());
@@ -242,6 +249,7 @@ async fn report_loss(ctx: &TaskCtx, id: &str, info: &mut InstanceInfo) -> Result
         info.last_state_change = at;
         write_lost_entry(ctx, info, from, &token).await?;
         registry.clear_report(id, &token).await?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
