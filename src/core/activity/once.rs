@@ -12,6 +12,7 @@ use redis::Value;
 use super::stream::ActivityLog;
 use crate::core::error::{Error, Result};
 use crate::core::keys::once_keys;
+use crate::core::store::{Command, Kind};
 use crate::core::wire::text::text;
 
 /// Namespace of HEARTBEAT_LOST report tokens.
@@ -59,6 +60,34 @@ return #old
 ";
 
 impl ActivityLog {
+    /// The SHA1 that `EVALSHA` names [`APPEND_ONCE`] by.
+    pub(super) fn append_once_sha() -> String {
+        redis::Script::new(APPEND_ONCE).get_hash().to_string()
+    }
+
+    /// `SCRIPT LOAD APPEND_ONCE`, sent ahead of a pipeline's keyed entries so their
+    /// `EVALSHA`s find it (an idempotent write).
+    pub(super) fn load_append_once(&self) -> Command {
+        let mut load = Command::with_args(Kind::Write, "SCRIPT", Some(self.key()));
+        load.arg("LOAD").arg(APPEND_ONCE);
+        load
+    }
+
+    /// `EVALSHA APPEND_ONCE` for an application entry under `token` (namespace [`IDEM`]); the
+    /// caller adds the entry's fields. Sent at most once, like an XADD.
+    pub(super) fn append_once_command(&self, sha: &str, token: &str) -> Command {
+        let (ids, at) = once_keys(self.key(), IDEM);
+        let mut c = Command::with_args(Kind::WriteOnce, "EVALSHA", Some(self.key()));
+        c.arg(sha)
+            .arg(3)
+            .arg(self.key())
+            .arg(ids)
+            .arg(at)
+            .arg(token)
+            .arg("");
+        c
+    }
+
     /// Appends `fields` once per `token` in namespace `ns` ([`REPORTS`], [`IDEM`]): `(id,
     /// true)` when this call wrote the entry, `(first id, false)` when the token already had
     /// one. Idempotent, so the cluster client may re-send it after a lost reply.

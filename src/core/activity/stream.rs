@@ -5,7 +5,6 @@ use redis::{FromRedisValue, Value};
 
 use super::decode::{decode_range, decode_xread, for_each_entry, page_extent};
 use super::entry::{each_field, ActivityEntry, ActivityInput, Author, EntryRef};
-use super::once::{APPEND_ONCE, IDEM};
 use super::query::Query;
 use crate::core::error::{Error, Result};
 use crate::core::keys::Keys;
@@ -50,8 +49,6 @@ fn entry_id(v: Value, scripted: bool) -> Result<String> {
 pub struct ActivityLog {
     store: Store,
     key: String,
-    /// The `idem` companions (token → ID hash, token → time zset), in the stream's slot.
-    idem: (String, String),
 }
 
 /// How a batch of application entries must be acknowledged.
@@ -68,7 +65,6 @@ impl ActivityLog {
         ActivityLog {
             store,
             key: keys.activity(),
-            idem: keys.once(IDEM),
         }
     }
 
@@ -97,17 +93,7 @@ impl ActivityLog {
                 c.arg("*");
                 c
             }
-            Some(token) => {
-                let mut c = Command::with_args(Kind::WriteOnce, "EVALSHA", Some(&self.key));
-                c.arg(sha)
-                    .arg(3)
-                    .arg(&self.key)
-                    .arg(&self.idem.0)
-                    .arg(&self.idem.1)
-                    .arg(token)
-                    .arg("");
-                c
-            }
+            Some(token) => self.append_once_command(sha, token),
         };
         each_field(author, exchange_id, input, ts, |k, v| {
             cmd.arg(k).arg(v);
@@ -130,15 +116,13 @@ impl ActivityLog {
         let exchange_id = author.exchange_id.to_string();
         let keyed = inputs.iter().any(|i| i.idempotency_key.is_some());
         let sha = if keyed {
-            redis::Script::new(APPEND_ONCE).get_hash().to_string()
+            Self::append_once_sha()
         } else {
             String::new()
         };
         let mut cmds = Vec::with_capacity(inputs.len() + 2);
         if keyed {
-            let mut load = Command::with_args(Kind::Write, "SCRIPT", Some(&self.key));
-            load.arg("LOAD").arg(APPEND_ONCE);
-            cmds.push(load);
+            cmds.push(self.load_append_once());
         }
         let first = cmds.len();
         cmds.extend(
