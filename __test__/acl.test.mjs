@@ -15,16 +15,16 @@ const NOSTREAM_PASSWORD = 'N0stream-pw';
 /** docs/ACL.md, "The rule" (keep in sync). */
 const COMMANDS = [
   'ping', 'set', 'get', 'del', 'exists', 'pexpire', 'pttl', 'time',
-  'hget', 'hmget', 'hgetall', 'hset',
+  'hget', 'hmget', 'hgetall', 'hset', 'hdel',
   'zadd', 'zrange', 'zrem', 'zscore',
   'lpop', 'rpush',
   'xadd', 'xrange', 'xrevrange', 'xread', 'xtrim', 'xlen',
-  'scan', 'evalsha', 'script|load', 'client|setname',
+  'scan', 'evalsha', 'script|load', 'client|setname', 'wait',
 ];
 /** docs/ACL.md: what a cluster client needs on top (topology discovery, resharding redirects). */
 const CLUSTER_COMMANDS = ['cluster|slots', 'asking'];
 const aclRule = (user, password, prefix, extra = '') =>
-  `${user} on >${password} resetkeys ~${prefix}:* resetchannels -@all ${COMMANDS.map((c) => `+${c}`).join(' ')} ${extra}`.trim();
+  `${user} on >${password} resetkeys ~${prefix}:* ~{${prefix}:activity}:* resetchannels -@all ${COMMANDS.map((c) => `+${c}`).join(' ')} ${extra}`.trim();
 
 let redis;
 const nets = [];
@@ -70,6 +70,9 @@ test('acl: the least-privilege user runs lifecycle, activity, listing (index and
   assert.equal((await net.queryActivity({ event: 'ACL_OK' })).length, 1);
   assert.equal((await net.queryActivity({ reverse: true, limit: 1 }))[0].id, id);
   assert.ok((await net.activityLength()) > 0);
+  // idempotencyKey (issue 19): the APPEND_ONCE script and its companion keys in `{perseus:activity}`.
+  const keyed = await net.logActivity({ event: 'ACL_KEYED', idempotencyKey: 'acl-1' });
+  assert.equal(await net.logActivity({ event: 'ACL_KEYED', idempotencyKey: 'acl-1' }), keyed);
   assert.ok((await net.trimActivity(60_000)) >= 0);
   await waitFor('network state written', async () => (await net.networkState()) !== null, 3000);
   assert.equal((await net.getInstance('acl-1')).state, 'running');
@@ -181,6 +184,17 @@ test('acl cluster: the same user (plus cluster|slots, asking) runs everything on
     await Promise.all(peers.map((p) => p.close()));
     const id = await net.logActivity({ event: 'ACL_CLUSTER' });
     await waitFor('tail sees ACL_CLUSTER', () => ev.activity.some((e) => e.id === id), 5000);
+    // idempotencyKey and activityReplicas (issue 19): APPEND_ONCE on the stream's slot, WAIT.
+    const durable = new PerseusNetwork(fastOptions({
+      clusterNodes: cluster.urls, username: 'perseus', password: PASSWORD, keyPrefix: PREFIX,
+      instanceId: 'aclc-durable', activityReplicas: 1,
+    }));
+    try {
+      const keyed = await durable.logActivity({ event: 'ACL_KEYED', idempotencyKey: 'aclc-1' });
+      assert.equal(await durable.logActivity({ event: 'ACL_KEYED', idempotencyKey: 'aclc-1' }), keyed);
+    } finally {
+      await durable.close();
+    }
     assert.ok((await net.queryActivity({ event: 'DEREGISTERED' })).length >= 6);
     assert.ok((await net.trimActivity(60_000)) >= 0);
     assert.ok((await net.activityLength()) > 0);

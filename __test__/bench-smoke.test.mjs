@@ -34,6 +34,11 @@ describe('bench harness (issue 8)', () => {
         assert.equal(typeof row.pass, 'boolean', `${row.row}: pass flag`);
         assert.match(r.stdout, new RegExp(`\\b${row.row.replace('.', '\\.')}\\b`), `${row.row} printed`);
       }
+      // Issue 21: the write row's peer column, C-client limits and one-tick memory case.
+      const write = results.rows.find((row) => row.row === 'write');
+      for (const k of ['glide', 'raw', 'redisBenchmark']) assert.ok(write[k] > 0, `write.${k}: ${write[k]}`);
+      assert.ok(write.million.peakRss > 0 && write.million.calls > 0, `write.million: ${JSON.stringify(write.million)}`);
+      assert.ok(write.entryFields.includes('instanceId') && write.entryFields.includes('ts'), `limit entry: ${write.entryFields}`);
     } finally {
       fs.rmSync(path.dirname(out), { recursive: true, force: true });
     }

@@ -7,7 +7,7 @@
 //   node bench/run.mjs --quick    smaller sizes, fewer rounds (< 2 min; the smoke test)
 //   node bench/run.mjs --only discovery,query   some rows only
 //   node bench/run.mjs --out file.json          results elsewhere than bench/results/latest.json
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -46,7 +46,7 @@ const SIZES = QUICK
   ? {
     discovery: { unrelatedKeys: 200_000, instances: 100, rounds: 3 },
     query: { entries: 20_000, rounds: 3 },
-    write: { calls: 10_000, inFlight: 256, rounds: 2, benchmarkRequests: 50_000 },
+    write: { calls: 10_000, inFlight: 256, rounds: 2, benchmarkRequests: 50_000, millionCalls: 100_000 },
     heartbeat: { intervalMs: 100, chunkMs: 400, busyMs: 2_000, rounds: 1 },
     detection: { intervalMs: 200, ttlMs: 600, sweepMs: 200, rounds: 2 },
     footprint: { durationMs: 3_000, heartbeatMs: 50, rounds: 1 },
@@ -55,7 +55,7 @@ const SIZES = QUICK
   : {
     discovery: { unrelatedKeys: 1_000_000, instances: 100, rounds: 7 },
     query: { entries: 100_000, rounds: 7 },
-    write: { calls: 50_000, inFlight: 256, rounds: 5, benchmarkRequests: 200_000 },
+    write: { calls: 50_000, inFlight: 256, rounds: 5, benchmarkRequests: 200_000, millionCalls: 1_000_000 },
     heartbeat: { intervalMs: 100, chunkMs: 400, busyMs: 5_000, rounds: 3 },
     detection: { intervalMs: 200, ttlMs: 600, sweepMs: 200, rounds: 7 },
     footprint: { durationMs: 10_000, heartbeatMs: 50, rounds: 2 },
@@ -200,22 +200,91 @@ async function benchQuery() {
 // ---------------------------------------------------------------------------------------------
 // write: logActivity calls with 256 in flight
 
-async function redisBenchmarkXadd(n) {
+/** The fields (flat [name, value, ...]) of the addon's newest entry: the limit and the peers
+ *  write exactly the entry the addon writes. */
+async function addonEntryFields() {
+  const [[, flat]] = await admin.xrevrange('perseus:activity', '+', '-', 'COUNT', 1);
+  return flat;
+}
+
+/** `redis-benchmark -P 16` (its default 50 connections) XADDing `flat`; entries/s. */
+async function redisBenchmarkXadd(n, flat) {
   await admin.del('bench:rb');
   const { stdout } = await execFileP('redis-benchmark', ['-h', '127.0.0.1', '-p', String(redis.port), '-P', '16', '-n', String(n), '--csv',
-    'XADD', 'bench:rb', '*', 'instanceId', 'bench-parent', 'event', 'BENCH_WRITE', 'exchange', 'coinbase', 'exchangeId', '1',
-    'reason', 'bench', 'hostname', 'bench-host', 'ts', new Date().toISOString()]);
+    'XADD', 'bench:rb', '*', ...flat]);
   const line = stdout.trim().split('\n').pop();
   return Number(JSON.parse(`[${line}]`)[1]);
+}
+
+/** RESP of `n` × XADD bench:pipe * <flat>, for `redis-cli --pipe`. */
+function xaddResp(n, flat) {
+  const args = ['XADD', 'bench:pipe', '*', ...flat];
+  const one = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+  return Buffer.from(one.repeat(n));
+}
+
+/** `redis-cli --pipe` (one connection, C, as fast as the server takes it) sending `n` XADDs of
+ *  `flat`; entries/s over the wall time of the whole run (process start to last reply). */
+async function redisCliPipeXadd(n, flat) {
+  await admin.del('bench:pipe');
+  const file = path.join(os.tmpdir(), `perseus-bench-pipe-${process.pid}.resp`);
+  fs.writeFileSync(file, xaddResp(n, flat));
+  try {
+    const t0 = performance.now();
+    const out = await new Promise((resolve, reject) => {
+      const child = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(redis.port), '--pipe'], { stdio: [fs.openSync(file, 'r'), 'pipe', 'pipe'] });
+      let text = '';
+      child.stdout.on('data', (d) => { text += d; });
+      child.stderr.on('data', (d) => { text += d; });
+      child.once('error', reject);
+      child.once('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`redis-cli --pipe exited ${code}: ${text}`))));
+    });
+    const ms = performance.now() - t0;
+    if (!new RegExp(`errors: 0, replies: ${n}`).test(out)) throw new Error(`redis-cli --pipe: ${out}`);
+    return n / (ms / 1000);
+  } finally {
+    fs.rmSync(file, { force: true });
+    await admin.del('bench:pipe');
+  }
+}
+
+/** A raw valkey-glide client (one connection, its own Rust core) XADDing `flat`; null when the
+ *  package is missing (it is a devDependency: `npm ci` installs it). */
+async function glideWriter(flat) {
+  let GlideClient;
+  try {
+    ({ GlideClient } = await import('@valkey/valkey-glide'));
+  } catch (err) {
+    log(`valkey-glide not loadable, no glide column: ${err.message}`);
+    return null;
+  }
+  const client = await GlideClient.createClient({ addresses: [{ host: '127.0.0.1', port: redis.port }], requestTimeout: 10_000 });
+  const pairs = [];
+  for (let i = 0; i < flat.length; i += 2) pairs.push([flat[i], flat[i + 1]]);
+  return { logActivity: () => client.xadd('perseus:activity', pairs), close: () => client.close() };
+}
+
+/** One JS tick of `n` logActivity calls in a fresh process (__test__/fixtures/million.mjs). */
+async function millionTick(n) {
+  const script = path.resolve(BENCH_DIR, '..', '__test__', 'fixtures', 'million.mjs');
+  const { stdout } = await execFileP(process.execPath, ['--expose-gc', script, redis.url, String(n)], { maxBuffer: 1 << 20, timeout: 600_000 });
+  const r = JSON.parse(stdout.trim().split('\n').pop());
+  if (r.fulfilled !== n) throw new Error(`million: ${r.fulfilled}/${n} resolved; ${r.firstError}`);
+  return r;
 }
 
 async function benchWrite() {
   const s = SIZES.write;
   await flush();
   const input = { event: 'BENCH_WRITE', reason: 'bench' };
-  // seedPlain: the seed as it ships (no auto-pipelining); seed: with enableAutoPipelining.
-  const impls = ['seedPlain', 'seed', 'addon'];
-  const samples = { seedPlain: [], seed: [], addon: [], redisBenchmark: [] };
+  await addonNet.logActivity(input);
+  const flat = await addonEntryFields();
+  const glide = await glideWriter(flat);
+  if (glide) nets.glide = glide;
+  // seedPlain: the seed as it ships (no auto-pipelining); seed: with enableAutoPipelining;
+  // glide: a raw valkey-glide client writing the very same entry (no mapping at all).
+  const impls = ['seedPlain', 'seed', 'addon', ...(glide ? ['glide'] : [])];
+  const samples = { seedPlain: [], seed: [], addon: [], glide: [], redisBenchmark: [], redisCliPipe: [] };
   for (const name of impls) await pool(2000, s.inFlight, () => nets[name].logActivity(input)); // warm-up
   for (let r = 0; r < s.rounds; r++) {
     for (const name of rotated(impls, r)) {
@@ -225,19 +294,33 @@ async function benchWrite() {
       if (len !== s.calls) throw new Error(`write: ${name} wrote ${len} entries, expected ${s.calls}`);
       samples[name].push(s.calls / (ms / 1000));
     }
-    samples.redisBenchmark.push(await redisBenchmarkXadd(s.benchmarkRequests));
+    samples.redisBenchmark.push(await redisBenchmarkXadd(s.benchmarkRequests, flat));
+    samples.redisCliPipe.push(await redisCliPipeXadd(s.benchmarkRequests, flat));
   }
+  await glide?.close();
+  delete nets.glide;
   await admin.del('perseus:activity', 'bench:rb');
+  log(`write: one tick of ${s.millionCalls} calls…`);
+  const million = await millionTick(s.millionCalls);
   const seed = median(samples.seedPlain); const seedAp = median(samples.seed);
-  const addon = median(samples.addon); const raw = median(samples.redisBenchmark);
+  const addon = median(samples.addon); const raw = median(samples.redisCliPipe);
+  const glideRate = glide ? median(samples.glide) : null;
   addRow({
     row: 'write', metric: `${s.calls} logActivity(), ${s.inFlight} in flight`, unit: 'entries/s',
     seed, addon, ratio: addon / seed, ratioLabel: 'addon/seed',
     seedAutoPipelining: seedAp, ratioAutoPipelining: addon / seedAp,
-    raw, rawLabel: 'redis-benchmark -P 16 XADD (50 clients)',
+    glide: glideRate, ratioGlide: glideRate ? addon / glideRate : null,
+    raw, rawLabel: 'redis-cli --pipe, the same entry, 1 connection',
     addonShareOfRaw: addon / raw,
-    target: '>= 3x seed (no auto-pipelining), >= 1.5x seed with auto-pipelining; share of redis-benchmark',
-    pass: addon / seed >= 3 && addon / seedAp >= 1.5,
+    redisBenchmark: median(samples.redisBenchmark), addonShareOfRedisBenchmark: addon / median(samples.redisBenchmark),
+    entryFields: flat.filter((_, i) => i % 2 === 0),
+    million: {
+      calls: million.n, settledMs: million.settledMs, queuedMs: million.queuedMs,
+      baseRss: million.baseRss, queuedRss: million.queuedRss, peakRss: million.peakRss,
+      peakOverQueued: million.peakRss - million.queuedRss,
+    },
+    target: '>= 3x seed, >= 2x seed with auto-pipelining, ahead of valkey-glide, >= 50% of the C-client limit (redis-cli --pipe)',
+    pass: addon / seed >= 3 && addon / seedAp >= 2 && (!glideRate || addon > glideRate) && addon / raw >= 0.5,
     seedReference: '~54,000/s', samples,
   });
 }
@@ -504,9 +587,15 @@ function printRow(row) {
   let line = `${row.pass ? 'PASS' : 'MISS'}  ${row.row.padEnd(17)} seed ${num(row.seed)} ${unit} | addon ${num(row.addon)} ${unit}`;
   if (row.ratio !== null && row.ratio !== undefined) line += ` | ${row.ratioLabel} ${fmt(row.ratio, 2)}x`;
   if (row.seedAutoPipelining !== undefined) line += ` | seed with auto-pipelining ${num(row.seedAutoPipelining)} ${unit}, addon/that ${fmt(row.ratioAutoPipelining, 2)}x`;
+  if (row.glide !== undefined) line += row.glide === null ? ' | valkey-glide: not installed' : ` | valkey-glide ${num(row.glide)} ${unit}, addon/glide ${fmt(row.ratioGlide, 2)}x`;
   if (row.raw !== undefined) line += ` | limit ${num(row.raw)} ${unit} (${row.rawLabel})`;
   if (row.addonOverRaw !== undefined) line += ` | addon/raw ${fmt(row.addonOverRaw, 2)}x`;
   if (row.addonShareOfRaw !== undefined) line += ` | addon = ${fmt(100 * row.addonShareOfRaw, 0)}% of limit`;
+  if (row.redisBenchmark !== undefined) line += ` | redis-benchmark -P 16 (50 connections) ${num(row.redisBenchmark)} ${unit}, addon = ${fmt(100 * row.addonShareOfRedisBenchmark, 0)}% of it`;
+  if (row.million) {
+    const mib = (b) => `${fmt(b / 2 ** 20, 0)} MiB`;
+    line += ` | one tick of ${fmt(row.million.calls, 0)} calls: settled in ${fmt(row.million.settledMs, 0)} ms, RSS ${mib(row.million.queuedRss)} once queued, peak ${mib(row.million.peakRss)} (+${mib(row.million.peakOverQueued)})`;
+  }
   if (row.max) line += ` | max seed ${num(row.max.seed)} addon ${num(row.max.addon)}`;
   if (row.seedScanDefaultCountMs !== undefined) line += ` | seed's SCAN alone at scanStream's default COUNT 10: ${num(row.seedScanDefaultCountMs)} ms`;
   if (row.showRounds) line += ` | rounds seed [${row.samples.seed.map((x) => fmt(x, 0)).join(' ')}] addon [${row.samples.addon.map((x) => fmt(x, 0)).join(' ')}]`;

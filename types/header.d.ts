@@ -58,6 +58,10 @@ export interface PerseusOptions {
   connectTimeoutMs?: number
   /** Default 5000. */
   commandTimeoutMs?: number
+  /** Replicas that must hold an entry before `logActivity` resolves (Redis `WAIT`); when fewer
+   *  do within `commandTimeoutMs` it rejects with ERR_PERSEUS_TIMEOUT (the entry may exist).
+   *  Default 0: resolve when the master has it. Integer 0..64. */
+  activityReplicas?: number
   /** Called for the first connection and again before `expiresAt` (at ~80% of the remaining
    *  lifetime, never later than 30 s before it; for credentials living under a minute, at half
    *  of it) or every `credentialsRefreshMs`. Every live

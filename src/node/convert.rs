@@ -252,6 +252,7 @@ pub fn read_options(r: &Reader) -> Res<RawOptions> {
         heartbeat_ttl_ms: r.number("heartbeatTtlMs")?,
         sweep_interval_ms: r.number("sweepIntervalMs")?,
         activity_retention_ms: r.number("activityRetentionMs")?,
+        activity_replicas: r.number("activityReplicas")?,
         trim_interval_ms: r.number("trimIntervalMs")?,
         dead_instance_ttl_ms: r.number("deadInstanceTtlMs")?,
         discovery: r.string("discovery")?,
@@ -273,5 +274,6 @@ pub fn read_activity_input(r: &Reader) -> Res<ActivityInput> {
         from_state: r.state("fromState")?,
         to_state: r.state("toState")?,
         fields: r.string_record("fields")?.unwrap_or_default(),
+        idempotency_key: r.string("idempotencyKey")?,
     })
 }

@@ -128,6 +128,9 @@ pub struct ActivityInput {
     pub from_state: Option<State>,
     pub to_state: Option<State>,
     pub fields: Vec<(String, String)>,
+    /// `idempotencyKey`: an entry with the same key in the stream's retention window makes
+    /// this call write nothing and resolve with that entry's ID. Not written into the entry.
+    pub idempotency_key: Option<String>,
 }
 
 /// Who writes: the constant part of every entry from one instance.
@@ -152,6 +155,25 @@ pub fn validate_reason(r: &str) -> Result<()> {
     Ok(())
 }
 
+/// Longest `idempotencyKey`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+
+/// `idempotencyKey`: 1 to [`MAX_IDEMPOTENCY_KEY_LEN`] printable ASCII characters, no
+/// whitespace (0x21–0x7E), so a key is the same bytes for every client and never needs quoting.
+pub fn validate_idempotency_key(k: &str) -> Result<()> {
+    let ok = (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&k.len())
+        && k.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters without whitespace (got '{}', {} bytes)",
+            clip(k),
+            k.len()
+        )))
+    }
+}
+
 /// Validates an application's input (`logActivity`).
 pub fn validate_input(input: &ActivityInput) -> Result<()> {
     let e = &input.event;
@@ -167,6 +189,9 @@ pub fn validate_input(input: &ActivityInput) -> Result<()> {
     }
     if let Some(r) = &input.reason {
         validate_reason(r)?;
+    }
+    if let Some(k) = &input.idempotency_key {
+        validate_idempotency_key(k)?;
     }
     if input.fields.len() > MAX_FIELDS {
         return Err(Error::invalid(format!(
@@ -200,28 +225,46 @@ pub fn validate_input(input: &ActivityInput) -> Result<()> {
     Ok(())
 }
 
-/// The flat field list of an entry, in schema order, then the input's own fields.
-pub fn encode(author: &Author, input: &ActivityInput, ts: &str) -> Vec<(String, String)> {
-    let mut f: Vec<(String, String)> = vec![
-        ("instanceId".into(), author.instance_id.clone()),
-        ("event".into(), input.event.clone()),
-        ("exchange".into(), author.exchange.clone()),
-        ("exchangeId".into(), author.exchange_id.to_string()),
-    ];
+/// Lays an entry out: hands `f` each field name and value, in schema order, then the input's
+/// own fields, without copying any of them (`exchange_id` is the author's id as text, made
+/// once per batch). The one definition of an entry's layout: [`encode`] and the XADD
+/// builders of the stream both use it.
+pub fn each_field<'a>(
+    author: &'a Author,
+    exchange_id: &'a str,
+    input: &'a ActivityInput,
+    ts: &'a str,
+    mut f: impl FnMut(&'a str, &'a str),
+) {
+    f("instanceId", &author.instance_id);
+    f("event", &input.event);
+    f("exchange", &author.exchange);
+    f("exchangeId", exchange_id);
     if let Some(s) = input.from_state {
-        f.push(("fromState".into(), s.as_str().into()));
+        f("fromState", s.as_str());
     }
     if let Some(s) = input.to_state {
-        f.push(("toState".into(), s.as_str().into()));
+        f("toState", s.as_str());
     }
     if let Some(r) = &input.reason {
-        f.push(("reason".into(), r.clone()));
+        f("reason", r);
     }
     if let Some(ip) = &author.public_ip {
-        f.push(("publicIp".into(), ip.clone()));
+        f("publicIp", ip);
     }
-    f.push(("hostname".into(), author.hostname.clone()));
-    f.push(("ts".into(), ts.to_string()));
-    f.extend(input.fields.iter().cloned());
-    f
+    f("hostname", &author.hostname);
+    f("ts", ts);
+    for (k, v) in &input.fields {
+        f(k, v);
+    }
+}
+
+/// The flat field list of an entry, in schema order, then the input's own fields.
+pub fn encode(author: &Author, input: &ActivityInput, ts: &str) -> Vec<(String, String)> {
+    let exchange_id = author.exchange_id.to_string();
+    let mut out = Vec::with_capacity(10 + input.fields.len());
+    each_field(author, &exchange_id, input, ts, |k, v| {
+        out.push((k.to_string(), v.to_string()))
+    });
+    out
 }

@@ -5,20 +5,26 @@
 //!
 //! One concept per file: [`entry`] (the entry, its input and their encoding), [`decode`]
 //! (replies to entries, from the crate's parse or raw bytes), [`query`] (validated queries),
-//! [`stream`] (the stream's reads and writes), [`writer`] (appends on behalf of an author).
+//! [`stream`] (the stream's reads and writes), [`writer`] (appends on behalf of an author),
+//! [`ordered`] (one network's ordered queue of `logActivity` batches).
+//! [`once`] (appends at most once per token: death reports, idempotency keys).
 
 pub mod decode;
 pub mod entry;
+pub mod once;
+pub mod ordered;
 pub mod query;
 pub mod stream;
 pub mod writer;
 
 pub use decode::{decode, decode_pairs, decode_range};
 pub use entry::{
-    encode, validate_input, validate_reason, ActivityEntry, ActivityInput, Author, EntryRef,
+    each_field, encode, validate_idempotency_key, validate_input, validate_reason, ActivityEntry,
+    ActivityInput, Author, EntryRef,
 };
+pub use ordered::{Ordered, Sink};
 pub use query::{is_stream_id, make_query, parse_bound, Bound, Query};
-pub use stream::{server_time_ms, ActivityLog};
+pub use stream::{server_time_ms, ActivityLog, Durability};
 pub use writer::Writer;
 
 /// Fields of the schema; any other field lands in [`ActivityEntry::fields`].

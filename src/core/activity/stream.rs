@@ -4,7 +4,7 @@
 use redis::{FromRedisValue, Value};
 
 use super::decode::{decode_range, decode_xread, for_each_entry, page_extent};
-use super::entry::{ActivityEntry, EntryRef};
+use super::entry::{each_field, ActivityEntry, ActivityInput, Author, EntryRef};
 use super::query::Query;
 use crate::core::error::{Error, Result};
 use crate::core::keys::Keys;
@@ -34,11 +34,30 @@ impl Page {
     }
 }
 
+/// The ID in an append's reply: XADD's bulk string, or `APPEND_ONCE`'s `{id, written}`.
+fn entry_id(v: Value, scripted: bool) -> Result<String> {
+    let v = match v {
+        Value::Array(mut items) if scripted && !items.is_empty() => items.swap_remove(0),
+        v => v,
+    };
+    String::from_redis_value(v)
+        .map_err(|e| Error::Redis(format!("unexpected reply from Redis to XADD: {e}")))
+}
+
 /// Reads and writes one stream.
 #[derive(Clone)]
 pub struct ActivityLog {
     store: Store,
     key: String,
+}
+
+/// How a batch of application entries must be acknowledged.
+#[derive(Debug, Clone, Copy)]
+pub struct Durability {
+    /// Replicas that must hold the batch (`WAIT`); 0: the master's reply is enough.
+    pub replicas: u32,
+    /// How long `WAIT` may take.
+    pub wait: std::time::Duration,
 }
 
 impl ActivityLog {
@@ -47,6 +66,119 @@ impl ActivityLog {
             store,
             key: keys.activity(),
         }
+    }
+
+    /// The same stream over another connection (replicated appends use their own).
+    pub fn over(&self, store: Store) -> Self {
+        ActivityLog {
+            store,
+            ..self.clone()
+        }
+    }
+
+    /// One application entry as a command written straight from its parts (no field list in
+    /// between): `XADD <stream> * <fields>`, or, with an idempotency key, the `APPEND_ONCE`
+    /// script under that token. Sent at most once either way.
+    fn entry_command(
+        &self,
+        author: &Author,
+        exchange_id: &str,
+        input: &ActivityInput,
+        ts: &str,
+        sha: &str,
+    ) -> Command {
+        let mut cmd = match &input.idempotency_key {
+            None => {
+                let mut c = Command::write_once("XADD", &self.key);
+                c.arg("*");
+                c
+            }
+            Some(token) => self.append_once_command(sha, token),
+        };
+        each_field(author, exchange_id, input, ts, |k, v| {
+            cmd.arg(k).arg(v);
+        });
+        cmd
+    }
+
+    /// Application entries as one send-once pipeline, each with its own ID or error, in
+    /// order. Keyed inputs go through `APPEND_ONCE` (its `SCRIPT LOAD` leads the pipeline, so
+    /// the `EVALSHA`s after it find the script even on a fresh or failed-over server). With
+    /// `durability.replicas`, a `WAIT` ends the pipeline, and an entry whose batch fewer
+    /// replicas acknowledged in time fails with a timeout (it may exist).
+    pub async fn append_inputs(
+        &self,
+        author: &Author,
+        inputs: &[&ActivityInput],
+        ts: &str,
+        durability: Durability,
+    ) -> Vec<Result<String>> {
+        let exchange_id = author.exchange_id.to_string();
+        let keyed = inputs.iter().any(|i| i.idempotency_key.is_some());
+        let sha = if keyed {
+            Self::append_once_sha()
+        } else {
+            String::new()
+        };
+        let mut cmds = Vec::with_capacity(inputs.len() + 2);
+        if keyed {
+            cmds.push(self.load_append_once());
+        }
+        let first = cmds.len();
+        cmds.extend(
+            inputs
+                .iter()
+                .map(|i| self.entry_command(author, &exchange_id, i, ts, &sha)),
+        );
+        if durability.replicas > 0 {
+            let mut wait = Command::with_args(Kind::Write, "WAIT", Some(&self.key));
+            wait.arg(durability.replicas)
+                .arg(durability.wait.as_millis() as u64);
+            cmds.push(wait);
+        }
+        let mut replies = match self.store.pipeline_once(cmds).await {
+            Ok(r) => r,
+            Err(e) => return inputs.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let waited = (durability.replicas > 0).then(|| replies.pop()).flatten();
+        let mut out: Vec<Result<String>> = replies
+            .into_iter()
+            .skip(first)
+            .zip(inputs)
+            .map(|(r, i)| r.and_then(|v| entry_id(v, i.idempotency_key.is_some())))
+            .collect();
+        if let Some(waited) = waited {
+            let short = match waited.and_then(|v| {
+                i64::from_redis_value(v).map_err(|e| {
+                    Error::Redis(format!("unexpected reply from Redis to WAIT: {e}"))
+                })
+            }) {
+                Ok(n) if n >= i64::from(durability.replicas) => None,
+                Ok(n) => Some(Error::Timeout(format!(
+                    "WAIT {key}: {n} of {want} replicas acknowledged the entry within {ms} ms (activityReplicas); the entry may exist",
+                    key = self.key,
+                    want = durability.replicas,
+                    ms = durability.wait.as_millis()
+                ))),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = short {
+                for r in out.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(e.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The connection this stream is read and written over (for the append-once module).
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The stream's key.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// The one XADD builder: `XADD <stream> * <fields...>`, sent at most once.
@@ -62,26 +194,6 @@ impl ActivityLog {
     /// XADD `*` (server time). Not retried: a timeout may or may not have written the entry.
     pub async fn append(&self, fields: &[(String, String)]) -> Result<String> {
         self.store.query(&self.xadd(fields)).await
-    }
-
-    /// Many XADDs as one send-once pipeline: each entry gets its own ID or its own error, in
-    /// order (IDs increase in the order of `entries`). A timeout or a dropped link fails every
-    /// entry of the pipeline: each may or may not have been written; none is sent twice.
-    pub async fn append_many(&self, entries: &[Vec<(String, String)>]) -> Vec<Result<String>> {
-        let cmds: Vec<Command> = entries.iter().map(|fields| self.xadd(fields)).collect();
-        match self.store.pipeline_once(&cmds).await {
-            Ok(replies) => replies
-                .into_iter()
-                .map(|r| {
-                    r.and_then(|v| {
-                        String::from_redis_value(v).map_err(|e| {
-                            Error::Redis(format!("unexpected reply from Redis to XADD: {e}"))
-                        })
-                    })
-                })
-                .collect(),
-            Err(e) => entries.iter().map(|_| Err(e.clone())).collect(),
-        }
     }
 
     /// Runs a query, paging with COUNT and filtering here, so `limit` counts matches.

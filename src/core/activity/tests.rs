@@ -24,6 +24,7 @@ fn encode_then_decode_round_trips() {
         from_state: Some(State::Idle),
         to_state: Some(State::Registering),
         fields: vec![("symbol".into(), "BTC-USD".into())],
+        idempotency_key: None,
     };
     let f = encode(&author, &input, "2026-01-01T00:00:00.000Z");
     let flat: Vec<Value> = f.iter().flat_map(|(k, v)| [bulk(k), bulk(v)]).collect();
@@ -151,4 +152,72 @@ proptest::proptest! {
         let _ = parse_bound("since", &Bound::Ms(ms));
         if let Ok(v) = parse_bound("since", &Bound::Id(s)) { proptest::prop_assert!(v == "-" || v == "+" || is_stream_id(&v)); }
     }
+}
+
+#[test]
+fn idempotency_keys_are_printable_ascii_without_whitespace() {
+    for ok in ["a", "!", "~", &"k".repeat(128), "order-4711:placed/2"] {
+        assert!(validate_idempotency_key(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "",
+        " ",
+        "a b",
+        "a\tb",
+        "caf\u{e9}",
+        "\u{7f}",
+        &"k".repeat(129),
+    ] {
+        assert!(
+            matches!(validate_idempotency_key(bad), Err(Error::InvalidOption(m)) if m.starts_with("idempotencyKey")),
+            "{bad:?}"
+        );
+    }
+    let i = ActivityInput {
+        event: "E".into(),
+        idempotency_key: Some("".into()),
+        ..Default::default()
+    };
+    assert!(validate_input(&i).is_err());
+}
+
+#[test]
+fn the_entry_layout_is_one_definition() {
+    let author = Author {
+        instance_id: "i".into(),
+        exchange: "x".into(),
+        exchange_id: 7,
+        hostname: "h".into(),
+        public_ip: Some("203.0.113.7".into()),
+    };
+    let input = ActivityInput {
+        event: "E".into(),
+        reason: Some("r".into()),
+        fields: vec![("k".into(), "v".into())],
+        idempotency_key: Some("not-written".into()),
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    each_field(&author, "7", &input, "T", |k, v| {
+        seen.push(format!("{k}={v}"))
+    });
+    assert_eq!(
+        seen,
+        [
+            "instanceId=i",
+            "event=E",
+            "exchange=x",
+            "exchangeId=7",
+            "reason=r",
+            "publicIp=203.0.113.7",
+            "hostname=h",
+            "ts=T",
+            "k=v"
+        ]
+    );
+    let encoded: Vec<String> = encode(&author, &input, "T")
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert_eq!(encoded, seen);
 }

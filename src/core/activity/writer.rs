@@ -1,7 +1,7 @@
 //! Appends on behalf of an author, ordered after a starting tail.
 
 use super::entry::{encode, ActivityInput, Author};
-use super::stream::ActivityLog;
+use super::stream::{ActivityLog, Durability};
 use crate::core::error::Result;
 
 /// Appends entries on behalf of an author, after the tail (if one is starting) has fixed
@@ -93,12 +93,42 @@ impl Writer {
         appended
     }
 
-    /// Appends many entries by `author` as one send-once pipeline (a tick's `logActivity`
-    /// calls): each gets its own ID or error, in order. Inputs must be validated already.
+    /// The same writer over another connection (replicated appends block theirs in `WAIT`).
+    pub fn over(&self, store: crate::core::store::Store) -> Self {
+        Writer {
+            log: self.log.over(store),
+            ..self.clone()
+        }
+    }
+
+    /// Appends one entry written by `author` at most once per `token` in namespace `ns`
+    /// ([`super::once`]): `(id, true)` when this call wrote it, `(first id, false)` when the
+    /// token already had its entry (nothing written).
+    pub async fn append_once_as(
+        &self,
+        author: &Author,
+        input: &ActivityInput,
+        ns: &str,
+        token: &str,
+    ) -> Result<(String, bool)> {
+        if !*self.tail_ready.borrow() {
+            let mut ready = self.tail_ready.clone();
+            let _ = tokio::time::timeout(self.wait_limit, ready.wait_for(|r| *r)).await;
+        }
+        let fields = encode(author, input, &crate::core::clock::iso_now());
+        let appended = self.log.append_once(ns, token, &fields).await;
+        self.metrics.appended(appended.is_ok());
+        appended
+    }
+
+    /// Appends many entries by `author` as one send-once pipeline (a chunk of `logActivity`
+    /// calls): each gets its own ID or error, in order; keyed ones at most once per key, all
+    /// acknowledged as `durability` asks. Inputs must be validated already.
     pub async fn append_many_as(
         &self,
         author: &Author,
         inputs: &[&ActivityInput],
+        durability: Durability,
     ) -> Vec<Result<String>> {
         if !*self.tail_ready.borrow() {
             let mut ready = self.tail_ready.clone();
@@ -106,8 +136,10 @@ impl Writer {
         }
         let timer = self.trace_start();
         let ts = crate::core::clock::iso_now();
-        let entries: Vec<_> = inputs.iter().map(|i| encode(author, i, &ts)).collect();
-        let appended = self.log.append_many(&entries).await;
+        let appended = self
+            .log
+            .append_inputs(author, inputs, &ts, durability)
+            .await;
         // Counted per entry, as single appends are.
         for r in &appended {
             self.metrics.appended(r.is_ok());

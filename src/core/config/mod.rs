@@ -61,6 +61,7 @@ pub struct RawOptions {
     pub heartbeat_ttl_ms: Option<f64>,
     pub sweep_interval_ms: Option<f64>,
     pub activity_retention_ms: Option<f64>,
+    pub activity_replicas: Option<f64>,
     pub trim_interval_ms: Option<f64>,
     pub dead_instance_ttl_ms: Option<f64>,
     pub discovery: Option<String>,
@@ -257,4 +258,7 @@ pub struct Config {
     pub on_heartbeat_lost: OnHeartbeatLost,
     pub on_drain_request: OnDrainRequest,
     pub log_level: LogLevel,
+    /// Replicas that must hold an application entry before `logActivity` resolves (`WAIT`);
+    /// 0: the master's acknowledgement is enough.
+    pub activity_replicas: u32,
 }

@@ -83,6 +83,22 @@ fn zero_turns_trimming_and_watchdog_off() {
 fn rejects_bad_values_naming_the_option() {
     type Mutation = Box<dyn Fn(&mut RawOptions)>;
     let cases: Vec<(Mutation, &str)> = vec![
+        (
+            Box::new(|o| o.activity_replicas = Some(-1.0)),
+            "activityReplicas",
+        ),
+        (
+            Box::new(|o| o.activity_replicas = Some(0.5)),
+            "activityReplicas",
+        ),
+        (
+            Box::new(|o| o.activity_replicas = Some(65.0)),
+            "activityReplicas",
+        ),
+        (
+            Box::new(|o| o.activity_replicas = Some(f64::INFINITY)),
+            "activityReplicas",
+        ),
         (Box::new(|o| o.exchange_id = Some(-1.0)), "exchangeId"),
         (Box::new(|o| o.exchange_id = Some(1.5)), "exchangeId"),
         (Box::new(|o| o.exchange_id = Some(f64::NAN)), "exchangeId"),
@@ -243,4 +259,17 @@ fn make_instance_id_matches_the_seed() {
         make_instance_id("DESKTOP-ABC", 1, 12345, 1707580800000),
         "DESKTOP-ABC:1:12345:1707580800000"
     );
+}
+
+#[test]
+fn activity_replicas_default_to_zero() {
+    assert_eq!(
+        Config::from_options(base(), None)
+            .unwrap()
+            .activity_replicas,
+        0
+    );
+    let mut o = base();
+    o.activity_replicas = Some(2.0);
+    assert_eq!(Config::from_options(o, None).unwrap().activity_replicas, 2);
 }

@@ -54,7 +54,28 @@ impl Config {
             on_heartbeat_lost,
             on_drain_request,
             log_level,
+            activity_replicas: activity_replicas(o.activity_replicas)?,
         })
+    }
+}
+
+/// Most replicas `activityReplicas` may ask for (a sanity bound: Redis has no fixed limit).
+pub const MAX_ACTIVITY_REPLICAS: u32 = 64;
+
+/// `activityReplicas`: an integer from 0 to [`MAX_ACTIVITY_REPLICAS`]; default 0.
+fn activity_replicas(v: Option<f64>) -> Result<u32> {
+    match v {
+        None => Ok(0),
+        Some(n)
+            if n.is_finite()
+                && n.fract() == 0.0
+                && (0.0..=MAX_ACTIVITY_REPLICAS as f64).contains(&n) =>
+        {
+            Ok(n as u32)
+        }
+        Some(n) => Err(Error::invalid(format!(
+            "activityReplicas must be an integer from 0 to {MAX_ACTIVITY_REPLICAS} (got {n})"
+        ))),
     }
 }
 

@@ -79,6 +79,7 @@ impl Network {
             from_state: Some(c.from),
             to_state: Some(c.to),
             fields: vec![("lifecycleEvent".into(), c.event.as_str().into())],
+            idempotency_key: None,
         };
         ctx.writer.append_as(&ctx.author(), &input).await?;
         Ok(())
@@ -207,6 +208,7 @@ impl Network {
         if let Some(r) = &reason {
             validate_reason(r)?;
         }
+        self.after_queued_appends().await;
         let _guard = self.inner.lifecycle.lock().await;
         self.ensure_open()?;
         self.drain_locked(reason).await
@@ -266,6 +268,7 @@ impl Network {
     /// registering|running → dead (ERROR), with the reason logged and recorded.
     pub async fn fail(&self, reason: String) -> Result<()> {
         validate_reason(&reason)?;
+        self.after_queued_appends().await;
         let _guard = self.inner.lifecycle.lock().await;
         self.ensure_open()?;
         self.transition(Event::Error, Some(reason.clone())).await?;
@@ -365,6 +368,7 @@ impl Network {
 
     /// Drains when running, then stops every task and releases the host's handles.
     pub async fn close(&self) -> Result<()> {
+        self.after_queued_appends().await;
         let _guard = self.inner.lifecycle.lock().await;
         if self.is_closed() {
             return Ok(());

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{watch, OnceCell};
 use tokio::task::JoinHandle;
 
-use crate::core::activity::{ActivityLog, Writer};
+use crate::core::activity::{ActivityLog, Ordered, Writer};
 use crate::core::config::{Config, PublicIpMode};
 use crate::core::error::{Error, Result};
 use crate::core::events::{EventSink, NetEvent};
@@ -52,6 +52,11 @@ struct Inner {
     /// `false` while a tail is starting and has not yet fixed its start point: our own
     /// appends wait for it, so a listener attached before a write always hears that write.
     tail_ready: watch::Sender<bool>,
+    /// The one ordered queue of this network's `logActivity` batches (call order across ticks).
+    ordered: Arc<Ordered>,
+    /// The connection of replicated appends (`activityReplicas` > 0), made on first use:
+    /// their `WAIT` blocks it, so it is not the shared one.
+    replicated: OnceCell<Store>,
 }
 
 /// The running background tasks, by group.
@@ -150,6 +155,8 @@ impl Network {
                 crews: Mutex::new(Crews::default()),
                 closed: AtomicBool::new(false),
                 tail_ready: watch::Sender::new(true),
+                ordered: Arc::new(Ordered::default()),
+                replicated: OnceCell::new(),
             }),
         }
     }
@@ -260,6 +267,16 @@ impl Network {
                 });
                 Ok(store)
             })
+            .await
+            .cloned()
+    }
+
+    /// The connection replicated appends use (see `Inner::replicated`).
+    async fn replicated_store(&self) -> Result<Store> {
+        let shared = self.store().await?;
+        self.inner
+            .replicated
+            .get_or_try_init(|| shared.dedicated_writer(self.inner.cfg.connection.command_timeout))
             .await
             .cloned()
     }

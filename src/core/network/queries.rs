@@ -1,8 +1,13 @@
 //! Operator calls (drain requests, forgetting, the lease, metrics) and queries (instances,
 //! the network snapshot, the activity stream) of one network member.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use super::Network;
-use crate::core::activity::{self, ActivityEntry, ActivityInput, ActivityLog, Query};
+use crate::core::activity::{
+    self, ActivityEntry, ActivityInput, ActivityLog, Durability, Query, Sink,
+};
 use crate::core::config::validate_instance_id;
 use crate::core::control;
 use crate::core::error::{Error, Result};
@@ -147,14 +152,78 @@ impl Network {
             return out;
         }
         let valid: Vec<&ActivityInput> = sendable.iter().map(|&i| &inputs[i]).collect();
-        let results = match self.ctx().await {
-            Ok(ctx) => ctx.writer.append_many_as(&ctx.author(), &valid).await,
+        let cfg = self.config();
+        let durability = Durability {
+            replicas: cfg.activity_replicas,
+            wait: cfg.connection.command_timeout,
+        };
+        let writer = match self.ctx().await {
+            Ok(ctx) if durability.replicas == 0 => Ok((ctx.writer.clone(), ctx.author())),
+            Ok(ctx) => self
+                .replicated_store()
+                .await
+                .map(|store| (ctx.writer.over(store), ctx.author())),
+            Err(e) => Err(e),
+        };
+        let results = match writer {
+            Ok((writer, author)) => writer.append_many_as(&author, &valid, durability).await,
             Err(e) => valid.iter().map(|_| Err(e.clone())).collect(),
         };
         for (i, r) in sendable.into_iter().zip(results) {
             out[i] = r;
         }
         out
+    }
+
+    /// Queues one flush's `logActivity` inputs (validated) behind every earlier flush of this
+    /// network; `sink` hears their results in call order. Returns the future that sends them
+    /// when no sender runs yet: the caller spawns it (the host owns the runtime). So there is
+    /// one ordered writer per network, and a flush never overtakes an earlier one.
+    pub fn submit_activity(
+        &self,
+        inputs: Vec<ActivityInput>,
+        sink: Arc<dyn Sink>,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if !self.inner.ordered.submit(inputs, sink) {
+            return None;
+        }
+        let net = self.clone();
+        Some(async move {
+            let queue = net.inner.ordered.clone();
+            queue
+                .drain(move |chunk| {
+                    let net = net.clone();
+                    async move {
+                        let n = chunk.len();
+                        // A bug must fail these calls, not stop the queue for good.
+                        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                            net.log_activity_batch(chunk),
+                        ))
+                        .await
+                        .unwrap_or_else(|_| {
+                            (0..n)
+                                .map(|_| {
+                                    Err(Error::Redis(
+                                        "internal error (a bug): the activity writer panicked"
+                                            .into(),
+                                    ))
+                                })
+                                .collect()
+                        })
+                    }
+                })
+                .await;
+        })
+    }
+
+    /// Waits until the `logActivity` calls queued before now are written and answered (a
+    /// lifecycle step called after them writes after them, as when each flush was its own
+    /// task), at most twice the command timeout: a stuck queue delays, never blocks, it.
+    pub(super) async fn after_queued_appends(&self) {
+        if let Some(done) = self.inner.ordered.barrier() {
+            let bound = self.inner.cfg.connection.command_timeout * 2;
+            let _ = tokio::time::timeout(bound, done).await;
+        }
     }
 
     /// Appends an entry of this instance's own.

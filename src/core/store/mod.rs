@@ -107,6 +107,19 @@ impl Store {
         .await
     }
 
+    /// Like [`Store::dedicated`], with its own send-once writer on a cluster: for appends
+    /// followed by `WAIT` (`activityReplicas`), which blocks its connection until replicas
+    /// acknowledge, so it must not share one with heartbeats or other writes.
+    pub async fn dedicated_writer(&self, block: Duration) -> Result<Self> {
+        Self::connect_with(
+            &self.inner.cfg,
+            self.inner.cfg.command_timeout + block,
+            None,
+            true,
+        )
+        .await
+    }
+
     async fn connect_with(
         cfg: &ConnectionConfig,
         response_timeout: Duration,

@@ -78,29 +78,49 @@ impl Store {
     /// through the send-once connection; commands that provably did not run (MOVED,
     /// TRYAGAIN, CLUSTERDOWN...: a whole-pipeline refusal, or those entries alone) are sent
     /// again until the command timeout, the others never.
-    pub async fn pipeline_once(&self, cmds: &[Command]) -> Result<Vec<Result<Value>>> {
-        let label = || cmds.first().map(|c| c.label.clone()).unwrap_or_default();
+    ///
+    /// Takes the commands by value: they are moved into the pipeline, not copied (a chunk of
+    /// appends is thousands of them). Each outcome is labelled with its own command.
+    pub async fn pipeline_once(&self, cmds: Vec<Command>) -> Result<Vec<Result<Value>>> {
+        let n = cmds.len();
+        let mut labels = Vec::with_capacity(n);
+        let mut pipe = redis::pipe();
+        for c in cmds {
+            labels.push(c.label);
+            pipe.add_command(c.cmd);
+        }
+        let first = || labels.first().cloned().unwrap_or_default();
         let Some(once) = &self.inner.once else {
-            let mut pipe = redis::pipe();
-            for c in cmds {
-                pipe.add_command(c.cmd.clone());
-            }
-            let values = self.pipeline(&pipe).await.map_err(|e| labelled(e, label))?;
-            return Ok(values.into_iter().map(|v| self.entry(v, label)).collect());
+            let values = self.pipeline(&pipe).await.map_err(|e| labelled(e, first))?;
+            return Ok(values
+                .into_iter()
+                .zip(&labels)
+                .map(|(v, l)| self.entry(v, || l.clone()))
+                .collect());
         };
         let deadline = tokio::time::Instant::now() + self.inner.response_timeout;
         let mut wait = Duration::from_millis(25);
-        let mut out: Vec<Option<Result<Value>>> = (0..cmds.len()).map(|_| None).collect();
-        let mut todo: Vec<usize> = (0..cmds.len()).collect();
+        let mut out: Vec<Option<Result<Value>>> = (0..n).map(|_| None).collect();
+        let mut todo: Vec<usize> = (0..n).collect();
         let mut conn = once.clone();
         loop {
-            let mut pipe = redis::pipe();
-            for &i in &todo {
-                pipe.add_command(cmds[i].cmd.clone());
-            }
+            // The first attempt sends the whole pipeline; a retry only the commands that
+            // provably did not run.
+            let retry;
+            let sending = if todo.len() == n {
+                &pipe
+            } else {
+                let mut p = redis::pipe();
+                let all: Vec<&redis::Cmd> = pipe.cmd_iter().collect();
+                for &i in &todo {
+                    p.add_command(all[i].clone());
+                }
+                retry = p;
+                &retry
+            };
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let sent =
-                tokio::time::timeout(remaining, conn.req_packed_commands(&pipe, 0, todo.len()));
+                tokio::time::timeout(remaining, conn.req_packed_commands(sending, 0, todo.len()));
             let err = match sent.await {
                 Ok(Ok(values)) => {
                     self.set_connected(true, None);
@@ -110,7 +130,7 @@ impl Store {
                         if not_run && tokio::time::Instant::now() + wait < deadline {
                             again.push(i);
                         } else {
-                            out[i] = Some(self.entry(v, label));
+                            out[i] = Some(self.entry(v, || labels[i].clone()));
                         }
                     }
                     if again.is_empty() {
@@ -133,7 +153,7 @@ impl Store {
                 wait = (wait * 2).min(Duration::from_millis(400));
                 continue;
             }
-            let mapped = labelled(self.map_err(err.clone()), label);
+            let mapped = labelled(self.map_err(err.clone()), first);
             if is_link_failure(&err) || retryable {
                 self.set_connected(false, Some(mapped.to_string()));
             }
@@ -145,7 +165,7 @@ impl Store {
         Ok(out
             .into_iter()
             .map(|o| {
-                o.unwrap_or_else(|| Err(Error::Redis(format!("{} failed: no reply", label()))))
+                o.unwrap_or_else(|| Err(Error::Redis(format!("{} failed: no reply", first()))))
             })
             .collect())
     }

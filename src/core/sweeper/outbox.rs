@@ -118,6 +118,7 @@ pub(super) async fn write_lost_entry(
             ("reporter".into(), ctx.instance_id().to_string()),
             ("reportToken".into(), token.to_string()),
         ],
+        idempotency_key: None,
     };
     ctx.writer.append_as(&author, &input).await?;
     ctx.metrics.peer_lost();
