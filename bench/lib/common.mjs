@@ -88,7 +88,10 @@ export function spawnChild(script, args = [], { execArgv = [], env = {} } = {}) 
       waiters.push(w);
     });
   };
-  const send = (msg) => { if (child.connected) child.send(msg); };
+  // A child that exits between the check and the write makes send() fail with EPIPE; its
+  // exit is reported by `exited`, so the failed write itself is not an error of the run.
+  child.on('error', () => {});
+  const send = (msg) => { if (child.connected) child.send(msg, () => {}); };
   const stop = async (timeoutMs = 10_000) => {
     if (exitInfo) return exitInfo;
     send({ type: 'stop' });
