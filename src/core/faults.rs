@@ -33,7 +33,52 @@ mod points {
             .any(|r| r == instance_id)
     }
 
+    /// Instance ids whose sweeper holds after its next winning mark-dead until released
+    /// (a reporter that pauses, then resumes); `true` once released.
+    static HOLD: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+
+    /// Holds the sweeper of `instance_id` after its next winning mark-dead until
+    /// [`release_after_mark_dead`]: a paused reporter that resumes later.
+    pub fn arm_hold_after_mark_dead(instance_id: &str) {
+        HOLD.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((instance_id.to_string(), false));
+    }
+
+    /// Lets a held sweeper of `instance_id` go on.
+    pub fn release_after_mark_dead(instance_id: &str) {
+        for (id, released) in HOLD.lock().unwrap_or_else(|p| p.into_inner()).iter_mut() {
+            if id == instance_id {
+                *released = true;
+            }
+        }
+    }
+
+    /// `None`: no hold armed for `instance_id`; else whether it was released.
+    fn hold_state(instance_id: &str) -> Option<bool> {
+        HOLD.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(id, _)| id == instance_id)
+            .map(|(_, r)| *r)
+    }
+
     pub async fn pause_after_mark_dead(instance_id: &str) {
+        if hold_state(instance_id) == Some(false) {
+            REACHED
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(instance_id.to_string());
+            eprintln!("fault point: held after mark-dead");
+            while hold_state(instance_id) == Some(false) {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            HOLD.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(id, _)| id != instance_id);
+            eprintln!("fault point: resumed after mark-dead");
+            return;
+        }
         let armed = ARMED
             .lock()
             .unwrap_or_else(|p| p.into_inner())

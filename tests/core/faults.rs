@@ -158,3 +158,55 @@ async fn killed_mid_report_another_sweeper_reports_once_standalone() {
 async fn killed_mid_report_another_sweeper_reports_once_cluster() {
     killed_mid_report(Topology::Cluster).await;
 }
+
+/// The sweeper `a` holds between its compare-and-set and its entry (a paused reporter) while
+/// the second sweeper `b` settles the owed report; then `a` resumes: still exactly one entry,
+/// and still one 3 s later.
+async fn paused_then_resumed(t: Topology) {
+    let backend = Backend::start(t);
+    let r = backend.client();
+    let prefix = uniq("fr");
+    let (a, _) = network(backend.opts(&prefix));
+    let a_id = a.instance_id().to_string();
+    faults::arm_hold_after_mark_dead(&a_id);
+    a.start().await.unwrap();
+    let lease = format!("{prefix}:sweeper");
+    assert!(
+        eventually(ms(3000), || r.get(&lease).as_deref() == Some(a_id.as_str())).await,
+        "{t:?}: the armed instance never took the sweeper lease"
+    );
+    let (b, _) = network(backend.opts(&prefix));
+    b.start().await.unwrap();
+    let (peer, _) = network(backend.opts(&prefix));
+    peer.start().await.unwrap();
+    let peer_id = peer.instance_id().to_string();
+    peer.abort(); // a crash: its heartbeat expires
+    assert!(
+        eventually(ms(5000), || faults::paused_after_mark_dead(&a_id)).await,
+        "{t:?}: the fault point was reached"
+    );
+    assert!(
+        eventually(ms(8000), || !lost_entries(&r, &prefix, &peer_id).is_empty()).await,
+        "{t:?}: the second sweeper never settled the owed HEARTBEAT_LOST"
+    );
+    faults::release_after_mark_dead(&a_id);
+    tokio::time::sleep(ms(3000)).await;
+    let entries = lost_entries(&r, &prefix, &peer_id);
+    assert_eq!(
+        entries.len(),
+        1,
+        "{t:?}: exactly one HEARTBEAT_LOST after the paused reporter resumed: {entries:?}"
+    );
+    b.close().await.unwrap();
+    a.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_reporter_resumes_after_another_settled_one_entry_standalone() {
+    paused_then_resumed(Topology::Standalone).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_reporter_resumes_after_another_settled_one_entry_cluster() {
+    paused_then_resumed(Topology::Cluster).await;
+}
