@@ -272,6 +272,7 @@ pub(crate) async fn sweep(
                     info.state = State::Dead;
                     info.last_state_change = at;
                     write_lost_entry(ctx, &info, from, &token).await?;
+                    faults::after_report_append(ctx.instance_id()).await;
                     registry.clear_report(&r.id, &token).await?;
                 }
                 changed = true;
@@ -440,6 +441,7 @@ async fn sweep_all(
                 info.state = State::Dead;
                 info.last_state_change = at;
                 write_lost_entry(ctx, &info, from, &token).await?;
+                faults::after_report_append(ctx.instance_id()).await;
                 registry.clear_report(&r.id, &token).await?;
             }
         } else if info.state == State::Dead {
