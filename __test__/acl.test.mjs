@@ -15,16 +15,16 @@ const NOSTREAM_PASSWORD = 'N0stream-pw';
 /** docs/ACL.md, "The rule" (keep in sync). */
 const COMMANDS = [
   'ping', 'set', 'get', 'del', 'exists', 'pexpire', 'pttl', 'time',
-  'hget', 'hmget', 'hgetall', 'hset',
+  'hget', 'hmget', 'hgetall', 'hset', 'hdel',
   'zadd', 'zrange', 'zrem', 'zscore',
   'lpop', 'rpush',
   'xadd', 'xrange', 'xrevrange', 'xread', 'xtrim', 'xlen',
-  'scan', 'evalsha', 'script|load', 'client|setname',
+  'scan', 'evalsha', 'script|load', 'client|setname', 'role', 'wait',
 ];
 /** docs/ACL.md: what a cluster client needs on top (topology discovery, resharding redirects). */
 const CLUSTER_COMMANDS = ['cluster|slots', 'asking'];
 const aclRule = (user, password, prefix, extra = '') =>
-  `${user} on >${password} resetkeys ~${prefix}:* resetchannels -@all ${COMMANDS.map((c) => `+${c}`).join(' ')} ${extra}`.trim();
+  `${user} on >${password} resetkeys ~${prefix}:* ~{${prefix}:activity}:* resetchannels -@all ${COMMANDS.map((c) => `+${c}`).join(' ')} ${extra}`.trim();
 
 let redis;
 const nets = [];
