@@ -170,6 +170,16 @@ test('acl cluster: the same user (plus cluster|slots, asking) runs everything on
       })));
     }
     await Promise.all(peers.map((p) => p.start()));
+    // A crashed peer: its HEARTBEAT_LOST goes through the report path (append once, WAIT for
+    // the stream master's replica) as this user.
+    const { child: crashed } = await spawnMember(fastOptions({
+      clusterNodes: cluster.urls, username: 'perseus', password: PASSWORD, keyPrefix: PREFIX, instanceId: 'aclc-crash',
+    }));
+    children.push(crashed);
+    await waitFor('aclc-crash joined', () => ev.instanceJoined.some((i) => i.instanceId === 'aclc-crash'), 5000);
+    crashed.kill('SIGKILL');
+    await waitFor('aclc-crash lost', () => ev.instanceLost.some((i) => i.instanceId === 'aclc-crash'), 8000);
+    assert.equal(await net.forgetInstance('aclc-crash'), true);
     const expected = ['aclc-1', ...peers.map((p) => p.instanceId)].sort();
     assert.deepEqual((await net.listInstances()).map((i) => i.instanceId).sort(), expected);
     // Operator verbs (issue 13) as the same user, across the cluster's slots.
