@@ -13,16 +13,8 @@ echo "== format and lints"
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 
-echo "== structure (issue 11): no core module outside network/ imports it; the store matches no command names"
-if grep -nE 'use super::network|crate::core::network' \
-    src/core/*.rs src/core/store/*.rs; then
-  echo "a core module imports network (only network/ may spawn or stop tasks)" >&2
-  exit 1
-fi
-if grep -nE '(const|static) [A-Z_]+: &\[&str\]|eq_ignore_ascii_case|args_iter\(\)\.next\(\)' src/core/store/*.rs; then
-  echo "the store matches command names (callers declare a Kind instead)" >&2
-  exit 1
-fi
+echo "== structure: core layers (no import circle, no upward import); the store matches no command names"
+bash scripts/layers-lint.sh
 
 echo "== build the addon (release)"
 npx napi build --platform --release

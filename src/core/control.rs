@@ -9,14 +9,15 @@ use serde::Serialize;
 
 use crate::core::activity::{ActivityInput, Author};
 use crate::core::clock::iso_now;
-use crate::core::config::{validate_instance_id, OnDrainRequest};
+use crate::core::config::OnDrainRequest;
 use crate::core::error::{Error, Result};
 use crate::core::events::{DrainRequest, NetEvent};
 use crate::core::fsm::State;
 use crate::core::keys::Keys;
-use crate::core::registry::{hash_from_value, parse_record, text, InstanceInfo};
+use crate::core::registry::{parse_record, InstanceInfo};
 use crate::core::store::{Command, Store};
 use crate::core::task::TaskCtx;
+use crate::core::wire::text::{hash_from_value, text};
 
 /// Queue a signal for one instance. Invariant: the list never outlives its expiry, renewed on
 /// every push, so a request to an instance that dies before reading it is dropped with the key.
@@ -37,7 +38,7 @@ const SIGNAL_TTLS: u32 = 3;
 #[serde(rename_all = "camelCase")]
 pub struct SweeperLease {
     pub instance_id: String,
-    #[serde(serialize_with = "crate::core::registry::int")]
+    #[serde(serialize_with = "crate::core::wire::text::int")]
     pub expires_in_ms: u64,
 }
 
@@ -69,7 +70,6 @@ pub fn hear_signals(ctx: &TaskCtx, raw: &[String]) -> Option<DrainRequest> {
 /// heartbeat. Writes DRAIN_REQUESTED first and then the signal, so the entry always precedes
 /// the target's DEREGISTERED.
 pub async fn request_drain(ctx: &TaskCtx, id: &str, reason: Option<String>) -> Result<bool> {
-    validate_instance_id("instanceId", id)?;
     let Some(raw) = ctx.registry.read_raw(&[id.to_string()]).await?.pop() else {
         return Ok(false);
     };
@@ -123,7 +123,6 @@ pub async fn request_drain(ctx: &TaskCtx, id: &str, reason: Option<String>) -> R
 /// instance beating in between still finds its record, and its next beat finds it gone and
 /// registers again (`REGISTERED`, reason "record was missing from Redis").
 pub async fn forget_instance(ctx: &TaskCtx, id: &str, force: bool) -> Result<bool> {
-    validate_instance_id("instanceId", id)?;
     let (store, keys, registry) = (&ctx.store, &ctx.keys, &ctx.registry);
     let heartbeat_key = keys.heartbeat(id);
     let mut zscore = Command::read("ZSCORE", &keys.instances());
@@ -247,7 +246,7 @@ pub async fn sweeper(store: &Store, keys: &Keys) -> Result<Option<SweeperLease>>
 fn conflict(id: &str, why: &str) -> Error {
     Error::Conflict(format!(
         "cannot forget instance '{}': {why}; pass force to forget it anyway",
-        crate::core::config::clip(id)
+        crate::core::redact::clip(id)
     ))
 }
 

@@ -104,8 +104,9 @@ impl Drop for Cell {
     }
 }
 
-/// `text` with each of `secrets` replaced by `***`.
-fn scrub_all(secrets: &[String], text: &str) -> String {
+/// `text` with each of `secrets` replaced by `***`: the one scrubber of secrets (the store's
+/// fixed passwords and this cell's rotated ones alike).
+pub fn scrub(secrets: &[String], text: &str) -> String {
     let mut out = text.to_string();
     for s in secrets.iter().filter(|s| !s.is_empty()) {
         out = out.replace(s.as_str(), "***");
@@ -182,7 +183,7 @@ impl Credentials {
     /// Replaces every password this cell has seen with `***`.
     pub fn scrub(&self, text: &str) -> String {
         let secrets = self.inner.secrets.lock().unwrap_or_else(|p| p.into_inner());
-        scrub_all(&secrets, text)
+        scrub(&secrets, text)
     }
 
     /// How long a blocking read may wait so that a pending re-AUTH (queued behind it on the
@@ -234,7 +235,7 @@ fn report(cell: &Cell, outcome: Result<()>) {
 async fn fetch_bounded(cell: &Cell, limit: Duration) -> Result<Creds> {
     let scrub = |t: &str| {
         let secrets = cell.secrets.lock().unwrap_or_else(|p| p.into_inner());
-        scrub_all(&secrets, t)
+        scrub(&secrets, t)
     };
     match tokio::time::timeout(limit, cell.source.fetch()).await {
         Err(_) => Err(Error::Timeout(format!(
@@ -386,7 +387,7 @@ async fn refresh_loop(cell: Weak<Cell>, limit: Duration, validate: Validator) {
 impl Cell {
     fn scrub_text(&self, text: &str) -> String {
         let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
-        scrub_all(&secrets, text)
+        scrub(&secrets, text)
     }
 }
 

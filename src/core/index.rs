@@ -12,8 +12,8 @@ use redis::Value;
 
 use crate::core::error::Result;
 use crate::core::keys::Keys;
-use crate::core::registry::text;
 use crate::core::store::{Command, Store};
+use crate::core::wire::text::text;
 
 /// Move one member's score from `ARGV[2]` to `ARGV[3]` only if it still is `ARGV[2]`.
 /// Invariant: a sweeper never overwrites a deadline a beat wrote after the sweeper read the

@@ -28,7 +28,7 @@ pub fn usable_endpoints(endpoints: Vec<String>) -> Vec<String> {
             if !ok {
                 tracing::debug!(
                     "public IP endpoint skipped: not an http(s) URL ({})",
-                    crate::core::config::clip(e)
+                    crate::core::redact::clip(e)
                 );
             }
             ok
@@ -39,7 +39,7 @@ pub fn usable_endpoints(endpoints: Vec<String>) -> Vec<String> {
 /// Asks each endpoint in turn; the first that answers a valid IPv4/IPv6 address within
 /// `timeout` wins. Never fails: `None` when no endpoint gave an address.
 pub async fn detect_public_ip(endpoints: &[String], timeout: Duration) -> Option<String> {
-    crate::core::store::install_crypto();
+    crate::core::wire::tls::install_crypto();
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)

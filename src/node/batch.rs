@@ -1,7 +1,7 @@
 //! Gathers the `logActivity()` calls of one JS tick into one pipeline.
 //!
-//! Each call validates its input at once (a bad one rejects alone, never queued), gets its own
-//! promise, and joins a per-JS-thread queue. The first call of a tick schedules a flush through
+//! Each call reads its input at once (the core validates it in the batch: a bad one fails
+//! alone and is not sent), gets its own promise, and joins a per-JS-thread queue. The first call of a tick schedules a flush through
 //! the JS thread's job queue ([`runtime::Link`], a threadsafe function): it runs once the
 //! current macrotask and its microtasks are done, the same boundary as ioredis'
 //! auto-pipelining. The flush hands each network's calls to the runtime as one task, which

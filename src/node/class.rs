@@ -9,9 +9,10 @@ use napi::Env;
 use napi_derive::napi;
 
 use crate::core::activity::make_query;
-use crate::core::config::{clip, Config};
+use crate::core::config::Config;
 use crate::core::error::Error as CoreError;
 use crate::core::network::Network;
+use crate::core::redact::clip;
 use crate::node::convert::{read_activity_input, read_options, Json, JsonText, Reader};
 use crate::node::errors::js_error;
 use crate::node::events::{tail_topic, Listeners, NodeSink, EVENT_NAMES};
@@ -302,18 +303,15 @@ impl PerseusNetwork {
         env: &'e Env,
         input: Option<Unknown>,
     ) -> napi::Result<Object<'e>> {
-        // Checked now, so a bad input rejects alone and is never queued (a closed network
-        // says so first, as before).
+        // Read now (a closed network says so first); the core validates it in the batch,
+        // where a bad input fails alone and is not sent.
         let input = match self.net.ensure_open().and_then(|()| {
             Reader::new(input, "input", "input.").and_then(|r| {
                 r.ok_or_else(|| CoreError::invalid("input must be an object with an event"))
                     .and_then(|r| read_activity_input(&r))
             })
         }) {
-            Ok(i) => match crate::core::activity::validate_input(&i) {
-                Ok(()) => i,
-                Err(e) => return rejected(env, e),
-            },
+            Ok(i) => i,
             Err(e) => return rejected(env, e),
         };
         crate::node::batch::log_activity(env, &self.net, input)
@@ -485,8 +483,7 @@ fn required_id(v: Option<Unknown>) -> Result<String, CoreError> {
     let id = v
         .ok_or_else(|| CoreError::invalid("instanceId is required"))
         .and_then(|v| crate::node::convert::as_string("instanceId", v))?;
-    crate::core::config::validate_instance_id("instanceId", &id)?;
-    Ok(id)
+    Ok(id) // checked by the core (`Network::request_drain`, `forget_instance`)
 }
 
 fn optional_reason(v: Option<Unknown>) -> Result<Option<String>, CoreError> {
@@ -494,13 +491,6 @@ fn optional_reason(v: Option<Unknown>) -> Result<Option<String>, CoreError> {
     if v.get_type().map_err(crate::node::convert::napi_err)? == napi::ValueType::Undefined {
         return Ok(None);
     }
-    let s = crate::node::convert::as_string("reason", v)?;
-    if s.chars().count() > crate::core::activity::MAX_REASON_LEN {
-        return Err(CoreError::invalid(format!(
-            "reason must be at most {} characters (got {})",
-            crate::core::activity::MAX_REASON_LEN,
-            s.chars().count()
-        )));
-    }
-    Ok(Some(s))
+    // Its length is checked by the core (`Network::request_drain`).
+    crate::node::convert::as_string("reason", v).map(Some)
 }

@@ -163,7 +163,7 @@ impl<'a> Reader<'a> {
                     CoreError::invalid(format!(
                         "{} must be one of idle, registering, running, draining, dead (got '{}')",
                         self.name(key),
-                        crate::core::config::clip(&s)
+                        crate::core::redact::clip(&s)
                     ))
                 })
             })

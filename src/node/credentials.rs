@@ -13,9 +13,9 @@ use napi::bindgen_prelude::{FnArgs, Function, FunctionRef, JsValue, Object, Unkn
 use napi::{Env, ValueType};
 use tokio::sync::oneshot;
 
-use crate::core::config::clip;
 use crate::core::credentials::{CredentialSource, Creds, FetchFuture};
 use crate::core::error::Error as CoreError;
+use crate::core::redact::clip;
 use crate::node::convert::{napi_err, Reader};
 use crate::node::runtime::{self, Link};
 

@@ -30,13 +30,13 @@ pub fn next_state_js(
     let from: State = from.parse().map_err(|_| {
         fail(CoreError::invalid(format!(
             "from must be one of idle, registering, running, draining, dead (got '{}')",
-            crate::core::config::clip(&from)
+            crate::core::redact::clip(&from)
         )))
     })?;
     let event: Event = event.parse().map_err(|_| {
         fail(CoreError::invalid(format!(
             "event must be one of REGISTER, REGISTERED, DRAIN, DRAINED, ERROR, HEARTBEAT_LOST (got '{}')",
-            crate::core::config::clip(&event)
+            crate::core::redact::clip(&event)
         )))
     })?;
     Ok(next_state(from, event).map(State::as_str))

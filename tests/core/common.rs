@@ -550,7 +550,7 @@ pub fn ms(n: u64) -> Duration {
 }
 
 pub fn now_ms() -> u64 {
-    perseus_native::core::config::now_ms()
+    perseus_native::core::clock::now_ms()
 }
 
 /// `(event, fromState, toState)` of every entry of a raw stream read.

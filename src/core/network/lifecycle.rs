@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::Value;
 
 use super::Network;
-use crate::core::activity::ActivityInput;
+use crate::core::activity::{validate_reason, ActivityInput};
 use crate::core::clock::{iso_now, now_ms};
 use crate::core::config::{OnHeartbeatLost, PublicIpMode};
 use crate::core::error::{Error, Result};
@@ -190,6 +190,9 @@ impl Network {
 
     /// running → draining → dead. Idempotent on a dead instance.
     pub async fn drain(&self, reason: Option<String>) -> Result<()> {
+        if let Some(r) = &reason {
+            validate_reason(r)?;
+        }
         let _guard = self.inner.lifecycle.lock().await;
         self.ensure_open()?;
         self.drain_locked(reason).await
@@ -248,6 +251,7 @@ impl Network {
 
     /// registering|running → dead (ERROR), with the reason logged and recorded.
     pub async fn fail(&self, reason: String) -> Result<()> {
+        validate_reason(&reason)?;
         let _guard = self.inner.lifecycle.lock().await;
         self.ensure_open()?;
         self.transition(Event::Error, Some(reason.clone())).await?;

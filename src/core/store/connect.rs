@@ -1,7 +1,6 @@
 //! Building clients: standalone connection managers and cluster clients, with TLS (custom CA,
 //! insecure mode) and AUTH/ACL credentials from the connection config.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -9,36 +8,31 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisError, TlsCertificates, TlsMode};
 
-use super::errors::{connect_failure, describe, scrub};
+use super::errors::{connect_failure, describe};
 use super::Conn;
 use crate::core::config::{ConnectionConfig, Target};
+use crate::core::credentials::scrub;
+use crate::core::credentials::Validator;
 use crate::core::error::{Error, Result};
-
-static CRYPTO: Once = Once::new();
-
-/// Installs ring as rustls' process-wide crypto provider, once (needed before any TLS use).
-pub fn install_crypto() {
-    CRYPTO.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
+use crate::core::wire::tls::install_crypto;
 
 /// Opens the connection(s) for `cfg` within its connect timeout: the shared one and, on a
-/// cluster with `with_once`, the send-once one (see [`super::Store`]).
+/// cluster with `with_once`, the send-once one (see [`super::Store`]). `validator` checks
+/// rotating credentials before they are used (given by the caller, so building clients does
+/// not depend on the rotation code that itself builds probe clients).
 pub(super) async fn open(
     cfg: &ConnectionConfig,
     secrets: &[String],
     response_timeout: Duration,
     with_once: bool,
+    validator: impl FnOnce() -> Validator,
 ) -> Result<(Conn, Option<ClusterConnection>)> {
     install_crypto();
     let began = tokio::time::Instant::now();
     if let Some(creds) = &cfg.credentials {
         // The first credentials (start() and the first query wait for them), within the same
         // connect timeout as the connection itself.
-        creds
-            .ready(cfg.connect_timeout, super::rotation::validator(cfg))
-            .await?;
+        creds.ready(cfg.connect_timeout, validator()).await?;
     }
     let scrub = |e: RedisError| {
         let text = scrub(secrets, &describe(&e));

@@ -104,17 +104,6 @@ pub(super) fn connect_failure(cfg: &ConnectionConfig, msg: &str) -> String {
     format!("could not connect to Redis at {target}: {msg}{hint}")
 }
 
-/// Replaces every secret in `text` with `***`.
-pub fn scrub(secrets: &[String], text: &str) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if !s.is_empty() {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
-}
-
 /// The secrets of a connection config: the password option and any password in a URL
 /// (as written and percent-decoded).
 pub(super) fn secrets_of(cfg: &ConnectionConfig) -> Vec<String> {
@@ -147,8 +136,8 @@ fn url_decode(s: &str) -> std::result::Result<String, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::credentials::scrub;
     use redis::Value;
-    use std::time::Duration;
 
     #[test]
     fn scrub_removes_every_secret() {
@@ -198,17 +187,8 @@ mod tests {
 
     #[test]
     fn tls_connect_failures_get_a_hint_and_no_secret() {
-        let mut cfg = ConnectionConfig {
-            target: Target::Standalone("rediss://u:pw@h:1".into()),
-            username: None,
-            password: None,
-            tls_ca_cert: None,
-            tls_insecure: false,
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-            credentials: None,
-            client_name: None,
-        };
+        let mut cfg =
+            ConnectionConfig::for_test(Target::Standalone("rediss://u:pw@h:1".into()), None);
         let m = connect_failure(&cfg, "invalid peer certificate: UnknownIssuer");
         assert!(m.contains("set tlsCaCert"), "{m}");
         assert!(!m.contains("pw@"), "{m}");
@@ -222,17 +202,10 @@ mod tests {
 
     #[test]
     fn url_passwords_are_secrets_too() {
-        let cfg = ConnectionConfig {
-            target: Target::Standalone("redis://u:p%40ss@h:1".into()),
-            username: None,
-            password: Some("opt".into()),
-            tls_ca_cert: None,
-            tls_insecure: false,
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-            credentials: None,
-            client_name: None,
-        };
+        let cfg = ConnectionConfig::for_test(
+            Target::Standalone("redis://u:p%40ss@h:1".into()),
+            Some("opt".into()),
+        );
         let s = secrets_of(&cfg);
         assert!(s.contains(&"opt".to_string()));
         assert!(s.contains(&"p%40ss".to_string()));

@@ -1,4 +1,4 @@
-//! Plain connections for bulk reads whose replies [`crate::core::resp`] decodes itself.
+//! Plain connections for bulk reads whose replies [`crate::core::wire::resp`] scans itself.
 //!
 //! Why: the `redis` crate parses every reply into its `Value` tree and offers no hook for the
 //! raw bytes, and a 100,000-entry query spends most of its Rust time there. So range reads
@@ -19,7 +19,9 @@ use tokio::net::TcpStream;
 
 use crate::core::config::{ConnectionConfig, Target};
 use crate::core::credentials::Creds;
-use crate::core::resp::FrameScanner;
+use crate::core::wire::resp::FrameScanner;
+use crate::core::wire::slots::{slot_of, SlotTable};
+use crate::core::wire::tls;
 
 /// Why a direct read did not give a reply.
 #[derive(Debug)]
@@ -54,8 +56,6 @@ struct Plan {
 pub struct Direct {
     cfg: ConnectionConfig,
     idle: Mutex<Vec<Conn>>,
-    /// Cluster: `(first slot, last slot, host, port)` of each master, from CLUSTER SLOTS.
-    slots: Mutex<Vec<(u16, u16, String, u16)>>,
     tls: Mutex<Option<Arc<rustls::ClientConfig>>>,
 }
 
@@ -64,13 +64,12 @@ impl Direct {
         Direct {
             cfg: cfg.clone(),
             idle: Mutex::new(Vec::new()),
-            slots: Mutex::new(Vec::new()),
             tls: Mutex::new(None),
         }
     }
 
     /// Sends one packed command about `key` and returns its whole reply, undecoded.
-    /// `slot_map` fetches CLUSTER SLOTS through the crate when a cluster map is needed.
+    /// `slot_map` gives the store's one cached slot table when a cluster map is needed.
     pub async fn request<F, Fut>(
         &self,
         key: &str,
@@ -79,7 +78,7 @@ impl Direct {
     ) -> Result<Vec<u8>, Miss>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Option<Vec<(u16, u16, String, u16)>>>,
+        Fut: std::future::Future<Output = Option<Arc<SlotTable>>>,
     {
         let node = match &self.cfg.target {
             Target::Standalone(url) => {
@@ -87,31 +86,21 @@ impl Direct {
                 (host, port)
             }
             Target::Cluster(_) => {
-                let slot = crate::core::slots::slot_of(key.as_bytes());
-                if self.slots.lock().map(|s| s.is_empty()).unwrap_or(true) {
-                    let map = slot_map().await.ok_or_else(|| miss("no slot map"))?;
-                    if let Ok(mut s) = self.slots.lock() {
-                        *s = map;
-                    }
+                let table = slot_map().await.ok_or_else(|| miss("no slot map"))?;
+                let m = table
+                    .master_of(slot_of(key.as_bytes()))
+                    .ok_or_else(|| miss("slot not covered"))?;
+                let (host, port) = table.address(m);
+                if host.is_empty() {
+                    return Err(miss("no master address"));
                 }
-                let s = self.slots.lock().map_err(|_| miss("poisoned"))?;
-                s.iter()
-                    .find(|(a, b, _, _)| (*a..=*b).contains(&slot))
-                    .map(|(_, _, h, p)| (h.clone(), *p))
-                    .ok_or_else(|| miss("slot not covered"))?
+                (host.clone(), *port)
             }
         };
         let limit = self.cfg.command_timeout;
         match tokio::time::timeout(limit, self.exchange(node, packed)).await {
             Ok(r) => r,
             Err(_) => Err(Miss::Timeout),
-        }
-    }
-
-    /// Forgets the cluster map (after a MOVED or any refusal): the next read fetches it again.
-    pub fn forget_slots(&self) {
-        if let Ok(mut s) = self.slots.lock() {
-            s.clear();
         }
     }
 
@@ -243,34 +232,8 @@ impl Direct {
         if let Some(c) = cached.as_ref() {
             return Ok(c.clone());
         }
-        crate::core::store::install_crypto();
-        let builder = rustls::ClientConfig::builder();
-        let config = if insecure {
-            let provider = rustls::crypto::CryptoProvider::get_default()
-                .ok_or_else(|| miss("no crypto provider"))?;
-            let mut c = builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAny(
-                    provider.signature_verification_algorithms,
-                )))
-                .with_no_client_auth();
-            c.enable_sni = false;
-            c
-        } else {
-            let mut roots = rustls::RootCertStore::empty();
-            match &self.cfg.tls_ca_cert {
-                Some(pem) => {
-                    use rustls::pki_types::pem::PemObject;
-                    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                        let cert = cert.map_err(|e| miss(&e.to_string()))?;
-                        roots.add(cert).map_err(|e| miss(&e.to_string()))?;
-                    }
-                }
-                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        };
-        let config = Arc::new(config);
+        let config =
+            tls::client_config(insecure, self.cfg.tls_ca_cert.as_deref()).map_err(|e| miss(&e))?;
         *cached = Some(config.clone());
         Ok(config)
     }
@@ -315,72 +278,5 @@ fn same_creds(a: &Option<Arc<Creds>>, b: &Option<Arc<Creds>>) -> bool {
         (None, None) => true,
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
         _ => false,
-    }
-}
-
-/// Parses a CLUSTER SLOTS reply into `(first, last, host, port)` of each range's master.
-pub fn parse_slots(v: &redis::Value) -> Option<Vec<(u16, u16, String, u16)>> {
-    use redis::Value;
-    let Value::Array(ranges) = v else { return None };
-    let mut out = Vec::new();
-    for r in ranges {
-        let Value::Array(parts) = r else { return None };
-        let (Some(Value::Int(a)), Some(Value::Int(b)), Some(Value::Array(master))) =
-            (parts.first(), parts.get(1), parts.get(2))
-        else {
-            return None;
-        };
-        let host = match master.first()? {
-            Value::BulkString(h) => String::from_utf8(h.clone()).ok()?,
-            Value::SimpleString(h) => h.clone(),
-            _ => return None,
-        };
-        let Some(Value::Int(port)) = master.get(1) else {
-            return None;
-        };
-        if host.is_empty() {
-            return None;
-        }
-        out.push((*a as u16, *b as u16, host, *port as u16));
-    }
-    Some(out)
-}
-
-/// `tlsInsecure`: accepts any certificate, as the crate's insecure mode does.
-#[derive(Debug)]
-struct AcceptAny(rustls::crypto::WebPkiSupportedAlgorithms);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_schemes()
     }
 }

@@ -1,5 +1,6 @@
-//! Which master serves which key on a Redis Cluster, so a batch of single-key commands can go
-//! to each master as one pipeline instead of one request per key.
+//! Which master serves which key on a Redis Cluster: the one slot table and its `CLUSTER SLOTS`
+//! parser, so a batch of single-key commands can go to each master as one pipeline instead of
+//! one request per key, and a direct range read to the master that owns its key.
 //!
 //! The `redis` crate's cluster client routes every request on its own (a channel message, a
 //! boxed future and a connection lookup each) and refuses pipelines whose keys span slots. At
@@ -54,6 +55,8 @@ pub struct SlotTable {
     owner: Vec<u16>,
     /// For each master: the first slot it serves.
     representative: Vec<u16>,
+    /// For each master: its address as the reply names it.
+    addresses: Vec<(String, u16)>,
 }
 
 /// Marks a slot no master serves.
@@ -107,6 +110,7 @@ impl SlotTable {
         Some(SlotTable {
             owner,
             representative,
+            addresses: masters,
         })
     }
 
@@ -121,6 +125,11 @@ impl SlotTable {
     /// How many masters the table knows.
     pub fn masters(&self) -> usize {
         self.representative.len()
+    }
+
+    /// The address (`host`, `port`) of master `m`, for connections of our own.
+    pub fn address(&self, m: usize) -> &(String, u16) {
+        &self.addresses[m]
     }
 
     /// A slot served by master `m`, to route its pipeline through the client's own slot map.

@@ -1,0 +1,123 @@
+//! One sweeper for the whole network: a lease elects it, it sees each death as the heartbeat
+//! key expires, and a compare-and-set on the dead peer's hash guarantees one HEARTBEAT_LOST
+//! entry per death however many instances sweep.
+
+//!
+//! One concept per file: `lease`, `sweep` (both modes), `outbox` (owed death reports),
+//! `cache` (the record cache), `snapshot` (`network:state` pacing).
+
+mod cache;
+mod lease;
+mod outbox;
+mod snapshot;
+mod sweep;
+#[cfg(test)]
+mod tests;
+
+pub use lease::release;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::registry::InstanceInfo;
+use crate::core::task::{Exit, Shutdown, TaskCtx};
+
+use cache::*;
+use lease::*;
+use outbox::*;
+use snapshot::*;
+use sweep::*;
+
+/// The sweeper's snapshot of the network (`<prefix>:network:state`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkState {
+    pub updated_at: String,
+    pub updated_by: String,
+    pub instances: Vec<InstanceInfo>,
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// Runs while the instance is started: competes for the lease and sweeps while holding it,
+/// until shutdown. A sweep stops between instances, never between a compare-and-set and its
+/// HEARTBEAT_LOST entry.
+pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
+    let timing = ctx.cfg.timing.clone();
+    // The lease lasts one heartbeat TTL and is renewed every heartbeat interval, so when the
+    // sweeper dies its lease lapses about when its own heartbeat does.
+    let lease = timing.heartbeat_ttl;
+    let renew_every = timing.heartbeat_interval;
+    let mut next_sweep = Instant::now();
+    let mut failing = false;
+    let mut memo = SnapshotMemo::default();
+    let mut cache = RecordCache::default();
+    let mut outbox = Outbox::default();
+    loop {
+        let due = Instant::now() >= next_sweep;
+        let attempt = tokio::select! {
+            biased;
+            _ = shutdown.requested() => return Exit::Stopped,
+            r = lease_with_view(&ctx, lease, due) => r,
+        };
+        let (leased, view) = match attempt {
+            Ok((l, view)) => (Ok(l), view),
+            Err(e) => (Err(e), None),
+        };
+        ctx.metrics.set_sweeper_leader(matches!(leased, Ok(None)));
+        let wait = match leased {
+            Ok(None) => {
+                if due {
+                    let mut state = SweepState {
+                        memo: &mut memo,
+                        cache: &mut cache,
+                        outbox: &mut outbox,
+                    };
+                    match sweep(&ctx, &mut state, view, &mut shutdown).await {
+                        Ok(soonest) => {
+                            failing = false;
+                            let by_interval = timing.sweep_interval;
+                            let by_expiry = soonest
+                                .map(|ms| Duration::from_millis(ms.max(0) as u64 + 2))
+                                .unwrap_or(by_interval);
+                            next_sweep = Instant::now() + by_interval.min(by_expiry);
+                        }
+                        Err(e) => {
+                            if !failing {
+                                ctx.report_error(e, "sweep failed");
+                            }
+                            failing = true;
+                            next_sweep = Instant::now() + timing.sweep_interval;
+                        }
+                    }
+                }
+                next_sweep
+                    .saturating_duration_since(Instant::now())
+                    .min(renew_every)
+            }
+            Ok(Some(other_ttl)) => {
+                // Someone else sweeps: try again when their lease would lapse.
+                next_sweep = Instant::now();
+                Duration::from_millis(other_ttl.max(1) as u64 + 1).min(timing.sweep_interval)
+            }
+            Err(e) => {
+                if !failing {
+                    ctx.report_error(e, "sweeper lease failed");
+                }
+                failing = true;
+                timing.heartbeat_interval
+            }
+        };
+        if shutdown.sleep(wait).await {
+            return Exit::Stopped;
+        }
+    }
+}
+
+/// What a sweeper keeps from sweep to sweep.
+struct SweepState<'a> {
+    memo: &'a mut SnapshotMemo,
+    cache: &'a mut RecordCache,
+    outbox: &'a mut Outbox,
+}

@@ -1,0 +1,247 @@
+//! One sweep in either mode: index mode (only the members whose deadline passed) and scan
+//! mode (every record), with the metrics of a finished sweep.
+
+use std::time::Instant;
+
+use crate::core::clock::{iso_now, now_ms};
+use crate::core::config::Discovery;
+use crate::core::error::Result;
+use crate::core::faults;
+use crate::core::fsm::State;
+use crate::core::index::IndexView;
+use crate::core::registry::{parse_record, InstanceInfo};
+use crate::core::task::{Shutdown, TaskCtx};
+
+use super::outbox::*;
+use super::snapshot::*;
+use super::SweepState;
+
+/// How long after a dead record's expiry the sweeper looks again (so it is gone by then).
+pub(super) const EXPIRY_MARGIN_MS: u64 = 1000;
+
+/// One sweep. Returns how long (ms) until the soonest known heartbeat deadline.
+///
+/// Index mode: only the members whose deadline passed are read (`view`, or read here), each
+/// judged alone: alive (a clock or an older writer scored it early) → pushed back to its
+/// real deadline; heartbeat gone → lost, reported once by the compare-and-set; dead → looked
+/// at again when its record should have expired, or every sweep while it owes its report;
+/// record gone → leaves the index. The whole network is read only when `network:state` may
+/// be due ([`SnapshotMemo`]). So a sweep's cost follows the deaths, not the network's size.
+/// On shutdown it returns between instances (never between a compare-and-set and its
+/// entry), without a snapshot.
+pub(crate) async fn sweep(
+    ctx: &TaskCtx,
+    st: &mut SweepState<'_>,
+    view: Option<IndexView>,
+    shutdown: &mut Shutdown,
+) -> Result<Option<i64>> {
+    if ctx.cfg.discovery == Discovery::Scan {
+        return sweep_all(ctx, st, shutdown).await;
+    }
+    let began = Instant::now();
+    let registry = &ctx.registry;
+    let now = now_ms();
+    let read = async {
+        let view = match view {
+            Some(v) => v,
+            None => registry.index_view(now).await?,
+        };
+        let ids: Vec<String> = view.due.iter().map(|(id, _)| id.clone()).collect();
+        let raw = registry.read_raw(&ids).await?;
+        Ok::<_, crate::core::error::Error>((view, raw))
+    };
+    let (view, raw) = tokio::select! {
+        biased;
+        _ = shutdown.requested() => return Ok(None),
+        r = read => r?,
+    };
+    let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
+    let mut alive = Vec::new();
+    let mut later = Vec::new();
+    let mut gone = Vec::new();
+    let mut owed: Vec<(String, InstanceInfo)> = Vec::new();
+    let mut changed = false;
+    for (r, (_, score)) in raw.into_iter().zip(&view.due) {
+        let info = if r.hash.is_empty() {
+            None
+        } else {
+            parse_record(&r.id, &r.hash, r.heartbeat.as_deref())
+        };
+        let report_token = r.hash.get("reportToken").filter(|t| !t.is_empty()).cloned();
+        if r.heartbeat_pttl >= 0 || r.heartbeat.is_some() {
+            // Alive: back to its real deadline (a key without TTL: look again much later).
+            let ms = if r.heartbeat_pttl >= 0 {
+                r.heartbeat_pttl as u64
+            } else {
+                dead_ttl.as_millis() as u64
+            };
+            alive.push((r.id, now + ms));
+            continue;
+        }
+        if r.hash.is_empty() {
+            gone.push(r.id); // record and heartbeat both gone: it has expired
+            changed = true;
+            continue;
+        }
+        match info {
+            Some(mut info) if info.state != State::Dead => {
+                if shutdown.is_requested() {
+                    return Ok(None);
+                }
+                report_loss(ctx, &r.id, &mut info).await?;
+                changed = true;
+                later.push((r.id, score.clone()));
+            }
+            Some(info) => match report_token {
+                // Owes its HEARTBEAT_LOST entry: stays due (read every sweep) until settled.
+                Some(token) => owed.push((token, info)),
+                None => later.push((r.id, score.clone())),
+            },
+            None => later.push((r.id, score.clone())), // not ours to judge: look again later
+        }
+    }
+    if !settle_owed(ctx, st, owed, shutdown).await {
+        return Ok(None);
+    }
+    registry.push_back(&alive).await?;
+    registry.forget_many(&gone).await?;
+    if !later.is_empty() {
+        // Look again when the dead record should have expired (its entry then leaves).
+        let ids: Vec<String> = later.iter().map(|(id, _)| id.clone()).collect();
+        let ttls = registry.record_ttls(&ids).await?;
+        let moves: Vec<(String, String, u64)> = later
+            .into_iter()
+            .zip(ttls)
+            .map(|((id, old), ttl)| {
+                let ms = ttl.unwrap_or(dead_ttl.as_millis() as u64);
+                (id, old, now + ms + EXPIRY_MARGIN_MS)
+            })
+            .collect();
+        registry.reschedule(&moves).await?;
+    }
+    // The soonest deadline known: the next one in the index, or a member just pushed back
+    // (its key had not expired yet: look again right when it does).
+    let soonest = alive
+        .iter()
+        .map(|(_, at)| *at)
+        .chain(view.next_deadline)
+        .min();
+    let soonest_ms = soonest.map(|d| d.saturating_sub(now_ms()) as i64);
+    ctx.log.debug(
+        serde_json::json!({ "due": view.due.len(), "soonestExpiryMs": soonest_ms }),
+        "sweep done",
+    );
+    if st
+        .memo
+        .full_read_due(changed, ctx.cfg.timing.sweep_interval)
+    {
+        let read = async {
+            let ids = registry.ids(Discovery::Index).await?;
+            // Deadlines come from the index: no heartbeat PTTLs needed (a third fewer reads).
+            st.cache.refresh(registry, &ids, false).await
+        };
+        let swept = tokio::select! {
+            biased;
+            _ = shutdown.requested() => return Ok(None),
+            r = read => r?,
+        };
+        st.memo.full_read_done();
+        let instances: Vec<InstanceInfo> = swept.into_iter().filter_map(|r| r.info).collect();
+        record_sweep(ctx, began, Some(&instances));
+        write_snapshot(ctx, st.memo, instances).await?;
+    } else {
+        record_sweep(ctx, began, None);
+    }
+    Ok(soonest.map(|d| d.saturating_sub(now_ms()) as i64))
+}
+
+/// Counts a finished sweep in the metrics; `instances`: what it read in full, when it did
+/// (a sweep of only the due members leaves the by-state gauges as the last full read set them).
+pub(super) fn record_sweep(ctx: &TaskCtx, began: Instant, instances: Option<&[InstanceInfo]>) {
+    let counts = instances.map(state_counts).unwrap_or_default();
+    ctx.metrics.swept(
+        began.elapsed(),
+        State::ALL
+            .iter()
+            .filter_map(|s| counts.get(s.as_str()).map(|n| (*s, *n))),
+    );
+}
+
+/// A sweep in scan mode (no index, so no deadlines): reads every record, every sweep.
+/// Returns the soonest remaining heartbeat PTTL (ms) among live instances.
+pub(super) async fn sweep_all(
+    ctx: &TaskCtx,
+    st: &mut SweepState<'_>,
+    shutdown: &mut Shutdown,
+) -> Result<Option<i64>> {
+    let began = Instant::now();
+    let registry = &ctx.registry;
+    let read = async {
+        let ids = registry.ids(ctx.cfg.discovery).await?;
+        st.cache.refresh(registry, &ids, true).await
+    };
+    let raw = tokio::select! {
+        biased;
+        _ = shutdown.requested() => return Ok(None),
+        r = read => r?,
+    };
+    let mut soonest: Option<i64> = None;
+    let mut instances = Vec::with_capacity(raw.len());
+    let mut expired = Vec::new();
+    let mut owed: Vec<(String, InstanceInfo)> = Vec::new();
+    for r in raw {
+        let Some(mut info) = r.info else {
+            if r.missing && r.heartbeat.is_none() {
+                expired.push(r.id);
+            }
+            continue;
+        };
+        if r.heartbeat_pttl >= 0 {
+            soonest = Some(soonest.map_or(r.heartbeat_pttl, |s| s.min(r.heartbeat_pttl)));
+        } else if r.heartbeat.is_none() && info.state != State::Dead {
+            if shutdown.is_requested() {
+                return Ok(soonest);
+            }
+            report_loss(ctx, &r.id, &mut info).await?;
+        } else if info.state == State::Dead {
+            if let Some(token) = &r.report_token {
+                owed.push((token.clone(), info.clone()));
+            }
+        }
+        instances.push(info);
+    }
+    if !settle_owed(ctx, st, owed, shutdown).await {
+        return Ok(soonest);
+    }
+    for id in &expired {
+        registry.forget(id).await?;
+    }
+    record_sweep(ctx, began, Some(&instances));
+    ctx.log.debug(
+        serde_json::json!({ "instances": instances.len(), "soonestExpiryMs": soonest }),
+        "sweep done",
+    );
+    st.memo.full_read_done();
+    write_snapshot(ctx, st.memo, instances).await?;
+    Ok(soonest)
+}
+
+/// Flips a lost peer's record to dead by the compare-and-set and, when this sweeper won it,
+/// writes its HEARTBEAT_LOST entry and clears the owed report (both sweep modes).
+async fn report_loss(ctx: &TaskCtx, id: &str, info: &mut InstanceInfo) -> Result<()> {
+    let registry = &ctx.registry;
+    let at = iso_now();
+    let token = format!("{}|{at}", ctx.instance_id());
+    let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
+    if let Some(prev) = registry.mark_dead(id, &at, dead_ttl, &token).await? {
+        // The compare-and-set and the entry are one unit: nothing stops a sweep between them
+        // but a crash, which the outbox (reportToken) covers.
+        faults::pause_after_mark_dead(ctx.instance_id()).await;
+        let from = prev.parse().ok();
+        info.state = State::Dead;
+        info.last_state_change = at;
+        write_lost_entry(ctx, info, from, &token).await?;
+        registry.clear_report(id, &token).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! The wire: what the store and the model share about Redis replies and connections, with no
+//! knowledge of either. Bottom layer of the core above the leaves (see `core/mod.rs`).
+//!
+//! - [`text`]: the one set of "bytes to text" rules for reply values;
+//! - [`tls`]: the crypto provider and TLS client configuration;
+//! - [`resp`]: the RESP2 frame scanner and raw range-reply walker;
+//! - [`slots`]: the one slot table and its `CLUSTER SLOTS` parser.
+
+pub mod resp;
+pub mod slots;
+pub mod text;
+pub mod tls;
