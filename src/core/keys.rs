@@ -1,4 +1,6 @@
-//! The one place that builds Redis key names. No hash tags: each key lands on its own slot.
+//! The one place that builds Redis key names. No hash tags of ours on the seed's keys: each
+//! lands on its own slot. The activity stream's companion keys (the append-once tokens) are
+//! the exception: they must share the stream's slot, so one script holds them all.
 
 /// Key builder for one `keyPrefix`.
 #[derive(Debug, Clone)]
@@ -54,6 +56,12 @@ impl Keys {
         format!("{}:signal:{id}", self.prefix)
     }
 
+    /// The append-once companions of the activity stream for namespace `ns` (`reports`,
+    /// `idem`): (token → entry ID hash, token zset scored by Redis time), in the stream's slot.
+    pub fn once(&self, ns: &str) -> (String, String) {
+        once_keys(&self.activity(), ns)
+    }
+
     /// The SCAN pattern matching every instance hash.
     pub fn instance_pattern(&self) -> String {
         format!("{}:instance:*", self.prefix)
@@ -65,6 +73,34 @@ impl Keys {
             .strip_prefix(":instance:")
             .filter(|id| !id.is_empty())
     }
+}
+
+/// Whether `key` has a non-empty hash tag (Redis hashes only the part between the first `{`
+/// and the first `}` after it, when that part is not empty).
+fn has_hash_tag(key: &str) -> bool {
+    key.find('{')
+        .and_then(|open| key[open + 1..].find('}'))
+        .is_some_and(|len| len > 0)
+}
+
+/// A key that lands in `stream`'s hash slot for every prefix: `<stream>:<suffix>` when the
+/// stream key has a non-empty hash tag (the tag decides the slot of both), else
+/// `{<stream>}:<suffix>` (the whole stream key becomes the tag).
+pub fn companion(stream: &str, suffix: &str) -> String {
+    if has_hash_tag(stream) {
+        format!("{stream}:{suffix}")
+    } else {
+        format!("{{{stream}}}:{suffix}")
+    }
+}
+
+/// The append-once companions of `stream` for namespace `ns`: `…:<ns>` (hash: token → entry
+/// ID) and `…:<ns>:at` (zset: token scored by the Redis time it was written).
+pub fn once_keys(stream: &str, ns: &str) -> (String, String) {
+    (
+        companion(stream, ns),
+        companion(stream, &format!("{ns}:at")),
+    )
 }
 
 #[cfg(test)]
@@ -92,5 +128,32 @@ mod tests {
         assert_eq!(k.instance_id_of("t:x:instance:"), None);
         assert_eq!(k.instance_id_of("other:instance:a"), None);
         assert_eq!(k.instance_id_of("t:x:heartbeat:a"), None);
+    }
+
+    #[test]
+    fn companions_share_the_stream_slot() {
+        use crate::core::wire::slots::slot_of;
+        let k = Keys::new("perseus");
+        assert_eq!(
+            k.once("reports"),
+            (
+                "{perseus:activity}:reports".to_string(),
+                "{perseus:activity}:reports:at".to_string()
+            )
+        );
+        for stream in [
+            "perseus:activity",
+            "t:x:activity",
+            "{app}:activity",
+            "a{b}c:activity",
+        ] {
+            let (ids, at) = once_keys(stream, "idem");
+            assert_eq!(slot_of(ids.as_bytes()), slot_of(stream.as_bytes()), "{ids}");
+            assert_eq!(slot_of(at.as_bytes()), slot_of(stream.as_bytes()), "{at}");
+        }
+        assert_eq!(
+            companion("{app}:activity", "reports"),
+            "{app}:activity:reports"
+        );
     }
 }

@@ -5,10 +5,12 @@
 //!
 //! One concept per file: [`entry`] (the entry, its input and their encoding), [`decode`]
 //! (replies to entries, from the crate's parse or raw bytes), [`query`] (validated queries),
-//! [`stream`] (the stream's reads and writes), [`writer`] (appends on behalf of an author).
+//! [`stream`] (the stream's reads and writes), [`writer`] (appends on behalf of an author),
+//! [`once`] (appends at most once per token: death reports, idempotency keys).
 
 pub mod decode;
 pub mod entry;
+pub mod once;
 pub mod query;
 pub mod stream;
 pub mod writer;

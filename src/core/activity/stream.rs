@@ -49,6 +49,16 @@ impl ActivityLog {
         }
     }
 
+    /// The connection this stream is read and written over (for the append-once module).
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The stream's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// The one XADD builder: `XADD <stream> * <fields...>`, sent at most once.
     fn xadd(&self, fields: &[(String, String)]) -> Command {
         let mut cmd = Command::write_once("XADD", &self.key);

@@ -49,6 +49,26 @@ impl Writer {
         appended
     }
 
+    /// Appends one entry written by `author` at most once per `token` in namespace `ns`
+    /// ([`super::once`]): `(id, true)` when this call wrote it, `(first id, false)` when the
+    /// token already had its entry (nothing written).
+    pub async fn append_once_as(
+        &self,
+        author: &Author,
+        input: &ActivityInput,
+        ns: &str,
+        token: &str,
+    ) -> Result<(String, bool)> {
+        if !*self.tail_ready.borrow() {
+            let mut ready = self.tail_ready.clone();
+            let _ = tokio::time::timeout(self.wait_limit, ready.wait_for(|r| *r)).await;
+        }
+        let fields = encode(author, input, &crate::core::clock::iso_now());
+        let appended = self.log.append_once(ns, token, &fields).await;
+        self.metrics.appended(appended.is_ok());
+        appended
+    }
+
     /// Appends many entries by `author` as one send-once pipeline (a tick's `logActivity`
     /// calls): each gets its own ID or error, in order. Inputs must be validated already.
     pub async fn append_many_as(
