@@ -4,11 +4,13 @@
 
 //!
 //! One concept per file: `lease`, `sweep` (both modes), `outbox` (owed death reports),
-//! `cache` (the record cache), `snapshot` (`network:state` pacing).
+//! `cache` (the record cache), `snapshot` (`network:state` pacing), `report` (one
+//! HEARTBEAT_LOST per lapse, for every reporter: sweeper, outbox, forget, the instance itself).
 
 mod cache;
 mod lease;
 mod outbox;
+pub mod report;
 mod snapshot;
 mod sweep;
 #[cfg(test)]
@@ -26,7 +28,6 @@ use crate::core::task::{Exit, Shutdown, TaskCtx};
 
 use cache::*;
 use lease::*;
-use outbox::*;
 use snapshot::*;
 use sweep::*;
 
@@ -53,7 +54,6 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
     let mut failing = false;
     let mut memo = SnapshotMemo::default();
     let mut cache = RecordCache::default();
-    let mut outbox = Outbox::default();
     loop {
         let due = Instant::now() >= next_sweep;
         let attempt = tokio::select! {
@@ -72,7 +72,6 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
                     let mut state = SweepState {
                         memo: &mut memo,
                         cache: &mut cache,
-                        outbox: &mut outbox,
                     };
                     match sweep(&ctx, &mut state, view, &mut shutdown).await {
                         Ok(soonest) => {
@@ -119,5 +118,4 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
 struct SweepState<'a> {
     memo: &'a mut SnapshotMemo,
     cache: &'a mut RecordCache,
-    outbox: &'a mut Outbox,
 }
