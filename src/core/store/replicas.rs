@@ -7,7 +7,7 @@ use redis::Value;
 
 use super::errors::labelled;
 use super::{Conn, Store};
-use crate::core::error::{Error, Result};
+use crate::core::error::Result;
 use crate::core::wire::slots::slot_of;
 
 /// Replicas a `CLUSTER SLOTS` reply lists for `slot` (`None`: the slot is not in it).
@@ -81,13 +81,8 @@ impl Store {
                     .map_err(|e| labelled(e, label))?
             }
         };
-        match acked {
-            Value::Int(n) => Ok(n >= 1),
-            other => Err(Error::Redis(format!(
-                "{} failed: unexpected reply {other:?}",
-                label()
-            ))),
-        }
+        let n: i64 = self.convert(acked).map_err(|e| labelled(e, label))?;
+        Ok(n >= 1)
     }
 }
 
