@@ -41,7 +41,7 @@ mod points {
     /// Whether the sweeper of `instance_id` reached `point` (and is held or paused there).
     pub fn reached(point: &str, instance_id: &str) -> bool {
         let key = format!("{point}:{instance_id}");
-        lock(&REACHED).iter().any(|r| *r == key)
+        lock(&REACHED).contains(&key)
     }
 
     /// Holds the sweeper of `instance_id` the next time it reaches `point`, until

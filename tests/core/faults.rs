@@ -286,7 +286,7 @@ async fn stream_master_killed_after_the_report_append_one_entry_after_failover_c
             let peer_id = uniq("peer");
             let (m, r) = slot_owner(&seed, &format!("{prefix}:activity"));
             let (rm, _) = slot_owner(&seed, &format!("{prefix}:instance:{peer_id}"));
-            (rm != m).then(|| (prefix, peer_id, m, r))
+            (rm != m).then_some((prefix, peer_id, m, r))
         })
         .expect("a prefix whose stream and record are on different masters");
     let replica = replica.unwrap_or_else(|| {
@@ -394,7 +394,7 @@ async fn stream_master_killed_after_the_report_append_one_entry_after_failover_c
         .await,
         "the stream cannot be read after the failover"
     );
-    let found = eventually(ms(15_000), || count() > 0).await;
+    let found = eventually(ms(30_000), || count() > 0).await;
     assert!(
         found,
         "no HEARTBEAT_LOST after the failover: the report was lost"

@@ -59,9 +59,14 @@ pub async fn settle(
         .await?;
     if written {
         ctx.metrics.peer_lost();
+        let what = if lost.instance_id == ctx.instance_id() {
+            "own heartbeat lapsed: reported it"
+        } else {
+            "peer lost: heartbeat expired"
+        };
         ctx.log.warn(
             serde_json::json!({ "lostInstanceId": lost.instance_id }),
-            "peer lost: heartbeat expired",
+            what,
         );
     }
     faults::after_report_append(ctx.instance_id()).await;
