@@ -19,7 +19,7 @@ const COMMANDS = [
   'zadd', 'zrange', 'zrem', 'zscore',
   'lpop', 'rpush',
   'xadd', 'xrange', 'xrevrange', 'xread', 'xtrim', 'xlen',
-  'scan', 'evalsha', 'script|load', 'client|setname', 'wait',
+  'scan', 'evalsha', 'script|load', 'client|setname', 'role', 'wait',
 ];
 /** docs/ACL.md: what a cluster client needs on top (topology discovery, resharding redirects). */
 const CLUSTER_COMMANDS = ['cluster|slots', 'asking'];
@@ -70,9 +70,6 @@ test('acl: the least-privilege user runs lifecycle, activity, listing (index and
   assert.equal((await net.queryActivity({ event: 'ACL_OK' })).length, 1);
   assert.equal((await net.queryActivity({ reverse: true, limit: 1 }))[0].id, id);
   assert.ok((await net.activityLength()) > 0);
-  // idempotencyKey (issue 19): the APPEND_ONCE script and its companion keys in `{perseus:activity}`.
-  const keyed = await net.logActivity({ event: 'ACL_KEYED', idempotencyKey: 'acl-1' });
-  assert.equal(await net.logActivity({ event: 'ACL_KEYED', idempotencyKey: 'acl-1' }), keyed);
   assert.ok((await net.trimActivity(60_000)) >= 0);
   await waitFor('network state written', async () => (await net.networkState()) !== null, 3000);
   assert.equal((await net.getInstance('acl-1')).state, 'running');
@@ -89,6 +86,8 @@ test('acl: the least-privilege user runs lifecycle, activity, listing (index and
   assert.equal((await byIndex.sweeper()).instanceId, 'acl-1');
   assert.match(await byIndex.metrics(), /perseus_info/);
   await sleep(500); // a few heartbeats and sweeps
+  // Trimming everything older than 1 ms also drops the peer's report token (HDEL in a script).
+  assert.ok((await net.trimActivity(1)) >= 0);
   await net.drain('acl test done');
   assert.equal(net.state, 'dead');
   assert.deepEqual(ev.error.map((e) => e.message), []);
@@ -173,6 +172,16 @@ test('acl cluster: the same user (plus cluster|slots, asking) runs everything on
       })));
     }
     await Promise.all(peers.map((p) => p.start()));
+    // A crashed peer: its HEARTBEAT_LOST goes through the report path (append once, WAIT for
+    // the stream master's replica) as this user.
+    const { child: crashed } = await spawnMember(fastOptions({
+      clusterNodes: cluster.urls, username: 'perseus', password: PASSWORD, keyPrefix: PREFIX, instanceId: 'aclc-crash',
+    }));
+    children.push(crashed);
+    await waitFor('aclc-crash joined', () => ev.instanceJoined.some((i) => i.instanceId === 'aclc-crash'), 5000);
+    crashed.kill('SIGKILL');
+    await waitFor('aclc-crash lost', () => ev.instanceLost.some((i) => i.instanceId === 'aclc-crash'), 8000);
+    assert.equal(await net.forgetInstance('aclc-crash'), true);
     const expected = ['aclc-1', ...peers.map((p) => p.instanceId)].sort();
     assert.deepEqual((await net.listInstances()).map((i) => i.instanceId).sort(), expected);
     // Operator verbs (issue 13) as the same user, across the cluster's slots.
@@ -184,21 +193,11 @@ test('acl cluster: the same user (plus cluster|slots, asking) runs everything on
     await Promise.all(peers.map((p) => p.close()));
     const id = await net.logActivity({ event: 'ACL_CLUSTER' });
     await waitFor('tail sees ACL_CLUSTER', () => ev.activity.some((e) => e.id === id), 5000);
-    // idempotencyKey and activityReplicas (issue 19): APPEND_ONCE on the stream's slot, WAIT.
-    const durable = new PerseusNetwork(fastOptions({
-      clusterNodes: cluster.urls, username: 'perseus', password: PASSWORD, keyPrefix: PREFIX,
-      instanceId: 'aclc-durable', activityReplicas: 1,
-    }));
-    try {
-      const keyed = await durable.logActivity({ event: 'ACL_KEYED', idempotencyKey: 'aclc-1' });
-      assert.equal(await durable.logActivity({ event: 'ACL_KEYED', idempotencyKey: 'aclc-1' }), keyed);
-    } finally {
-      await durable.close();
-    }
     assert.ok((await net.queryActivity({ event: 'DEREGISTERED' })).length >= 6);
     assert.ok((await net.trimActivity(60_000)) >= 0);
     assert.ok((await net.activityLength()) > 0);
     await sleep(500);
+    assert.ok((await net.trimActivity(1)) >= 0); // drops the crashed peer's report token too
     await net.drain();
     assert.deepEqual(ev.error.map((e) => e.message), []);
     for (const node of cluster.nodes) {

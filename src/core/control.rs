@@ -16,6 +16,7 @@ use crate::core::fsm::State;
 use crate::core::keys::Keys;
 use crate::core::registry::{parse_record, InstanceInfo};
 use crate::core::store::{Command, Store};
+use crate::core::sweeper::report;
 use crate::core::task::TaskCtx;
 use crate::core::wire::text::{hash_from_value, text};
 
@@ -146,7 +147,33 @@ pub async fn forget_instance(ctx: &TaskCtx, id: &str, force: bool) -> Result<boo
         return Ok(false);
     }
     let state = hash.get("state").cloned();
+    let author = match parse_record(id, &hash, None) {
+        Some(info) => author_of(&info),
+        None => Author {
+            instance_id: id.to_string(),
+            exchange: hash.get("exchangeName").cloned().unwrap_or_default(),
+            exchange_id: hash
+                .get("exchangeId")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            hostname: hash.get("hostname").cloned().unwrap_or_default(),
+            public_ip: None,
+        },
+    };
+    // A report still owed is written before the record goes (its token would go with it).
+    let settle_first = || async {
+        if hash.is_empty() {
+            return Ok(());
+        }
+        report::settle_record(ctx, id, &author).await.map_err(|e| {
+            Error::Conflict(format!(
+                "cannot forget instance '{}': it still owes its HEARTBEAT_LOST entry, which could not be written ({e}); try again once it can be",
+                crate::core::redact::clip(id)
+            ))
+        })
+    };
     if force {
+        settle_first().await?;
         let mut zrem = Command::write("ZREM", &keys.instances());
         zrem.arg(id);
         let dels = vec![
@@ -177,6 +204,9 @@ pub async fn forget_instance(ctx: &TaskCtx, id: &str, force: bool) -> Result<boo
             if beating > 0 {
                 return Err(conflict(id, "its heartbeat reappeared meanwhile"));
             }
+            if fenced > 0 {
+                settle_first().await?;
+            }
             if fenced > 0 && !registry.delete_if_fenced(id, &token).await? {
                 return Err(conflict(id, "its record changed meanwhile"));
             }
@@ -188,19 +218,6 @@ pub async fn forget_instance(ctx: &TaskCtx, id: &str, force: bool) -> Result<boo
             .query(&Command::write("DEL", &keys.signal(id)))
             .await?;
     }
-    let author = match parse_record(id, &hash, None) {
-        Some(info) => author_of(&info),
-        None => Author {
-            instance_id: id.to_string(),
-            exchange: hash.get("exchangeName").cloned().unwrap_or_default(),
-            exchange_id: hash
-                .get("exchangeId")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            hostname: hash.get("hostname").cloned().unwrap_or_default(),
-            public_ip: None,
-        },
-    };
     let mut fields = vec![("requestedBy".into(), ctx.instance_id().to_string())];
     if force {
         fields.push(("force".into(), "true".into()));

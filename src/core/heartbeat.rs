@@ -27,6 +27,12 @@ pub enum BeatOutcome {
     RecordGone,
     /// A sweeper flipped our record to dead while our beats were late.
     MarkedDead,
+    /// Our heartbeat key had expired while we were running (`SET … GET` found it gone): a
+    /// lapse nobody may have noticed yet (a pause, a stall). The lapse is named by the
+    /// deadline of the last good beat, still in [`OwnRecord::last_deadline`].
+    ///
+    /// [`OwnRecord::last_deadline`]: crate::core::registry::OwnRecord::last_deadline
+    Lapsed,
 }
 
 /// One heartbeat's outcome, and a drain an operator asked for (only with
@@ -37,7 +43,8 @@ pub struct Beat {
     pub drain: Option<DrainRequest>,
 }
 
-/// One heartbeat: `SET heartbeat PX ttl`, `ZADD instances now+ttl id` (the deadline), `HGET state`, and while
+/// One heartbeat: `SET heartbeat PX ttl GET`, the index deadline (`TIME + ttl` on the index's
+/// node, remembered as the name of a lapse), `HGET state`, and while
 /// running `LPOP signal` (operator requests, in the same round trip). The payload carries the
 /// previous beat's round trip and this process's resident memory.
 pub async fn beat(ctx: &TaskCtx, lag: Option<u64>) -> Result<Beat> {
@@ -49,7 +56,8 @@ pub async fn beat(ctx: &TaskCtx, lag: Option<u64>) -> Result<Beat> {
                 match b.outcome {
                     BeatOutcome::Alive => "alive",
                     BeatOutcome::RecordGone => "recordGone",
-                    BeatOutcome::MarkedDead => "markedDead",
+                    // A lapse the instance noticed itself: it marks itself dead.
+                    BeatOutcome::MarkedDead | BeatOutcome::Lapsed => "markedDead",
                 },
                 *rtt,
                 None,
@@ -117,12 +125,22 @@ async fn beat_once(
     }
     let drain = control::hear_signals(ctx, &reply.signals);
     let state = ctx.own().state.unwrap_or(State::Dead);
+    let had_deadline = ctx.own().last_deadline.is_some();
     let outcome = match reply.state.as_deref() {
         None if state == State::Registering => BeatOutcome::Alive,
         None => BeatOutcome::RecordGone,
         Some("dead") if state == State::Running => BeatOutcome::MarkedDead,
+        Some("running") if state == State::Running && had_deadline && !reply.had_key => {
+            BeatOutcome::Lapsed
+        }
         Some(_) => BeatOutcome::Alive,
     };
+    // The lapse keeps the deadline that passed; any other beat records the new one.
+    if !matches!(outcome, BeatOutcome::Lapsed | BeatOutcome::MarkedDead) {
+        if let Some(d) = reply.deadline {
+            ctx.own().last_deadline = Some(d);
+        }
+    }
     Ok((Beat { outcome, drain }, rtt))
 }
 
@@ -231,6 +249,9 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
             }
             Ok(BeatOutcome::MarkedDead) => {
                 return Exit::HeartbeatLost("a sweeper declared this instance lost");
+            }
+            Ok(BeatOutcome::Lapsed) => {
+                return Exit::HeartbeatLost("the heartbeat key had expired while running");
             }
             Err(e) => {
                 if let Some(wait) = quick.after_failure(&e, failing, timing.heartbeat_interval) {

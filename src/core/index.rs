@@ -1,18 +1,21 @@
 //! The index zset (`<prefix>:instances`) as a queue of heartbeat deadlines: each beat writes
-//! its instance's score as `now + heartbeat TTL` (when its heartbeat key will expire), so a
-//! sweep asks Redis "whose deadline has passed?" with one `ZRANGEBYSCORE` and reads only
-//! those records. A sweep's cost then follows the deaths, not the size of the network.
+//! its instance's score as `TIME + heartbeat TTL` on the index's own node (when its heartbeat
+//! key will expire), so a sweep asks that node "whose deadline has passed by *your* clock?"
+//! in one script and reads only those records. A sweep's cost then follows the deaths, not the
+//! size of the network, and no host's clock enters the question.
 //!
 //! The score only says when to look: every decision (lost, expired) is still made from the
 //! heartbeat key and the record themselves, so a wrong score (a writer's clock running behind
 //! or ahead, a foreign or older writer that scores by last beat) costs a read or a delay,
 //! never a false death. A candidate found alive is pushed back to its real deadline.
 
+use std::time::Instant;
+
 use redis::Value;
 
 use crate::core::error::Result;
 use crate::core::keys::Keys;
-use crate::core::store::{Command, Store};
+use crate::core::store::{Command, Kind, Store};
 use crate::core::wire::text::text;
 
 /// Move one member's score from `ARGV[2]` to `ARGV[3]` only if it still is `ARGV[2]`.
@@ -28,51 +31,115 @@ end
 return 0
 ";
 
+/// A beat's index write on the index key's own clock. KEYS = [index]; ARGV = [id, ttl ms].
+/// Invariant: a member's score is the Redis `TIME` (ms) of the index's node at its last beat
+/// plus its TTL, never a host's clock; returns that deadline (the name of the lapse if it
+/// passes).
+pub const BEAT_INDEX: &str = r"
+local t = redis.call('TIME')
+local d = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], d, ARGV[1])
+return d
+";
+
+/// Who is due, on the index node's clock. KEYS = [index]. Returns {now ms, {member, score,
+/// ...} scored at or before now, {member, score} of the next deadline after now (or empty)}.
+/// Invariant: "due" is decided by the same node's `TIME` that scored the deadlines.
+pub const INDEX_VIEW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'WITHSCORES')
+local nxt = redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+return {now, due, nxt}
+";
+
 /// What a sweep learns from the index in one round trip.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IndexView {
-    /// Members whose deadline is not after `now`, with their score as Redis wrote it.
+    /// The index node's time when it answered (ms): every deadline below is on this clock.
+    pub now: u64,
+    /// When this process received it (to age `now` without a wall clock).
+    pub read_at: Instant,
+    /// Members whose deadline is not after `now`, with their score as Redis holds it.
     pub due: Vec<(String, String)>,
-    /// The soonest deadline after `now` (ms epoch, the writer's clock).
+    /// The soonest deadline after `now` (ms, the index node's clock).
     pub next_deadline: Option<u64>,
 }
 
-/// The commands of an index view at `now_ms`: the due members and the next deadline
-/// (`ZRANGE ... BYSCORE`, Redis 6.2+, so the ACL's `+zrange` covers them).
-pub fn view_cmds(keys: &Keys, now_ms: u64) -> Vec<Command> {
-    let mut due = Command::read("ZRANGE", &keys.instances());
-    due.arg("-inf").arg(now_ms).arg("BYSCORE").arg("WITHSCORES");
-    let mut next = Command::read("ZRANGE", &keys.instances());
-    next.arg(format!("({now_ms}"))
-        .arg("+inf")
-        .arg("BYSCORE")
-        .arg("LIMIT")
-        .arg(0)
-        .arg(1)
-        .arg("WITHSCORES");
-    vec![due, next]
+impl Default for IndexView {
+    fn default() -> Self {
+        IndexView {
+            now: 0,
+            read_at: Instant::now(),
+            due: Vec::new(),
+            next_deadline: None,
+        }
+    }
 }
 
-/// Parses the replies of [`view_cmds`], `None` if one failed or has another shape.
-pub fn parse_view(replies: &[std::result::Result<Value, String>]) -> Option<IndexView> {
-    let [Ok(due), Ok(next)] = replies else {
+impl IndexView {
+    /// The index node's time now, as this view's `now` plus what elapsed here since.
+    pub fn now_ms(&self) -> u64 {
+        self.now + self.read_at.elapsed().as_millis() as u64
+    }
+}
+
+/// The beat's index write as a command for a pipeline (`EVALSHA` of [`BEAT_INDEX`]).
+pub fn beat_cmd(keys: &Keys, id: &str, ttl_ms: u64) -> Command {
+    let key = keys.instances();
+    let mut c = Command::with_args(Kind::Write, "EVALSHA", Some(&key));
+    c.arg(redis::Script::new(BEAT_INDEX).get_hash())
+        .arg(1)
+        .arg(&key)
+        .arg(id)
+        .arg(ttl_ms);
+    c
+}
+
+/// [`BEAT_INDEX`] alone (loads the script when Redis does not know it); the deadline written.
+pub async fn beat_deadline(store: &Store, keys: &Keys, id: &str, ttl_ms: u64) -> Result<u64> {
+    let d: i64 = store
+        .script(
+            &redis::Script::new(BEAT_INDEX),
+            &[&keys.instances()],
+            &[id, &ttl_ms.to_string()],
+        )
+        .await?;
+    Ok(d.max(0) as u64)
+}
+
+/// The index view as a command for a pipeline (`EVALSHA` of [`INDEX_VIEW`], read-only).
+pub fn view_cmd(keys: &Keys) -> Command {
+    let key = keys.instances();
+    let mut c = Command::with_args(Kind::Read, "EVALSHA", Some(&key));
+    c.arg(redis::Script::new(INDEX_VIEW).get_hash())
+        .arg(1)
+        .arg(&key);
+    c
+}
+
+/// [`INDEX_VIEW`] alone (loads the script when Redis does not know it).
+pub async fn view(store: &Store, keys: &Keys) -> Result<IndexView> {
+    let v: Value = store
+        .script(&redis::Script::new(INDEX_VIEW), &[&keys.instances()], &[])
+        .await?;
+    Ok(parse_view(&v).unwrap_or_default())
+}
+
+/// Parses the reply of [`INDEX_VIEW`], `None` if it has another shape.
+pub fn parse_view(reply: &Value) -> Option<IndexView> {
+    let Value::Array(parts) = reply else {
+        return None;
+    };
+    let [Value::Int(now), due, next] = parts.as_slice() else {
         return None;
     };
     let pairs = |v: &Value| -> Option<Vec<(String, String)>> {
         let Value::Array(items) = v else { return None };
         let mut out = Vec::with_capacity(items.len() / 2);
-        if items.iter().all(|i| matches!(i, Value::Array(_))) {
-            // RESP3: [member, score] pairs.
-            for p in items {
-                let Value::Array(p) = p else { continue };
-                out.push((text(p.first()?)?, score_text(p.get(1)?)?));
-            }
-        } else {
-            // RESP2: member, score, member, score...
-            for pair in items.chunks(2) {
-                if let [m, s] = pair {
-                    out.push((text(m)?, score_text(s)?));
-                }
+        for pair in items.chunks(2) {
+            if let [m, s] = pair {
+                out.push((text(m)?, score_text(s)?));
             }
         }
         Some(out)
@@ -82,7 +149,12 @@ pub fn parse_view(replies: &[std::result::Result<Value, String>]) -> Option<Inde
         .first()
         .and_then(|(_, s)| s.parse::<f64>().ok())
         .map(|s| s.max(0.0) as u64);
-    Some(IndexView { due, next_deadline })
+    Some(IndexView {
+        now: (*now).max(0) as u64,
+        read_at: Instant::now(),
+        due,
+        next_deadline,
+    })
 }
 
 fn score_text(v: &Value) -> Option<String> {
@@ -150,56 +222,46 @@ mod tests {
     }
 
     #[test]
-    fn view_parses_resp2_and_resp3_pairs() {
-        let replies = vec![
-            Ok(Value::Array(vec![
-                bulk("a"),
-                bulk("1000"),
-                bulk("b"),
-                bulk("1500"),
-            ])),
-            Ok(Value::Array(vec![Value::Array(vec![
-                bulk("c"),
-                Value::Double(2500.0),
-            ])])),
-        ];
-        let v = parse_view(&replies).unwrap();
+    fn view_parses_the_script_reply() {
+        let reply = Value::Array(vec![
+            Value::Int(2000),
+            Value::Array(vec![bulk("a"), bulk("1000"), bulk("b"), bulk("1500")]),
+            Value::Array(vec![bulk("c"), bulk("2500")]),
+        ]);
+        let v = parse_view(&reply).unwrap();
+        assert_eq!(v.now, 2000);
         assert_eq!(
             v.due,
             vec![("a".into(), "1000".into()), ("b".into(), "1500".into())]
         );
         assert_eq!(v.next_deadline, Some(2500));
-        let failed = vec![Ok(Value::Array(vec![])), Err("x".into())];
-        assert!(parse_view(&failed).is_none());
+        assert!(v.now_ms() >= 2000);
+        let empty = Value::Array(vec![
+            Value::Int(5),
+            Value::Array(vec![]),
+            Value::Array(vec![]),
+        ]);
+        let v = parse_view(&empty).unwrap();
+        assert!(v.due.is_empty() && v.next_deadline.is_none());
+        assert!(parse_view(&Value::Array(vec![Value::Int(1)])).is_none());
     }
 
     #[test]
-    fn view_asks_for_due_members_and_the_next_deadline() {
-        let cmds = view_cmds(&Keys::new("p"), 42);
-        let args: Vec<Vec<String>> = cmds
-            .iter()
-            .map(|c| {
-                c.cmd()
-                    .args_iter()
-                    .map(|a| match a {
-                        redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
-                        _ => String::new(),
-                    })
-                    .collect()
-            })
-            .collect();
-        assert_eq!(
-            args[0],
-            [
-                "ZRANGE",
-                "p:instances",
-                "-inf",
-                "42",
-                "BYSCORE",
-                "WITHSCORES"
-            ]
-        );
-        assert_eq!(args[1][2], "(42");
-        assert_eq!(cmds.len(), 2);
+    fn beat_and_view_commands_are_scripts_on_the_index() {
+        let keys = Keys::new("p");
+        let args = |c: &Command| -> Vec<String> {
+            c.cmd()
+                .args_iter()
+                .map(|a| match a {
+                    redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                    _ => String::new(),
+                })
+                .collect()
+        };
+        let beat = args(&beat_cmd(&keys, "x", 1500));
+        assert_eq!(beat[0], "EVALSHA");
+        assert_eq!(&beat[2..], ["1", "p:instances", "x", "1500"]);
+        let view = args(&view_cmd(&keys));
+        assert_eq!(&view[2..], ["1", "p:instances"]);
     }
 }

@@ -391,6 +391,11 @@ impl Cluster {
         CLUSTER.get_or_init(Cluster::start)
     }
 
+    /// A cluster of the caller's own (for tests that kill its nodes); stopped on drop.
+    pub fn private() -> Cluster {
+        Cluster::start()
+    }
+
     fn start() -> Cluster {
         use std::io::BufRead;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis.mjs");

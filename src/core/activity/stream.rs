@@ -348,33 +348,6 @@ impl ActivityLog {
         self.store.query(&cmd).await
     }
 
-    /// Whether an entry of `instance_id` with `field == value` exists at or after `since_ms`
-    /// (a bounded XRANGE, paged): how a death report is known written.
-    pub async fn has_field_since(
-        &self,
-        since_ms: u64,
-        instance_id: &str,
-        field: &str,
-        value: &str,
-    ) -> Result<bool> {
-        const COUNT: usize = 1000;
-        let mut lo = since_ms.to_string();
-        loop {
-            let mut cmd = Command::read("XRANGE", &self.key);
-            cmd.arg(&lo).arg("+").arg("COUNT").arg(COUNT);
-            let page = decode_range(self.store.query::<Value>(&cmd).await?);
-            let found = page.iter().any(|e| {
-                e.instance_id == instance_id
-                    && e.fields.iter().any(|(k, v)| k == field && v == value)
-            });
-            match page.last() {
-                _ if found => return Ok(true),
-                Some(last) if page.len() == COUNT => lo = format!("({}", last.id),
-                _ => return Ok(false),
-            }
-        }
-    }
-
     /// The newest entry's ID, or `0-0` for an empty stream: where a tail starts.
     pub async fn last_id(&self) -> Result<String> {
         let mut cmd = Command::read("XREVRANGE", &self.key);

@@ -12,8 +12,10 @@ use crate::core::config::{OnHeartbeatLost, PublicIpMode};
 use crate::core::error::{Error, Result};
 use crate::core::events::{NetEvent, StateChange};
 use crate::core::fsm::{next_state, Event, State};
-use crate::core::registry::InstanceInfo;
+use crate::core::redact::clip;
+use crate::core::registry::{InstanceInfo, Rewrite};
 use crate::core::store::{Command, Kind};
+use crate::core::sweeper::report;
 use crate::core::task::{Exit, Shutdown, TaskCtx};
 use crate::core::trace::{TraceKind, TraceTimer};
 use crate::core::watchdog::Gate;
@@ -69,10 +71,15 @@ impl Network {
 
     async fn persist_transition(&self, c: &StateChange) -> Result<()> {
         let ctx = self.ctx().await?;
-        let ttl = (c.to == State::Dead).then_some(self.inner.cfg.timing.dead_instance_ttl);
-        ctx.registry
-            .set_state(self.instance_id(), c.to, &c.at, ttl)
-            .await?;
+        // A lost heartbeat's record was flipped by the mark-dead compare-and-set with the
+        // lapse's token (see `self_lost`); a plain state write would mark it dead without one,
+        // and then no sweeper would report the lapse.
+        if c.event != Event::HeartbeatLost {
+            let ttl = (c.to == State::Dead).then_some(self.inner.cfg.timing.dead_instance_ttl);
+            ctx.registry
+                .set_state(self.instance_id(), c.to, &c.at, ttl)
+                .await?;
+        }
         let input = ActivityInput {
             event: "STATE_CHANGE".into(),
             reason: c.reason.clone(),
@@ -137,12 +144,27 @@ impl Network {
             let mut own = self.own();
             own.private_ip = ip::private_ip();
             own.registered_at = iso_now();
+            own.last_deadline = None;
         }
         heartbeat::beat(ctx, None).await?;
         let own = self.own().clone();
-        ctx.registry
-            .write_record(&self.inner.cfg.identity, &own)
-            .await?;
+        let identity = &self.inner.cfg.identity;
+        // A record that still owes its HEARTBEAT_LOST report is never rewritten (the token
+        // would go): settle the report first, then write.
+        if let Rewrite::Owed(_) = ctx.registry.write_record(identity, &own).await? {
+            let owed = |why: String| {
+                Error::Conflict(format!(
+                    "instance '{}' still owes the HEARTBEAT_LOST entry of its last lapse: {why}",
+                    clip(self.instance_id())
+                ))
+            };
+            report::settle_record(ctx, self.instance_id(), &ctx.author())
+                .await
+                .map_err(|e| owed(format!("it could not be written ({e})")))?;
+            if let Rewrite::Owed(_) = ctx.registry.write_record(identity, &own).await? {
+                return Err(owed("it is still owed".into()));
+            }
+        }
         let input = ActivityInput {
             event: "REGISTERED".into(),
             ..Default::default()
@@ -164,16 +186,16 @@ impl Network {
         Ok(())
     }
 
-    /// Heartbeat, sweeper and (with retention) trimmer, in the lifecycle crew.
+    /// Heartbeat, sweeper and trimmer, in the lifecycle crew.
     fn spawn_background(&self, ctx: &TaskCtx) {
         let c = ctx.clone();
         self.spawn_task(move |s| heartbeat::run(c, s));
         let c = ctx.clone();
         self.spawn_task(move |s| sweeper::run(c, s));
-        if let Some(retention) = self.inner.cfg.timing.activity_retention {
-            let c = ctx.clone();
-            self.spawn_task(move |s| trimmer::run(c, retention, s));
-        }
+        // Always: the append-once tokens are trimmed even when the stream keeps everything.
+        let c = ctx.clone();
+        let retention = self.inner.cfg.timing.activity_retention;
+        self.spawn_task(move |s| trimmer::run(c, retention, s));
     }
 
     /// The instance as this process knows it.
@@ -296,6 +318,12 @@ impl Network {
             return;
         }
         self.stop_background().await;
+        // The lapse's one HEARTBEAT_LOST entry before anything else: flip our record dead
+        // with the lapse's token (or adopt the token a sweeper recorded) and append it once.
+        // If Redis refuses now, the rejoin tries again before it registers.
+        let token = self.lapse_token();
+        self.own().lapse = Some(token);
+        self.settle_own_lapse().await;
         let _ = self
             .transition(Event::HeartbeatLost, Some(why.to_string()))
             .await;
@@ -308,6 +336,42 @@ impl Network {
                 crew.handles
                     .push(tokio::spawn(async move { net.rejoin(shutdown).await }));
                 self.crews().rejoin = Some(crew);
+            }
+        }
+    }
+
+    /// The token of this instance's current lapse: its id and the deadline its last good
+    /// beat wrote to the index (as a sweeper reads it there), or, before any, its
+    /// registration time (as scan-mode sweepers name it).
+    fn lapse_token(&self) -> String {
+        let own = self.own();
+        match own.last_deadline {
+            Some(d) => report::lapse_token(self.instance_id(), &d.to_string()),
+            None => format!("{}|r{}", self.instance_id(), own.registered_at),
+        }
+    }
+
+    /// Makes sure this instance's pending lapse (if any) is on record as its one
+    /// HEARTBEAT_LOST entry; `true` when nothing is pending any more.
+    async fn settle_own_lapse(&self) -> bool {
+        let Some(token) = self.own().lapse.clone() else {
+            return true;
+        };
+        let done = match self.ctx().await {
+            Ok(ctx) => report::report_own_lapse(&ctx, &token).await,
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(()) => {
+                self.own().lapse = None;
+                true
+            }
+            Err(e) => {
+                self.inner.log.warn(
+                    serde_json::json!({ "error": e.to_string() }),
+                    "could not record this instance's own lapse yet; retrying before it rejoins",
+                );
+                false
             }
         }
     }
@@ -340,6 +404,15 @@ impl Network {
                 .watchdog
                 .gate(self.inner.cfg.timing.event_loop_stall)
             {
+                continue;
+            }
+            // The lapse's entry first: a rejoin never leaves a report unwritten.
+            let settled = tokio::select! {
+                biased;
+                _ = shutdown.requested() => return Exit::Stopped,
+                done = self.settle_own_lapse() => done,
+            };
+            if !settled {
                 continue;
             }
             {

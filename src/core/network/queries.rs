@@ -257,7 +257,11 @@ impl Network {
                 }
             },
         };
-        self.activity_log().await?.trim(retention).await
+        let log = self.activity_log().await?;
+        let trimmed = log.trim(retention).await?;
+        // The stream's append-once tokens go with the entries they guard.
+        log.trim_once(retention).await?;
+        Ok(trimmed)
     }
 
     pub async fn activity_length(&self) -> Result<u64> {

@@ -172,6 +172,11 @@ pub struct BeatReply {
     pub state: Option<String>,
     /// Signals popped from this instance's list (raw JSON, oldest first).
     pub signals: Vec<String>,
+    /// The deadline the beat wrote to the index (Redis time of the index's node + TTL, ms).
+    pub deadline: Option<u64>,
+    /// Whether the heartbeat key existed when the beat rewrote it (`SET … GET`): `false`
+    /// while running means it had expired, a lapse.
+    pub had_key: bool,
 }
 
 /// This instance's own record as this process knows it: what a rewrite writes back.
@@ -183,6 +188,30 @@ pub struct OwnRecord {
     pub private_ip: Option<String>,
     pub registered_at: String,
     pub last_state_change: String,
+    /// The index deadline the last good beat wrote (Redis time + TTL): names a lapse.
+    pub last_deadline: Option<u64>,
+    /// The token of this instance's own lapse, while its report is not yet known written
+    /// (retried before it rejoins).
+    pub lapse: Option<String>,
+}
+
+/// How a record stands towards its HEARTBEAT_LOST report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lapse {
+    /// The token whose report is still owed (`reportToken`, not empty).
+    pub report_token: Option<String>,
+    /// The token of the record's last mark-dead (`lostToken`): its lapse was reported.
+    pub lost_token: Option<String>,
+    /// The state it was lost from.
+    pub lost_from: Option<State>,
+}
+
+/// What a registration's record rewrite did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    Written,
+    /// Refused: the record still owes the report of this token.
+    Owed(String),
 }
 
 /// A death report still owed: a dead record whose HEARTBEAT_LOST entry is not known written.

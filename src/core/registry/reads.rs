@@ -153,13 +153,9 @@ impl Registry {
 
     // ─── Writes ─────────────────────────────────────────────────────────────────
 
-    /// The index members whose heartbeat deadline is not after `now_ms`, and the next one.
-    pub async fn index_view(&self, now_ms: u64) -> Result<IndexView> {
-        let replies = self
-            .store
-            .query_many(index::view_cmds(&self.keys, now_ms))
-            .await?;
-        Ok(index::parse_view(&replies).unwrap_or_default())
+    /// The index members whose deadline passed by the index node's clock, and the next one.
+    pub async fn index_view(&self) -> Result<IndexView> {
+        index::view(&self.store, &self.keys).await
     }
 
     /// Remaining TTL (ms) of each id's record; `None` when it has none or is gone.
@@ -199,6 +195,19 @@ impl Registry {
                 field(3).and_then(|s| s.parse().ok()),
             )),
             _ => None,
+        })
+    }
+
+    /// How `id`'s record stands towards its HEARTBEAT_LOST report (all `None`: no record).
+    pub async fn lapse_of(&self, id: &str) -> Result<Lapse> {
+        let mut cmd = Command::read("HMGET", &self.keys.instance(id));
+        cmd.arg("reportToken").arg("lostToken").arg("lostFrom");
+        let v: Vec<Option<String>> = self.store.query(&cmd).await?;
+        let field = |i: usize| v.get(i).cloned().flatten().filter(|t| !t.is_empty());
+        Ok(Lapse {
+            report_token: field(0),
+            lost_token: field(1),
+            lost_from: field(2).and_then(|s| s.parse().ok()),
         })
     }
 

@@ -1,7 +1,12 @@
 //! The registry's Lua scripts, each a named constant whose doc comment states its invariant.
 
 /// Write the record fresh: a rejoin must not inherit fields (or a TTL) of its previous life.
+/// Invariant: a record that still owes its HEARTBEAT_LOST report (`reportToken` not empty) is
+/// never rewritten (that would erase the token): the script returns the token instead, and
+/// the caller settles the report first.
 pub(super) const WRITE_RECORD: &str = r"
+local owed = redis.call('HGET', KEYS[1], 'reportToken')
+if owed and owed ~= '' then return owed end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
@@ -58,9 +63,12 @@ return 1
 /// Forget, step 3 (on the record): delete it only if it still carries our token and is still
 /// dead. Invariant: an instance comes back to life only by rewriting its record from scratch
 /// (WRITE_RECORD deletes the hash first), which drops the token, so this never deletes a
-/// record that was re-registered after the fence.
+/// record that was re-registered after the fence; nor one that still owes its HEARTBEAT_LOST
+/// report (-1: the caller settles it first).
 pub(super) const FORGET_RECORD: &str = r"
 if redis.call('HGET', KEYS[1], 'forgetToken') ~= ARGV[1] then return 0 end
+local owed = redis.call('HGET', KEYS[1], 'reportToken')
+if owed and owed ~= '' then return -1 end
 local s = redis.call('HGET', KEYS[1], 'state')
 if s and s ~= 'dead' then return 0 end
 return redis.call('DEL', KEYS[1])

@@ -17,7 +17,8 @@ use crate::core::wire::text::text;
 
 impl Registry {
     /// Writes `id`'s record fresh from `own` (registration, and again after Redis lost it).
-    pub async fn write_record(&self, identity: &Identity, own: &OwnRecord) -> Result<()> {
+    /// Refused ([`Rewrite::Owed`]) while the record owes a HEARTBEAT_LOST report.
+    pub async fn write_record(&self, identity: &Identity, own: &OwnRecord) -> Result<Rewrite> {
         let fields = record_fields(
             identity,
             own.public_ip.as_deref(),
@@ -29,11 +30,14 @@ impl Registry {
         let args: Vec<String> = fields.into_iter().flat_map(|(k, v)| [k, v]).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let key = self.keys.instance(&identity.instance_id);
-        let _: i64 = self
+        let written: Value = self
             .store
             .script(&redis::Script::new(WRITE_RECORD), &[&key], &args)
             .await?;
-        Ok(())
+        Ok(match text(&written) {
+            Some(t) if t != "1" => Rewrite::Owed(t),
+            _ => Rewrite::Written,
+        })
     }
 
     /// Records a transition in `id`'s record if it exists; `ttl` expires it (dead records).
@@ -64,10 +68,11 @@ impl Registry {
         Ok(())
     }
 
-    /// One heartbeat in one round trip: `SET heartbeat PX ttl`, `ZADD instances now+ttl id`
-    /// (the index scores each instance by its heartbeat's deadline: see [`crate::core::index`]),
-    /// `HGET state`, and with `pop_signals` (n > 0) `LPOP signal n`: operator requests ride
-    /// the beat, costing no round trip of their own.
+    /// One heartbeat in one round trip: `SET heartbeat PX ttl GET` (the previous payload says
+    /// whether the key had expired), the index deadline written by a script on the index's
+    /// node (`TIME + ttl`, see [`crate::core::index::BEAT_INDEX`]), `HGET state`, and with
+    /// `pop_signals` (n > 0) `LPOP signal n`: operator requests ride the beat, costing no
+    /// round trip of their own.
     pub async fn beat(
         &self,
         id: &str,
@@ -75,12 +80,13 @@ impl Registry {
         ttl: Duration,
         pop_signals: usize,
     ) -> Result<BeatReply> {
+        let ttl_ms = ttl.as_millis() as u64;
         let mut set = Command::write("SET", &self.keys.heartbeat(id));
         set.arg(serde_json::to_string(payload).unwrap_or_default())
             .arg("PX")
-            .arg(ttl.as_millis() as u64);
-        let mut zadd = Command::write("ZADD", &self.keys.instances());
-        zadd.arg(payload.last_beat + ttl.as_millis() as u64).arg(id);
+            .arg(ttl_ms)
+            .arg("GET");
+        let zadd = index::beat_cmd(&self.keys, id, ttl_ms);
         let mut hget = Command::read("HGET", &self.keys.instance(id));
         hget.arg("state");
         let mut cmds = vec![set, zadd, hget];
@@ -91,7 +97,13 @@ impl Registry {
             lpop.arg(pop_signals);
             cmds.push(lpop);
         }
-        let replies = self.store.query_many(cmds).await?;
+        let mut replies = self.store.query_many(cmds).await?;
+        // Redis does not know the index script yet (after a restart): run it alone, which
+        // loads it.
+        if matches!(replies.get(1), Some(Err(e)) if e.contains("NOSCRIPT")) {
+            let d = index::beat_deadline(&self.store, &self.keys, id, ttl_ms).await?;
+            replies[1] = Ok(Value::Int(d as i64));
+        }
         // A foreign value at the signal key must not fail the beat: only the first three
         // replies count.
         if let Some(Err(e)) = replies.iter().take(3).find(|r| r.is_err()) {
@@ -104,6 +116,11 @@ impl Registry {
         Ok(BeatReply {
             state: replies.get(2).and_then(|r| r.as_ref().ok()).and_then(text),
             signals,
+            deadline: match replies.get(1) {
+                Some(Ok(Value::Int(d))) => Some((*d).max(0) as u64),
+                _ => None,
+            },
+            had_key: !matches!(replies.first(), Some(Ok(Value::Nil))),
         })
     }
 

@@ -19,6 +19,7 @@ mod errors;
 mod health;
 mod once;
 mod query;
+mod replicas;
 mod rotation;
 mod scan;
 #[cfg(test)]

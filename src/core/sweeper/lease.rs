@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::core::clock::now_ms;
 use crate::core::config::Discovery;
 use crate::core::error::Result;
 use crate::core::index::{self, IndexView};
@@ -56,11 +55,13 @@ pub(super) async fn lease_with_view(
         .arg(keys.sweeper())
         .arg(ctx.instance_id())
         .arg(lease.as_millis() as u64);
-    let mut cmds = vec![evalsha];
-    cmds.extend(index::view_cmds(keys, now_ms()));
+    let cmds = vec![evalsha, index::view_cmd(keys)];
     let replies = store.query_many(cmds).await?;
-    let (Some(Ok(Value::Int(r))), Some(view)) = (replies.first(), index::parse_view(&replies[1..]))
-    else {
+    let view = replies
+        .get(1)
+        .and_then(|r| r.as_ref().ok())
+        .and_then(index::parse_view);
+    let (Some(Ok(Value::Int(r))), Some(view)) = (replies.first(), view) else {
         return Ok((
             try_lease(store, keys, ctx.instance_id(), lease).await?,
             None,

@@ -4,11 +4,13 @@
 
 //!
 //! One concept per file: `lease`, `sweep` (both modes), `outbox` (owed death reports),
-//! `cache` (the record cache), `snapshot` (`network:state` pacing).
+//! `cache` (the record cache), `snapshot` (`network:state` pacing), `report` (one
+//! HEARTBEAT_LOST per lapse, for every reporter: sweeper, outbox, forget, the instance itself).
 
 mod cache;
 mod lease;
 mod outbox;
+pub mod report;
 mod snapshot;
 mod sweep;
 #[cfg(test)]
@@ -28,7 +30,6 @@ use crate::core::trace::{TraceKind, TraceTimer};
 
 use cache::*;
 use lease::*;
-use outbox::*;
 use snapshot::*;
 use sweep::*;
 
@@ -57,7 +58,6 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
     let mut leader = false;
     let mut memo = SnapshotMemo::default();
     let mut cache = RecordCache::default();
-    let mut outbox = Outbox::default();
     loop {
         let due = Instant::now() >= next_sweep;
         let attempt = tokio::select! {
@@ -89,7 +89,6 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
                     let mut state = SweepState {
                         memo: &mut memo,
                         cache: &mut cache,
-                        outbox: &mut outbox,
                         examined: 0,
                         lost: Vec::new(),
                     };
@@ -148,7 +147,6 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
 struct SweepState<'a> {
     memo: &'a mut SnapshotMemo,
     cache: &'a mut RecordCache,
-    outbox: &'a mut Outbox,
     /// Members this sweep looked at, and those it declared lost (for its trace).
     examined: usize,
     lost: Vec<String>,

@@ -3,16 +3,18 @@
 
 use std::time::Instant;
 
-use crate::core::clock::{iso_now, now_ms};
+use crate::core::clock::iso_now;
 use crate::core::config::Discovery;
 use crate::core::error::Result;
 use crate::core::faults;
 use crate::core::fsm::State;
 use crate::core::index::IndexView;
 use crate::core::registry::{parse_record, InstanceInfo};
+use crate::core::store::Command;
 use crate::core::task::{Shutdown, TaskCtx};
 
 use super::outbox::*;
+use super::report::{self, lapse_token};
 use super::snapshot::*;
 use super::SweepState;
 
@@ -40,11 +42,10 @@ pub(crate) async fn sweep(
     }
     let began = Instant::now();
     let registry = &ctx.registry;
-    let now = now_ms();
     let read = async {
         let view = match view {
             Some(v) => v,
-            None => registry.index_view(now).await?,
+            None => registry.index_view().await?,
         };
         let ids: Vec<String> = view.due.iter().map(|(id, _)| id.clone()).collect();
         let raw = registry.read_raw(&ids).await?;
@@ -55,6 +56,8 @@ pub(crate) async fn sweep(
         _ = shutdown.requested() => return Ok(None),
         r = read => r?,
     };
+    // Every deadline below counts on the index node's clock, never this host's.
+    let now = view.now;
     st.examined = view.due.len();
     let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
     let mut alive = Vec::new();
@@ -89,7 +92,7 @@ pub(crate) async fn sweep(
                 if shutdown.is_requested() {
                     return Ok(None);
                 }
-                if report_loss(ctx, &r.id, &mut info).await? {
+                if report_loss(ctx, &r.id, &mut info, &lapse_token(&r.id, score)).await? {
                     st.lost.push(r.id.clone());
                 }
                 changed = true;
@@ -103,7 +106,7 @@ pub(crate) async fn sweep(
             None => later.push((r.id, score.clone())), // not ours to judge: look again later
         }
     }
-    if !settle_owed(ctx, st, owed, shutdown).await {
+    if !settle_owed(ctx, owed, shutdown).await {
         return Ok(None);
     }
     registry.push_back(&alive).await?;
@@ -129,7 +132,7 @@ pub(crate) async fn sweep(
         .map(|(_, at)| *at)
         .chain(view.next_deadline)
         .min();
-    let soonest_ms = soonest.map(|d| d.saturating_sub(now_ms()) as i64);
+    let soonest_ms = soonest.map(|d| d.saturating_sub(view.now_ms()) as i64);
     ctx.log.debug(
         serde_json::json!({ "due": view.due.len(), "soonestExpiryMs": soonest_ms }),
         "sweep done",
@@ -155,7 +158,7 @@ pub(crate) async fn sweep(
     } else {
         record_sweep(ctx, began, None);
     }
-    Ok(soonest.map(|d| d.saturating_sub(now_ms()) as i64))
+    Ok(soonest.map(|d| d.saturating_sub(view.now_ms()) as i64))
 }
 
 /// Counts a finished sweep in the metrics; `instances`: what it read in full, when it did
@@ -206,7 +209,8 @@ pub(super) async fn sweep_all(
             if shutdown.is_requested() {
                 return Ok(soonest);
             }
-            if report_loss(ctx, &r.id, &mut info).await? {
+            let token = scan_lapse_token(ctx, &r.id, &info).await?;
+            if report_loss(ctx, &r.id, &mut info, &token).await? {
                 st.lost.push(r.id.clone());
             }
         } else if info.state == State::Dead {
@@ -216,7 +220,7 @@ pub(super) async fn sweep_all(
         }
         instances.push(info);
     }
-    if !settle_owed(ctx, st, owed, shutdown).await {
+    if !settle_owed(ctx, owed, shutdown).await {
         return Ok(soonest);
     }
     for id in &expired {
@@ -232,24 +236,40 @@ pub(super) async fn sweep_all(
     Ok(soonest)
 }
 
-/// Flips a lost peer's record to dead by the compare-and-set and, when this sweeper won it,
-/// writes its HEARTBEAT_LOST entry and clears the owed report (both sweep modes). `true` when
-/// this sweeper won the compare-and-set (it declared the peer lost).
-async fn report_loss(ctx: &TaskCtx, id: &str, info: &mut InstanceInfo) -> Result<bool> {
+/// Flips a lost peer's record to dead by the compare-and-set with the lapse's `token` and,
+/// when this sweeper won it, makes sure its one HEARTBEAT_LOST entry exists (both sweep
+/// modes). A failure leaves the report owed in the record: the next sweep settles it. `true`
+/// when this sweeper won the compare-and-set (it declared the peer lost).
+async fn report_loss(
+    ctx: &TaskCtx,
+    id: &str,
+    info: &mut InstanceInfo,
+    token: &str,
+) -> Result<bool> {
     let registry = &ctx.registry;
     let at = iso_now();
-    let token = format!("{}|{at}", ctx.instance_id());
     let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
-    if let Some(prev) = registry.mark_dead(id, &at, dead_ttl, &token).await? {
-        // The compare-and-set and the entry are one unit: nothing stops a sweep between them
-        // but a crash, which the outbox (reportToken) covers.
+    if let Some(prev) = registry.mark_dead(id, &at, dead_ttl, token).await? {
+        // Between the compare-and-set and the entry a reporter may stop (a crash) or pause;
+        // the record's token lets any reporter settle it, and APPEND_ONCE keeps it one entry.
         faults::pause_after_mark_dead(ctx.instance_id()).await;
         let from = prev.parse().ok();
         info.state = State::Dead;
         info.last_state_change = at;
-        write_lost_entry(ctx, info, from, &token).await?;
-        registry.clear_report(id, &token).await?;
+        report::settle(ctx, &author_of(info), from, token).await?;
         return Ok(true);
     }
     Ok(false)
+}
+
+/// Scan mode's lapse token: the deadline the index holds for `id` (beats write it in both
+/// modes), or, without one, the record's registration time (the same for every sweeper).
+async fn scan_lapse_token(ctx: &TaskCtx, id: &str, info: &InstanceInfo) -> Result<String> {
+    let mut cmd = Command::read("ZSCORE", &ctx.keys.instances());
+    cmd.arg(id);
+    let score: Option<String> = ctx.store.query(&cmd).await?;
+    Ok(match score {
+        Some(s) => lapse_token(id, &s),
+        None => format!("{id}|r{}", info.registered_at),
+    })
 }
