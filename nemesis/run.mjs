@@ -1,0 +1,325 @@
+#!/usr/bin/env node
+// The nemesis: minutes of seeded, randomized faults against a live Perseus network, every
+// observation in one JSONL history on the harness's clock, a checker that gives the verdict,
+// and a report (markdown table, SVG timeline, detection histogram) in a results folder.
+//
+//   npm run nemesis -- --minutes 10 --seed 42 [--cluster] [--members 30]
+//   options: --seconds N (instead of --minutes), --out DIR (default nemesis/results/<mode>-<seed>),
+//            --write-every MS (250), --sweep MS (250), --check HISTORY.jsonl (re-check a history only)
+// Exit code: 0 when the checker found no violation, 1 when it did, 2 on a usage error.
+
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { check, violationWindow } from './checker.mjs';
+import { writeReport } from './report.mjs';
+import { drawSchedule, rng } from './schedule.mjs';
+import { World } from './world.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const TTL_CHOICES = [1000, 1500, 2000, 2500, 3000];
+
+export function parseArgs(argv) {
+  const o = { minutes: null, seconds: null, seed: 42, cluster: false, members: 10, writeEvery: 250, sweep: 250, out: null, check: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--minutes') o.minutes = Number(val());
+    else if (a === '--seconds') o.seconds = Number(val());
+    else if (a === '--seed') o.seed = Number(val());
+    else if (a === '--cluster') o.cluster = true;
+    else if (a === '--members') o.members = Number(val());
+    else if (a === '--write-every') o.writeEvery = Number(val());
+    else if (a === '--sweep') o.sweep = Number(val());
+    else if (a === '--out') o.out = val();
+    else if (a === '--check') o.check = val();
+    else throw new Error(`unknown option ${a}`);
+  }
+  if (!Number.isInteger(o.seed) || o.seed < 0) throw new Error('--seed must be an integer >= 0');
+  if (!Number.isInteger(o.members) || o.members < 4) throw new Error('--members must be an integer >= 4 (three stay alive)');
+  o.durationMs = Math.round(((o.seconds ?? (o.minutes ?? 1) * 60)) * 1000);
+  if (!(o.durationMs >= 30_000)) throw new Error('the run must last at least 30 s');
+  return o;
+}
+
+/** The TTL of each member slot, a function of the seed. */
+export function memberTtls(seed, members) {
+  const r = rng(seed ^ 0x5eed);
+  return Array.from({ length: members }, () => r.pick(TTL_CHOICES));
+}
+
+/** Whether the addon knows `activityReplicas` (it rejects -1 then; unknown options are ignored). */
+function addonHasActivityReplicas() {
+  const { PerseusNetwork } = createRequire(import.meta.url)('../index.js');
+  try {
+    const n = new PerseusNetwork({ exchangeId: 1, exchangeName: 'probe', publicIp: false, activityReplicas: -1 });
+    n.close().catch(() => {});
+    return false;
+  } catch (e) {
+    return e.code === 'ERR_PERSEUS_INVALID_OPTION';
+  }
+}
+
+function faketimeLib() {
+  return execFileSync('bash', [path.join(ROOT, 'scripts/ensure-faketime.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1);
+}
+
+export async function runNemesis(o, log = console.log) {
+  const mode = o.cluster ? 'cluster' : 'standalone';
+  const out = path.resolve(o.out ?? path.join(HERE, 'results', `${mode}-${o.seed}`));
+  fs.rmSync(out, { recursive: true, force: true });
+  fs.mkdirSync(out, { recursive: true });
+  const historyFile = fs.createWriteStream(path.join(out, 'history.jsonl'));
+  const history = [];
+  const record = (obj) => {
+    const rec = { t: Date.now(), ...obj };
+    history.push(rec);
+    historyFile.write(`${JSON.stringify(rec)}\n`);
+  };
+
+  const ttls = memberTtls(o.seed, o.members);
+  const schedule = drawSchedule({ seed: o.seed, durationMs: o.durationMs, ttls });
+  const activityReplicas = addonHasActivityReplicas();
+  const world = new World({
+    cluster: o.cluster, ttls, sweepMs: o.sweep, writeEveryMs: o.writeEvery, record,
+    dir: out, faketimeLib: faketimeLib(), activityReplicas,
+  });
+  log(`nemesis: ${mode}, seed ${o.seed}, ${o.members} members (TTLs ${ttls.join(',')} ms), ${o.durationMs / 1000} s, ${schedule.length} faults, activityReplicas ${activityReplicas ? 1 : 'not supported by this addon'}`);
+  log(`replay: npm run nemesis -- --seconds ${o.durationMs / 1000} --seed ${o.seed} --members ${o.members}${o.cluster ? ' --cluster' : ''}`);
+
+  const pending = [];
+  let failed = null;
+  try {
+    await world.startRedis();
+    await world.startProxies();
+    record({
+      type: 'run', seed: o.seed, mode, members: o.members, ttls, sweepMs: o.sweep, durationMs: o.durationMs,
+      writeEveryMs: o.writeEvery, activityReplicas: activityReplicas ? 1 : 0, nodes: world.nodePorts,
+    });
+    for (const f of schedule) record({ type: 'planned', fault: f.id, kind: f.kind, at: f.at, slots: f.slots, params: f.params });
+    const first = world.slots.map((s) => world.spawn(s.i));
+    const ok = await Promise.all(first.map((inc) => world.waitStarted(inc, 20_000)));
+    if (!ok.every(Boolean)) throw new Error(`members did not start: ${first.filter((_, i) => !ok[i]).map((m) => `${m.id}: ${m.stderr}`).join('\n')}`);
+    world.startTail();
+
+    const t0 = Date.now();
+    record({ type: 'begin' });
+    const killedBy = new Map(); // `${slot}@${at}` → incarnation id killed then
+    for (const f of schedule) {
+      const wait = t0 + f.at - Date.now();
+      if (wait > 0) await sleep(wait);
+      pending.push(execute(world, f, record, killedBy).catch((e) => record({ type: 'harnessError', fault: f.id, kind: f.kind, message: String(e?.stack ?? e) })));
+    }
+    const endAt = t0 + o.durationMs - 6000;
+    if (endAt > Date.now()) await sleep(endAt - Date.now());
+    await Promise.all(pending);
+    record({ type: 'faultsDone' });
+
+    // Settle: every slot has a running member, and a full detection bound has passed.
+    for (const s of world.slots) {
+      if (!s.cur || s.cur.exited) world.spawn(s.i);
+    }
+    await Promise.all(world.slots.map((s) => world.waitStarted(s.cur, 20_000)));
+    const maxTtl = Math.max(...ttls);
+    const settleUntil = Date.now() + maxTtl + 2 * o.sweep + 2000;
+    while (Date.now() < settleUntil || world.slots.some((s) => s.cur.state !== 'running')) {
+      if (Date.now() > settleUntil + 20_000) break;
+      await sleep(100);
+    }
+    const living = world.slots.filter((s) => !s.cur.exited && s.cur.state === 'running').map((s) => s.cur.id).sort();
+    record({ type: 'living', ids: living });
+    const lists = await Promise.all(world.slots.map((s) => world.ask(s.cur, 'list', (m) => m.type === 'list' || m.type === 'listFailed', 8000)));
+    lists.forEach((l, i) => { if (!l) record({ type: 'listMissing', inst: world.slots[i].cur.id }); });
+
+    // Close every member; each must exit by itself.
+    await Promise.all(world.slots.map(async (s) => {
+      const inc = s.cur;
+      inc.expectExit = 'closed';
+      const t = Date.now();
+      world.ask(inc, 'close', (m) => m.type === 'closed' || m.type === 'closeFailed', 15_000);
+      const exited = await Promise.race([inc.exit.then(() => true), sleep(15_000).then(() => false)]);
+      record({ type: 'closeExit', inst: inc.id, exited, ms: Date.now() - t });
+    }));
+    await sleep(500);
+    const stream = await world.readStream();
+    for (const e of stream) {
+      record({ type: 'stream', id: e.id, event: e.event, target: e.instanceId, seq: e.seq ? Number(e.seq) : undefined, reportToken: e.reportToken, reporter: e.reporter });
+    }
+    record({ type: 'end' });
+  } catch (e) {
+    failed = e;
+    record({ type: 'harnessError', message: String(e?.stack ?? e) });
+  } finally {
+    await world.stop().catch(() => {});
+    await new Promise((r) => historyFile.end(r));
+  }
+
+  const verdict = check(history);
+  const files = writeReport(out, history, verdict);
+  log(verdict.summary);
+  if (verdict.violations.length) {
+    log(`\n${verdict.violations.length} violation(s); seed ${o.seed}. First ones, with the history around them:`);
+    for (const v of verdict.violations.slice(0, 5)) {
+      log(`\n[${v.check}] ${v.message}`);
+      log(violationWindow(history, v).map((r) => `  ${JSON.stringify(r)}`).join('\n'));
+    }
+  }
+  log(`\nresults: ${files.join(', ')}`);
+  if (failed) throw failed;
+  return verdict;
+}
+
+/** Carries out one fault, recording its start and end (and steps in between). */
+async function execute(world, f, record, killedBy) {
+  const mark = (phase, extra = {}) => record({ type: 'fault', fault: f.id, kind: f.kind, phase, ...extra });
+  const live = (slot) => {
+    const inc = world.slots[slot].cur;
+    return inc && !inc.exited ? inc : null;
+  };
+  const operator = (exclude) => world.slots.map((s) => s.cur).find((inc) => inc && !inc.exited && !inc.paused
+    && inc.state === 'running' && !exclude.includes(inc.slot) && world.slots[inc.slot].proxy.mode === 'normal');
+  const p = f.params;
+  switch (f.kind) {
+    case 'kill':
+    case 'mass': {
+      const victims = f.slots.map(live).filter(Boolean);
+      if (!victims.length) return mark('skipped', { why: 'no live member in the slots' });
+      for (const v of victims) { world.kill(v); killedBy.set(`${v.slot}@${f.at}`, v.id); }
+      mark('start', { targets: victims.map((v) => v.id) });
+      await sleep(p.restartAfterMs);
+      await Promise.all(victims.map((v) => v.exit));
+      const fresh = victims.map((v) => world.spawn(v.slot));
+      mark('end', { restarted: fresh.map((n) => n.id) });
+      return;
+    }
+    case 'pause-short':
+    case 'pause-long': {
+      const v = live(f.slots[0]);
+      if (!v) return mark('skipped', { why: 'slot down' });
+      world.kill(v, 'SIGSTOP');
+      mark('start', { targets: [v.id], durationMs: p.durationMs });
+      await sleep(p.durationMs);
+      world.kill(v, 'SIGCONT');
+      mark('end', { targets: [v.id] });
+      return;
+    }
+    case 'partition-short':
+    case 'partition-long':
+    case 'latency': {
+      const s = world.slots[f.slots[0]];
+      const v = live(f.slots[0]);
+      if (f.kind === 'latency') s.proxy.setMode('latency', p.latencyMs);
+      else s.proxy.setMode(p.how);
+      mark('start', { targets: v ? [v.id] : [], slot: s.i, durationMs: p.durationMs, how: p.how, latencyMs: p.latencyMs });
+      await sleep(p.durationMs);
+      s.proxy.setMode('normal');
+      mark('end', { targets: v ? [v.id] : [] });
+      return;
+    }
+    case 'clock': {
+      let slot = f.slots[0];
+      if (p.sweeper) {
+        const holder = await world.sweeperHolder();
+        const hs = world.slots.find((s) => s.cur?.id === holder);
+        if (hs) slot = hs.i;
+      }
+      const v = live(slot);
+      world.setClock(slot, p.offsetS);
+      mark('start', { targets: v ? [v.id] : [], slot, offsetS: p.offsetS, sweeper: p.sweeper, durationMs: p.durationMs });
+      // libfaketime re-reads the file once its cache (1 s, counted in whole seconds) is old:
+      // check the member's clock did move.
+      await sleep(2500);
+      const inc = live(slot);
+      if (inc && !inc.paused) {
+        const t = Date.now();
+        const reply = await world.ask(inc, 'clock', (m) => m.type === 'clock', 2000);
+        if (reply) record({ type: 'clockCheck', inst: inc.id, fault: f.id, expectedS: p.offsetS, observedS: Math.round((reply.now - t) / 1000) });
+      }
+      await sleep(Math.max(0, p.durationMs - 2500));
+      world.setClock(slot, 0);
+      mark('end', { targets: v ? [v.id] : [], slot });
+      return;
+    }
+    case 'client-kill': {
+      mark('start', {});
+      for (let k = 0; k < p.kills; k++) {
+        await world.clientKill();
+        await sleep(p.everyMs);
+      }
+      mark('end', {});
+      return;
+    }
+    case 'failover': {
+      mark('start', {});
+      await world.failover(p, (phase, extra) => mark(phase, extra));
+      mark('end', {});
+      return;
+    }
+    case 'credentials': {
+      mark('start', {});
+      await world.rotatePassword(p.retireOldAfterMs);
+      mark('end', {});
+      return;
+    }
+    case 'drain': {
+      const v = live(f.slots[0]);
+      const op = operator([f.slots[0]]);
+      if (!v || !op || v.state !== 'running') return mark('skipped', { why: 'no running target or operator' });
+      v.expectExit = 'drained';
+      mark('start', { targets: [v.id], operator: op.id });
+      const asked = await world.ask(op, `drain ${v.id}`, (m) => (m.type === 'requestDrain' || m.type === 'drainFailed'), 5000);
+      record({ type: 'operator', verb: 'requestDrain', fault: f.id, inst: op.id, target: v.id, result: asked });
+      await sleep(p.forgetAfterMs);
+      const op2 = operator([f.slots[0]]) ?? op;
+      const forgot = await world.ask(op2, `forget ${v.id}`, (m) => (m.type === 'forget' || m.type === 'forgetFailed') && m.target === v.id, 5000);
+      record({ type: 'operator', verb: 'forget', fault: f.id, inst: op2.id, target: v.id, result: forgot });
+      await Promise.race([v.exit, sleep(Math.max(0, p.restartAfterMs - p.forgetAfterMs))]);
+      if (!v.exited) { v.expectExit = 'drainStuck'; world.kill(v); await v.exit; }
+      const fresh = world.spawn(f.slots[0]);
+      mark('end', { targets: [v.id], restarted: [fresh.id] });
+      return;
+    }
+    case 'forget': {
+      const target = killedBy.get(`${f.slots[0]}@${p.killedAt}`);
+      const op = operator([f.slots[0]]);
+      if (!target || !op) return mark('skipped', { why: 'no target or operator' });
+      mark('start', { targets: [target], operator: op.id });
+      const forgot = await world.ask(op, `forget ${target}`, (m) => (m.type === 'forget' || m.type === 'forgetFailed') && m.target === target, 5000);
+      record({ type: 'operator', verb: 'forget', fault: f.id, inst: op.id, target, result: forgot });
+      mark('end', { targets: [target] });
+      return;
+    }
+    default:
+      throw new Error(`unknown fault ${f.kind}`);
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  let o;
+  try {
+    o = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error(`nemesis: ${e.message}`);
+    process.exit(2);
+  }
+  if (o.check) {
+    const history = fs.readFileSync(o.check, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const verdict = check(history);
+    console.log(verdict.summary);
+    for (const v of verdict.violations.slice(0, 20)) console.log(`[${v.check}] ${v.message}`);
+    process.exit(verdict.violations.length ? 1 : 0);
+  }
+  runNemesis(o).then(
+    (v) => process.exit(v.violations.length ? 1 : 0),
+    (e) => { console.error(`nemesis: harness failed: ${e?.stack ?? e}`); process.exit(1); },
+  );
+}
