@@ -175,7 +175,8 @@ export function check(history) {
   const lostCount = new Map();
   for (const r of m.lost) lostCount.set(`${r.inst}|${r.target}`, (lostCount.get(`${r.inst}|${r.target}`) ?? 0) + 1);
   const memberFaultOn = (id, from, to) => faultList.some((f) => MEMBER_FAULTS.has(f.kind) && f.targets.includes(id) && f.start < to && from < f.end);
-  const clusterFaultIn = (from, to) => faultList.some((f) => (f.kind === 'failover' || f.kind === 'client-kill') && f.start < to && from < f.end + 1000);
+  const clusterFaultIn = (from, to) => faultList.some((f) => (f.kind === 'failover' || f.kind === 'client-kill')
+    && f.start < to && from < (f.phases.promoted?.t ?? f.end) + 1000);
   const peerDetections = new Map(); // entry id → [{ peer, t }]
   for (const p of m.incs.values()) {
     if (p.startedAt === null) continue;

@@ -278,12 +278,29 @@ async function execute(world, f, record, killedBy) {
       mark('start', { targets: [v.id], operator: op.id });
       const asked = await world.ask(op, `drain ${v.id}`, (m) => (m.type === 'requestDrain' || m.type === 'drainFailed'), 5000);
       record({ type: 'operator', verb: 'requestDrain', fault: f.id, inst: op.id, target: v.id, result: asked });
+      if (!asked?.ok) {
+        // The request did not get through (Redis refused it meanwhile): replace the member by a kill.
+        world.kill(v);
+        record({ type: 'fault', fault: `${f.id}k`, kind: 'kill', phase: 'start', targets: [v.id], why: 'drain request failed' });
+        await v.exit;
+        await sleep(p.restartAfterMs);
+        const fresh = world.spawn(f.slots[0]);
+        record({ type: 'fault', fault: `${f.id}k`, kind: 'kill', phase: 'end', restarted: [fresh.id] });
+        mark('end', { targets: [v.id], aborted: true });
+        return;
+      }
       await sleep(p.forgetAfterMs);
       const op2 = operator([f.slots[0]]) ?? op;
       const forgot = await world.ask(op2, `forget ${v.id}`, (m) => (m.type === 'forget' || m.type === 'forgetFailed') && m.target === v.id, 5000);
       record({ type: 'operator', verb: 'forget', fault: f.id, inst: op2.id, target: v.id, result: forgot });
       await Promise.race([v.exit, sleep(Math.max(0, p.restartAfterMs - p.forgetAfterMs))]);
-      if (!v.exited) { v.expectExit = 'drainStuck'; world.kill(v); await v.exit; }
+      if (!v.exited) {
+        world.kill(v);
+        v.expectExit = 'drainStuck';
+        record({ type: 'fault', fault: `${f.id}k`, kind: 'kill', phase: 'start', targets: [v.id], why: 'did not drain when asked' });
+        await v.exit;
+        record({ type: 'fault', fault: `${f.id}k`, kind: 'kill', phase: 'end' });
+      }
       const fresh = world.spawn(f.slots[0]);
       mark('end', { targets: [v.id], restarted: [fresh.id] });
       return;
