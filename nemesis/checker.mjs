@@ -260,9 +260,16 @@ export function check(history) {
   const det = new Map(); // kind → { entry: [], peer: [], excess: [], peerExcess: [] }
   for (const l of lapses) {
     if (!l.cause || !l.entries.length) continue;
-    const kind = l.cause.kind;
     const start = l.cause.kind === 'failover' ? (l.cause.phases.killed?.t ?? l.cause.start) : l.cause.start;
     const bound = ttlOf(l.target) + 2 * sweepMs;
+    // While a master is dead and not yet replaced, the stream may not be writable at all: such
+    // detections are counted on their own line, not against the bound.
+    const duringFailover = l.cause.kind !== 'failover' && failovers.some((f) => {
+      const from = f.phases.killed?.t ?? f.start;
+      const to = f.phases.promoted?.t ?? f.end;
+      return from < start + bound && start < to;
+    });
+    const kind = duringFailover ? `${l.cause.kind} (during a failover)` : l.cause.kind;
     if (!det.has(kind)) det.set(kind, { entry: [], peer: [], excess: [], peerExcess: [] });
     const d = det.get(kind);
     const e = l.entries[0];
@@ -278,7 +285,7 @@ export function check(history) {
   for (const [kind, d] of det) {
     const ex = stats(d.excess);
     figures.detection[kind] = { entry: stats(d.entry), peer: stats(d.peer), overBound: d.excess.filter((x) => x > 0).length, p99Excess: ex.p99, bound: 'TTL + 2 sweeps' };
-    if (kind !== 'failover' && ex.p99 > 0) v('4', `detection p99 for ${kind} is ${ex.p99} ms over TTL + 2 sweeps (${d.excess.filter((x) => x > 0).length}/${d.excess.length} over)`, 0, { kind });
+    if (kind !== 'failover' && !kind.includes('failover') && ex.p99 > 0) v('4', `detection p99 for ${kind} is ${ex.p99} ms over TTL + 2 sweeps (${d.excess.filter((x) => x > 0).length}/${d.excess.length} over)`, 0, { kind });
   }
   figures.appEntries = { acknowledged: m.acks.length, rejected: m.nacks.length, inStream: app.length, doubled, lostAcrossFailover, lostOther, outOfOrder, activityReplicas: m.run.activityReplicas ?? 0 };
   figures.reports = { lapses: lapses.length, entries: hbl.length, peerEvents: m.lost.length };

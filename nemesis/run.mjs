@@ -233,6 +233,7 @@ async function execute(world, f, record, killedBy) {
         if (hs) slot = hs.i;
       }
       const v = live(slot);
+      world.slots[slot].clockOwner = f.id; // a later clock fault on this slot takes it over
       world.setClock(slot, p.offsetS);
       mark('start', { targets: v ? [v.id] : [], slot, offsetS: p.offsetS, sweeper: p.sweeper, durationMs: p.durationMs });
       // libfaketime re-reads the file once its cache (1 s, counted in whole seconds) is old:
@@ -245,8 +246,12 @@ async function execute(world, f, record, killedBy) {
         if (reply) record({ type: 'clockCheck', inst: inc.id, fault: f.id, expectedS: p.offsetS, observedS: Math.round((reply.now - t) / 1000) });
       }
       await sleep(Math.max(0, p.durationMs - 2500));
-      world.setClock(slot, 0);
-      mark('end', { targets: v ? [v.id] : [], slot });
+      const mine = world.slots[slot].clockOwner === f.id;
+      if (mine) {
+        world.setClock(slot, 0);
+        world.slots[slot].clockOwner = null;
+      }
+      mark('end', { targets: v ? [v.id] : [], slot, ...(mine ? {} : { tookOverBy: world.slots[slot].clockOwner }) });
       return;
     }
     case 'client-kill': {

@@ -91,14 +91,19 @@ export function drawSchedule({ seed, durationMs, ttls, quietTailMs = 8000, meanG
   let attempts = 0;
   while (t < endBy && attempts < 100_000) {
     attempts++;
-    const kind = kindsFirst.length ? kindsFirst[0] : drawKind();
-    const f = plan(kind, t);
+    let kind = kindsFirst.length ? kindsFirst[0] : drawKind();
+    let f = plan(kind, t);
+    if (!f && kindsFirst.length) {
+      // Not possible now (a forget needs a kill before it, a failover its gap): draw another.
+      kindsFirst.push(kindsFirst.shift());
+      kind = drawKind();
+      f = plan(kind, t);
+    }
     if (f) {
-      if (kindsFirst[0] === kind) kindsFirst.shift();
+      if (kindsFirst.includes(kind)) kindsFirst.splice(kindsFirst.indexOf(kind), 1);
       faults.push({ id: ++id, at: Math.round(t), kind, ...f });
       t += r.between(0.3, 1.7) * meanGapMs;
     } else {
-      if (kindsFirst[0] === kind && r.chance(0.1)) kindsFirst.push(kindsFirst.shift());
       t += 200;
     }
   }

@@ -219,6 +219,7 @@ export class World {
       try { msg = JSON.parse(line); } catch { msg = { type: 'raw', line }; }
       if (msg.type === 'started') inc.state = 'running';
       if (msg.type === 'state') inc.state = msg.to;
+      if (msg.type === 'startFailed') inc.expectExit = 'startFailed'; // start() may reject while Redis is away
       this.record({ ...msg, inst: id });
       for (const w of inc.waiters.splice(0)) w(msg);
     });
