@@ -51,7 +51,7 @@ export function model(history) {
   const m = {
     run, incs, faults, expiries: [], stream: [], tailSeen: new Map(), lost: [], acks: [], nacks: [],
     crashes: [], closeExits: [], lists: [], living: null, harness: [], clockChecks: [], operators: [],
-    startFailed: [], ended: false, listMissing: [],
+    startFailed: [], ended: false, listMissing: [], leases: [],
   };
   for (const r of history) {
     switch (r.type) {
@@ -80,6 +80,7 @@ export function model(history) {
       case 'living': m.living = r; break;
       case 'harnessError': m.harness.push(r); break;
       case 'clockCheck': m.clockChecks.push(r); break;
+      case 'lease': m.leases.push(r); break;
       case 'operator': m.operators.push(r); break;
       case 'startFailed': m.startFailed.push(r); break;
       case 'end': m.ended = true; break;
@@ -258,10 +259,16 @@ export function check(history) {
 
   // ─── detection figures ────────────────────────────────────────────────────
   const det = new Map(); // kind → { entry: [], peer: [], excess: [], peerExcess: [] }
+  const overBound = [];
   for (const l of lapses) {
     if (!l.cause || !l.entries.length) continue;
     const start = l.cause.kind === 'failover' ? (l.cause.phases.killed?.t ?? l.cause.start) : l.cause.start;
-    const bound = ttlOf(l.target) + 2 * sweepMs;
+    // The sweeper lease lasts its holder's TTL: when the holder lapsed in the same window, no one
+    // sweeps until its lease runs out, so the bound is the longer of the two TTLs + 2 sweeps.
+    const holder = m.leases.filter((r) => r.t <= start).at(-1)?.holder;
+    const holderLapsed = holder && holder !== l.target && lapses.some((x) => x.target === holder
+      && x.t >= start - ttlOf(holder) && x.t <= start + ttlOf(holder) + 2 * sweepMs + EPS_MS);
+    const bound = (holderLapsed ? Math.max(ttlOf(l.target), ttlOf(holder)) : ttlOf(l.target)) + 2 * sweepMs;
     // While a master is dead and not yet replaced, the stream may not be writable at all: such
     // detections are counted on their own line, not against the bound.
     const duringFailover = l.cause.kind !== 'failover' && failovers.some((f) => {
@@ -269,13 +276,14 @@ export function check(history) {
       const to = f.phases.promoted?.t ?? f.end;
       return from < start + bound && start < to;
     });
-    const kind = duringFailover ? `${l.cause.kind} (during a failover)` : l.cause.kind;
+    const kind = duringFailover ? `${l.cause.kind} (during a failover)` : holderLapsed ? `${l.cause.kind} (sweeper lost too)` : l.cause.kind;
     if (!det.has(kind)) det.set(kind, { entry: [], peer: [], excess: [], peerExcess: [] });
     const d = det.get(kind);
     const e = l.entries[0];
     const te = entryTime(e) - start;
     d.entry.push(te);
     d.excess.push(te - bound);
+    if (te > bound) overBound.push({ target: l.target, kind, fault: l.cause.id, ms: te, bound, reporter: e.reporter, holder });
     for (const p of peerDetections.get(e.id) ?? []) {
       d.peer.push(p.t - start);
       d.peerExcess.push(p.t - start - bound);
@@ -284,9 +292,16 @@ export function check(history) {
   const figures = { detection: {}, mistakes: falseLosses.length + unexplained.length, falseLosses: falseLosses.length, unexplainedLapses: unexplained.length };
   for (const [kind, d] of det) {
     const ex = stats(d.excess);
-    figures.detection[kind] = { entry: stats(d.entry), peer: stats(d.peer), overBound: d.excess.filter((x) => x > 0).length, p99Excess: ex.p99, bound: 'TTL + 2 sweeps' };
-    if (kind !== 'failover' && !kind.includes('failover') && ex.p99 > 0) v('4', `detection p99 for ${kind} is ${ex.p99} ms over TTL + 2 sweeps (${d.excess.filter((x) => x > 0).length}/${d.excess.length} over)`, 0, { kind });
+    const pex = stats(d.peerExcess);
+    figures.detection[kind] = {
+      entry: stats(d.entry), peer: stats(d.peer), overBound: d.excess.filter((x) => x > 0).length,
+      peerOverBound: d.peerExcess.filter((x) => x > 0).length, p99Excess: ex.p99, peerP99Excess: pex.p99, bound: 'TTL + 2 sweeps',
+    };
+    if (kind.includes('failover')) continue;
+    if (ex.p99 > 0) v('4', `detection p99 for ${kind} is ${ex.p99} ms over TTL + 2 sweeps (${d.excess.filter((x) => x > 0).length}/${d.excess.length} over)`, 0, { kind });
+    if (pex.p99 > 0) v('4', `peer instanceLost p99 for ${kind} is ${pex.p99} ms over TTL + 2 sweeps (${d.peerExcess.filter((x) => x > 0).length}/${d.peerExcess.length} over)`, 0, { kind });
   }
+  figures.overBound = overBound;
   figures.appEntries = { acknowledged: m.acks.length, rejected: m.nacks.length, inStream: app.length, doubled, lostAcrossFailover, lostOther, outOfOrder, activityReplicas: m.run.activityReplicas ?? 0 };
   figures.reports = { lapses: lapses.length, entries: hbl.length, peerEvents: m.lost.length };
 

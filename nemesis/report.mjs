@@ -49,9 +49,16 @@ function markdown(history, verdict) {
     '',
     '## Detection (ms from the fault to the HEARTBEAT_LOST entry, and to each live peer\'s instanceLost)',
     '',
-    '| fault kind | lapses | entry p50 | entry p99 | entry max | peer p50 | peer p99 | peer max | over TTL + 2 sweeps | p99 − bound |',
+    '| fault kind | lapses | entry p50 | entry p99 | entry max | peer p50 | peer p99 | peer max | over TTL + 2 sweeps (entry / peer events) | p99 − bound (entry / peer) |',
     '|---|---|---|---|---|---|---|---|---|---|',
-    ...Object.entries(f.detection).sort().map(([k, d]) => `| ${k} | ${d.entry.n} | ${d.entry.p50} | ${d.entry.p99} | ${d.entry.max} | ${d.peer.p50 ?? '-'} | ${d.peer.p99 ?? '-'} | ${d.peer.max ?? '-'} | ${d.overBound} | ${d.p99Excess} |`),
+    ...Object.entries(f.detection).sort().map(([k, d]) => `| ${k} | ${d.entry.n} | ${d.entry.p50} | ${d.entry.p99} | ${d.entry.max} | ${d.peer.p50 ?? '-'} | ${d.peer.p99 ?? '-'} | ${d.peer.max ?? '-'} | ${d.overBound} / ${d.peerOverBound} | ${d.p99Excess} / ${d.peerP99Excess ?? '-'} |`),
+    '',
+    ...(f.overBound.length ? [
+      'Detections over their bound (fault → entry):', '',
+      ...f.overBound.map((o) => `- ${o.target} (${o.kind}, fault #${o.fault}): ${o.ms} ms, bound ${o.bound} ms; reported by ${o.reporter ?? '?'}, lease holder at the fault ${o.holder ?? 'none'}`),
+      '',
+    ] : []),
+    'Bound: the lost member\'s TTL + 2 sweeps; when the sweeper lease holder lapsed in the same window, the longer of the two TTLs + 2 sweeps (the lease lasts its holder\'s TTL).',
     '',
     '## Faults',
     '',
@@ -139,24 +146,18 @@ function timeline(history, verdict) {
   const ly = top + (nSlots + 1) * rowH + 14;
   for (const [k, c] of Object.entries(COLORS)) {
     out.push(`<rect x="${lx}" y="${ly}" width="10" height="10" fill="${c}"/><text x="${lx + 13}" y="${ly + 9}">${k}</text>`);
-    lx += 18 + k.length * 6;
+    lx += 24 + k.length * 7;
   }
   out.push('</svg>');
   return out.join('\n');
 }
 
 function histogram(verdict) {
-  const kinds = Object.keys(verdict.figures.detection).sort();
-  const values = [];
-  for (const l of verdict.lapses) {
-    if (!l.cause || !l.entries.length) continue;
-    values.push({ kind: l.cause.kind, ms: null, l });
-  }
-  // Recompute from the figures' raw lists is not kept; bucket the per-lapse entry delays.
   const rows = verdict.lapses.filter((l) => l.cause && l.entries.length).map((l) => ({
     kind: l.cause.kind,
     ms: Number(String(l.entries[0].id).split('-')[0]) - (l.cause.kind === 'failover' ? (l.cause.phases.killed?.t ?? l.cause.start) : l.cause.start),
   }));
+  const kinds = [...new Set(rows.map((r) => r.kind))].sort();
   const bucket = 250;
   const maxMs = Math.max(1000, ...rows.map((r) => r.ms));
   const nb = Math.ceil(maxMs / bucket) + 1;
@@ -190,9 +191,8 @@ function histogram(verdict) {
   let lx = left;
   for (const k of kinds) {
     out.push(`<rect x="${lx}" y="${bottom + 28}" width="10" height="10" fill="${COLORS[k] ?? '#999'}"/><text x="${lx + 13}" y="${bottom + 37}">${k}</text>`);
-    lx += 18 + k.length * 6;
+    lx += 24 + k.length * 7;
   }
   out.push('</svg>');
-  void values;
   return out.join('\n');
 }

@@ -110,6 +110,7 @@ export async function runNemesis(o, log = console.log) {
     const ok = await Promise.all(first.map((inc) => world.waitStarted(inc, 20_000)));
     if (!ok.every(Boolean)) throw new Error(`members did not start: ${first.filter((_, i) => !ok[i]).map((m) => `${m.id}: ${m.stderr}`).join('\n')}`);
     world.startTail();
+    world.startLeasePoll();
 
     const t0 = Date.now();
     record({ type: 'begin' });

@@ -147,6 +147,34 @@ export class World {
     this.tailDone = loop();
   }
 
+  /** Polls the sweeper lease (`GET perseus:sweeper`) every 100 ms; records each change of holder. */
+  startLeasePoll() {
+    let last;
+    const loop = async () => {
+      let c = null;
+      while (!this.stopped) {
+        try {
+          if (!c) {
+            const port = this.clusterMode ? (await this.cluster.masterForKey('perseus:sweeper')).port : this.master.port;
+            c = new RespClient(port, { timeoutMs: 1000 });
+            await c.connect();
+          }
+          const holder = await c.call('GET', 'perseus:sweeper');
+          if (holder !== last) {
+            last = holder;
+            this.record({ type: 'lease', holder });
+          }
+        } catch {
+          c?.close();
+          c = null;
+        }
+        await sleep(100);
+      }
+      c?.close();
+    };
+    this.leaseDone = loop();
+  }
+
   /** Every entry of the stream now (XRANGE in pages), straight from the master. */
   async readStream() {
     const c = new RespClient(await this.streamMasterPort(), { timeoutMs: 20_000 });
@@ -330,6 +358,7 @@ export class World {
     for (const c of this.subscribers.values()) c.close();
     this.tailClient?.close();
     await this.tailDone?.catch(() => {});
+    await this.leaseDone?.catch(() => {});
     for (const s of this.slots) await s.proxy?.close();
     await this.cluster?.stop();
     await this.master?.stop();
