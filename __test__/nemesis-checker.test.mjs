@@ -117,6 +117,14 @@ describe('nemesis checker', () => {
     assert.equal(found(twice, '1', /^doubled instanceLost: m3-1 heard 2/).length, 1, JSON.stringify(twice.violations));
   });
 
+  test('an expiry of a key re-created by a late write after the report is not a second lapse', () => {
+    const v = check(doctor((h) => h.splice(h.findIndex((r) => r.type === 'spawn' && r.inst === 'm1-2'), 0,
+      { t: at(3500), type: 'expired', target: 'm1-1' })));
+    assert.deepEqual(v.violations, []);
+    assert.equal(v.figures.reports.lateExpiries, 1);
+    assert.equal(v.figures.reports.lapses, 1);
+  });
+
   test('check 5: a crash, a close() that did not exit, a wrong final listInstances()', () => {
     const v = check(doctor((h) => {
       h.push({ t: at(4000), type: 'crash', inst: 'm2-1', what: 'unhandledRejection', message: 'boom' });

@@ -119,9 +119,23 @@ export function check(history) {
   const hbl = m.stream.filter((e) => e.event === 'HEARTBEAT_LOST');
   const hblBy = byTarget(hbl);
   const expBy = byTarget(m.expiries);
+  // A lapse is an expiry while the record was running: an expiry after the record was closed
+  // by a HEARTBEAT_LOST, DEREGISTERED or FORGOTTEN entry (and before it registered again) is a
+  // key re-created by a late write (a timed-out beat that Redis ran afterwards), not a lapse.
+  const lifecycle = new Map();
+  for (const e of m.stream) {
+    if (!['REGISTERED', 'HEARTBEAT_LOST', 'DEREGISTERED', 'FORGOTTEN'].includes(e.event)) continue;
+    if (!lifecycle.has(e.target)) lifecycle.set(e.target, []);
+    lifecycle.get(e.target).push(e);
+  }
   const lapses = []; // { target, t, entries: [], cause }
+  const lateExpiries = [];
   for (const [target, exps] of expBy) {
-    for (const e of exps.sort((a, b) => a.t - b.t)) lapses.push({ target, t: e.t, entries: [], cause: null });
+    for (const e of exps.sort((a, b) => a.t - b.t)) {
+      const before = (lifecycle.get(target) ?? []).filter((x) => idMs(x.id) < e.t - EPS_MS).at(-1);
+      if (before && before.event !== 'REGISTERED') lateExpiries.push(e);
+      else lapses.push({ target, t: e.t, entries: [], cause: null });
+    }
   }
   const lapsesOf = (target) => lapses.filter((l) => l.target === target).sort((a, b) => a.t - b.t);
   const falseLosses = [];
@@ -303,7 +317,7 @@ export function check(history) {
   }
   figures.overBound = overBound;
   figures.appEntries = { acknowledged: m.acks.length, rejected: m.nacks.length, inStream: app.length, doubled, lostAcrossFailover, lostOther, outOfOrder, activityReplicas: m.run.activityReplicas ?? 0 };
-  figures.reports = { lapses: lapses.length, entries: hbl.length, peerEvents: m.lost.length };
+  figures.reports = { lapses: lapses.length, entries: hbl.length, peerEvents: m.lost.length, lateExpiries: lateExpiries.length };
 
   // ─── process hygiene and the final membership ─────────────────────────────
   for (const c of m.crashes) v('5', `crash in ${c.inst}: ${c.what}: ${String(c.message).split('\n')[0]}`, c.t, { inst: c.inst });

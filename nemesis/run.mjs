@@ -241,7 +241,7 @@ async function execute(world, f, record, killedBy) {
       // check the member's clock did move.
       await sleep(2500);
       const inc = live(slot);
-      if (inc && !inc.paused) {
+      if (inc && !inc.paused && world.slots[slot].clockOwner === f.id) {
         const t = Date.now();
         const reply = await world.ask(inc, 'clock', (m) => m.type === 'clock', 2000);
         if (reply) record({ type: 'clockCheck', inst: inc.id, fault: f.id, expectedS: p.offsetS, observedS: Math.round((reply.now - t) / 1000) });
