@@ -167,7 +167,7 @@ export function drawSchedule({ seed, durationMs, ttls, quietTailMs = 8000, meanG
         const dur = Math.round(r.between(2, 6) * ttl);
         if (at + dur > endBy) return null;
         busy[s].push([at, at + dur, false]);
-        return { slots: [s], params: { durationMs: dur, latencyMs: Math.round(r.between(0.02, 0.08) * ttl) } };
+        return { slots: [s], params: { durationMs: dur, latencyMs: Math.round(r.between(0.01, 0.05) * ttl) } };
       }
       case 'clock': {
         // Clock changes overlap anything; `sweeper: true` aims at the lease holder at run time.
