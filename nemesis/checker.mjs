@@ -81,6 +81,7 @@ export function model(history) {
       case 'harnessError': m.harness.push(r); break;
       case 'clockCheck': m.clockChecks.push(r); break;
       case 'lease': m.leases.push(r); break;
+      case 'harnessLag': m.harnessLag = r; break;
       case 'operator': m.operators.push(r); break;
       case 'startFailed': m.startFailed.push(r); break;
       case 'end': m.ended = true; break;
@@ -346,6 +347,7 @@ export function check(history) {
   }
   figures.clockChecks = { n: m.clockChecks.length, effective: m.clockChecks.filter((c) => Math.abs(c.observedS - c.expectedS) <= 2).length };
   figures.startFailed = m.startFailed.length;
+  figures.harnessLag = m.harnessLag ? { p99Ms: m.harnessLag.p99Ms, maxMs: m.harnessLag.maxMs } : null;
 
   violations.sort((a, b) => (a.check < b.check ? -1 : a.check > b.check ? 1 : a.t - b.t));
   const byCheck = {};

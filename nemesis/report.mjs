@@ -67,6 +67,8 @@ function markdown(history, verdict) {
     ...Object.entries(KINDS).map(([k, meta]) => `| ${k} | ${f.faults[k]?.run ?? 0} | ${f.faults[k]?.skipped ?? 0} | ${meta.about} |`),
     '',
     `Clock changes verified in the member (its Date.now() moved as asked): ${f.clockChecks.effective}/${f.clockChecks.n}.`,
+    `Harness event-loop delay (the proxies run on it): p99 ${f.harnessLag?.p99Ms ?? '?'} ms, max ${f.harnessLag?.maxMs ?? '?'} ms. `
+      + `Keys that expired after their record was closed (late writes, not lapses): ${f.reports.lateExpiries}.`,
     '',
     '![timeline](timeline.svg)',
     '',

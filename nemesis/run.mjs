@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 import { check, violationWindow } from './checker.mjs';
 import { writeReport } from './report.mjs';
@@ -70,7 +71,7 @@ function addonHasActivityReplicas() {
 }
 
 function faketimeLib() {
-  return execFileSync('bash', [path.join(ROOT, 'scripts/ensure-faketime.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1);
+  return execFileSync('bash', [path.join(ROOT, 'scripts/ensure-faketime.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1).replace(/^libfaketime: /, '');
 }
 
 export async function runNemesis(o, log = console.log) {
@@ -98,6 +99,9 @@ export async function runNemesis(o, log = console.log) {
 
   const pending = [];
   let failed = null;
+  // The proxies run on this event loop: a lagging harness would delay members' traffic itself.
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
   try {
     await world.startRedis();
     await world.startProxies();
@@ -155,6 +159,8 @@ export async function runNemesis(o, log = console.log) {
     for (const e of stream) {
       record({ type: 'stream', id: e.id, event: e.event, target: e.instanceId, seq: e.seq ? Number(e.seq) : undefined, reportToken: e.reportToken, reporter: e.reporter });
     }
+    lag.disable();
+    record({ type: 'harnessLag', p99Ms: Math.round(lag.percentile(99) / 1e6), maxMs: Math.round(lag.max / 1e6) });
     record({ type: 'end' });
   } catch (e) {
     failed = e;

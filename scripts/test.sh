@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/ensure-redis.sh
-bash scripts/ensure-faketime.sh >/dev/null
 bash scripts/ensure-chromium.sh
+bash scripts/ensure-faketime.sh
 [ -d node_modules/@napi-rs/cli ] || npm ci --no-audit --no-fund
 
 echo "== format and lints"

@@ -32,7 +32,7 @@ after(async () => {
 function member(redis, dir, id, { offset } = {}) {
   const clock = path.join(dir, `clock-${id}`);
   fs.writeFileSync(clock, offset ?? '+0s');
-  const lib = execFileSync('bash', [path.join(ROOT, 'scripts/ensure-faketime.sh')], { encoding: 'utf8' }).trim().split('\n').at(-1);
+  const lib = execFileSync('bash', [path.join(ROOT, 'scripts/ensure-faketime.sh')], { encoding: 'utf8' }).trim().split('\n').at(-1).replace(/^libfaketime: /, '');
   const cfg = {
     instanceId: id, redisUrl: redis.url, ttlMs: 1500, intervalMs: 500, sweepMs: 250, commandTimeoutMs: 750,
     writeEveryMs: 1000, username: 'member', passwordFile: path.join(dir, 'password'),
