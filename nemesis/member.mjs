@@ -40,7 +40,7 @@ const options = {
   heartbeatTtlMs: cfg.ttlMs,
   sweepIntervalMs: cfg.sweepMs,
   commandTimeoutMs: cfg.commandTimeoutMs,
-  connectTimeoutMs: cfg.commandTimeoutMs,
+  connectTimeoutMs: cfg.connectTimeoutMs ?? 5000,
   eventLoopStallMs: 0,
   credentials: () => ({ username: cfg.username, password: readPassword() }),
   credentialsRefreshMs: 1000,

@@ -110,9 +110,15 @@ export async function runNemesis(o, log = console.log) {
       writeEveryMs: o.writeEvery, activityReplicas: activityReplicas ? 1 : 0, nodes: world.nodePorts,
     });
     for (const f of schedule) record({ type: 'planned', fault: f.id, kind: f.kind, at: f.at, slots: f.slots, params: f.params });
-    const first = world.slots.map((s) => world.spawn(s.i));
-    const ok = await Promise.all(first.map((inc) => world.waitStarted(inc, 20_000)));
-    if (!ok.every(Boolean)) throw new Error(`members did not start: ${first.filter((_, i) => !ok[i]).map((m) => `${m.id}: ${m.stderr}`).join('\n')}`);
+    // Start the members a few at a time (a loaded host, a cluster to discover), retrying failed starts.
+    for (const s of world.slots) {
+      world.spawn(s.i);
+      if (s.i % 5 === 4) await sleep(300);
+    }
+    const startBy = Date.now() + 60_000;
+    while (world.slots.some((s) => s.cur.state !== 'running') && Date.now() < startBy) await sleep(100);
+    const notStarted = world.slots.filter((s) => s.cur.state !== 'running');
+    if (notStarted.length) throw new Error(`members did not start within 60 s: ${notStarted.map((s) => `${s.cur.id}: ${s.cur.stderr}`).join('\n')}`);
     world.startTail();
     world.startLeasePoll();
 
@@ -145,6 +151,7 @@ export async function runNemesis(o, log = console.log) {
     const lists = await Promise.all(world.slots.map((s) => world.ask(s.cur, 'list', (m) => m.type === 'list' || m.type === 'listFailed', 8000)));
     lists.forEach((l, i) => { if (!l) record({ type: 'listMissing', inst: world.slots[i].cur.id }); });
 
+    world.respawnFailedStarts = false;
     // Close every member; each must exit by itself.
     await Promise.all(world.slots.map(async (s) => {
       const inc = s.cur;

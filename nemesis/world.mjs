@@ -37,6 +37,7 @@ export class World {
     this.passwordFile = path.join(dir, 'password');
     this.subscribers = new Map(); // port → RespClient
     this.stopped = false;
+    this.respawnFailedStarts = true;
     this.all = []; // every incarnation ever
   }
 
@@ -259,6 +260,10 @@ export class World {
         inc.exitedAt = Date.now();
         this.record({ type: 'exit', inst: id, code, signal, expected: inc.expectExit, stderr: code ? inc.stderr.slice(-1500) : undefined });
         resolve({ code, signal });
+        // start() may reject while Redis is away (a failover, a loaded host): try again.
+        if (inc.expectExit === 'startFailed' && this.respawnFailedStarts && !this.stopped) {
+          setTimeout(() => { if (s.cur === inc && !this.stopped) this.spawn(slot); }, 500);
+        }
       });
     });
     return inc;
