@@ -13,7 +13,8 @@ import { createRequire } from 'node:module';
 import readline from 'node:readline';
 
 const require = createRequire(import.meta.url);
-const { PerseusNetwork } = require('../index.js');
+// NEMESIS_ADDON: another build's index.js (e.g. a branch's worktree), to run the same schedule against it.
+const { PerseusNetwork } = require(process.env.NEMESIS_ADDON || '../index.js');
 
 const cfg = JSON.parse(process.argv[2]);
 const print = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);

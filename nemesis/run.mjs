@@ -6,6 +6,7 @@
 //   npm run nemesis -- --minutes 10 --seed 42 [--cluster] [--members 30]
 //   options: --seconds N (instead of --minutes), --out DIR (default nemesis/results/<mode>-<seed>),
 //            --write-every MS (250), --sweep MS (250), --check HISTORY.jsonl (re-check a history only)
+//   env NEMESIS_ADDON=/path/to/index.js runs the members on another build of the addon
 // Exit code: 0 when the checker found no violation, 1 when it did, 2 on a usage error.
 
 import { execFileSync } from 'node:child_process';
@@ -60,7 +61,7 @@ export function memberTtls(seed, members) {
 
 /** Whether the addon knows `activityReplicas` (it rejects -1 then; unknown options are ignored). */
 function addonHasActivityReplicas() {
-  const { PerseusNetwork } = createRequire(import.meta.url)('../index.js');
+  const { PerseusNetwork } = createRequire(import.meta.url)(process.env.NEMESIS_ADDON || '../index.js');
   try {
     const n = new PerseusNetwork({ exchangeId: 1, exchangeName: 'probe', publicIp: false, activityReplicas: -1 });
     n.close().catch(() => {});
