@@ -358,7 +358,8 @@ export function check(history) {
     `app entries: acknowledged ${m.acks.length}, rejected ${m.nacks.length}, doubled ${doubled}, lost ${lostOther}, lost across failover ${lostAcrossFailover}, out of order ${outOfOrder}`,
     ...[...det.keys()].sort().map((k) => {
       const f = figures.detection[k];
-      return `detection ${k}: entry p50 ${f.entry.p50} p99 ${f.entry.p99} max ${f.entry.max} ms; peer p50 ${f.peer.p50} p99 ${f.peer.p99} max ${f.peer.max} ms; over bound ${f.overBound}/${f.entry.n}`;
+      const n = (x) => x ?? '-';
+      return `detection ${k}: entry p50 ${n(f.entry.p50)} p99 ${n(f.entry.p99)} max ${n(f.entry.max)} ms; peer p50 ${n(f.peer.p50)} p99 ${n(f.peer.p99)} max ${n(f.peer.max)} ms; over bound ${f.overBound}/${f.entry.n}`;
     }),
   ].join('\n');
   return { violations, figures, summary, lapses };
