@@ -113,6 +113,14 @@ describe('nemesis checker', () => {
     assert.equal(found(lapse, '2', /^mistake: m1-1's heartbeat lapsed .* under no lapse fault/).length, 1, JSON.stringify(lapse.violations));
     const deaf = check(doctor((h) => h.splice(h.findIndex((r) => r.type === 'lost' && r.inst === 'm2-1'), 1)));
     assert.equal(found(deaf, '1', /^missing instanceLost: m2-1/).length, 1, JSON.stringify(deaf.violations));
+    // A peer whose link was killed around the entry need not hear it at once, but by the end.
+    const late = check(doctor((h) => {
+      h.push({ t: at(2000), type: 'fault', fault: 2, kind: 'client-kill', phase: 'start' });
+      h.push({ t: at(2500), type: 'fault', fault: 2, kind: 'client-kill', phase: 'end' });
+      for (const r of h) if (['living', 'list', 'closed', 'exit', 'closeExit'].includes(r.type) && r.t >= at(9000)) r.t += 5000;
+      h.splice(h.findIndex((r) => r.type === 'lost' && r.inst === 'm2-1'), 1);
+    }));
+    assert.equal(found(late, '1', /^missing instanceLost: m2-1 \(kept running\) heard 0/).length, 1, JSON.stringify(late.violations));
     const twice = check(doctor((h) => h.push({ t: at(2200), type: 'lost', inst: 'm3-1', target: 'm1-1' })));
     assert.equal(found(twice, '1', /^doubled instanceLost: m3-1 heard 2/).length, 1, JSON.stringify(twice.violations));
   });

@@ -19,6 +19,7 @@
 
 const EPS_MS = 1000; // harness receipt of an expiry vs. the entry's own time
 const PEER_GRACE_MS = 3000; // a healthy peer hears an entry within this
+const EVENTUAL_MS = 10_000; // a peer that kept running hears an entry within this, whatever the link did
 const LAPSE_KINDS = new Set(['kill', 'mass', 'pause-long', 'partition-long']);
 const MEMBER_FAULTS = new Set(['kill', 'mass', 'pause-short', 'pause-long', 'partition-short', 'partition-long', 'latency', 'drain']);
 
@@ -51,7 +52,7 @@ export function model(history) {
   const m = {
     run, incs, faults, expiries: [], stream: [], tailSeen: new Map(), lost: [], acks: [], nacks: [],
     crashes: [], closeExits: [], lists: [], living: null, harness: [], clockChecks: [], operators: [],
-    startFailed: [], ended: false, listMissing: [], leases: [],
+    startFailed: [], ended: false, listMissing: [], leases: [], states: new Map(), endT: 0,
   };
   for (const r of history) {
     switch (r.type) {
@@ -82,6 +83,11 @@ export function model(history) {
       case 'clockCheck': m.clockChecks.push(r); break;
       case 'lease': m.leases.push(r); break;
       case 'harnessLag': m.harnessLag = r; break;
+      case 'state': {
+        if (!m.states.has(r.inst)) m.states.set(r.inst, []);
+        m.states.get(r.inst).push(r);
+        break;
+      }
       case 'operator': m.operators.push(r); break;
       case 'startFailed': m.startFailed.push(r); break;
       case 'end': m.ended = true; break;
@@ -89,6 +95,8 @@ export function model(history) {
     }
   }
   for (const f of faults.values()) if (f.start !== null && f.end === null) f.end = Infinity;
+  // Members are closed at the end: what they could hear ends at the first close.
+  m.endT = Math.min(...history.filter((r) => r.type === 'closeExit' || r.type === 'living').map((r) => r.t), history.at(-1)?.t ?? 0);
   return m;
 }
 
@@ -194,6 +202,9 @@ export function check(history) {
   const clusterFaultIn = (from, to) => faultList.some((f) => (f.kind === 'failover' || f.kind === 'client-kill')
     && f.start < to && from < (f.phases.promoted?.t ?? f.end) + 1000);
   const peerDetections = new Map(); // entry id → [{ peer, t }]
+  // A member's own lapse or death (its key expired, or it went dead) in a window.
+  const ownTrouble = (id, from, to) => m.expiries.some((e) => e.target === id && e.t >= from && e.t <= to)
+    || (m.states.get(id) ?? []).some((r) => r.to === 'dead' && r.t >= from && r.t <= to);
   for (const p of m.incs.values()) {
     if (p.startedAt === null) continue;
     for (const [target, entries] of hblBy) {
@@ -204,9 +215,18 @@ export function check(history) {
         return p.startedAt <= te - 500 && (p.exitedAt === null || p.exitedAt >= te + PEER_GRACE_MS)
           && !memberFaultOn(p.id, te - 500, te + PEER_GRACE_MS) && !clusterFaultIn(te - 500, te + PEER_GRACE_MS);
       });
+      // Eventually, a peer that kept running (no lapse or death of its own) hears every entry,
+      // also across a dropped link (CLIENT KILL, a short partition, a failover): its tail
+      // reads on from the last entry it saw.
+      const eventually = entries.filter((e) => {
+        const te = entryTime(e);
+        return p.startedAt <= te - 500 && (p.exitedAt === null ? m.endT >= te + EVENTUAL_MS : p.exitedAt >= te + EVENTUAL_MS)
+          && !ownTrouble(p.id, te - 5000, te + EVENTUAL_MS);
+      });
       const heard = lostCount.get(`${p.id}|${target}`) ?? 0;
       if (heard > possible) v('1', `doubled instanceLost: ${p.id} heard ${heard} instanceLost for ${target}, which has ${possible} HEARTBEAT_LOST entries it could hear`, entries.at(-1) ? entryTime(entries.at(-1)) : 0, { target, inst: p.id });
       else if (heard < required.length) v('1', `missing instanceLost: ${p.id} (up, unfaulted) heard ${heard} instanceLost for ${target}, expected ${required.length}`, entryTime(required[0]), { target, inst: p.id });
+      else if (heard < eventually.length) v('1', `missing instanceLost: ${p.id} (kept running) heard ${heard} instanceLost for ${target} by the end, expected ${eventually.length}`, entryTime(eventually[0]), { target, inst: p.id });
       for (const e of required) {
         const ev = m.lost.find((r) => r.inst === p.id && r.target === target && r.t >= entryTime(e) - EPS_MS);
         if (ev) {
