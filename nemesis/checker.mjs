@@ -182,7 +182,7 @@ export function check(history) {
   const unexplained = lapses.filter((l) => !l.cause);
   for (const l of unexplained) {
     const near = faultList.filter((f) => f.start <= l.t && l.t <= f.end + ttlOf(l.target) + EPS_MS
-      && (f.targets.includes(l.target) || !MEMBER_FAULTS.has(f.kind)));
+      && (f.targets.includes(l.target) || ['client-kill', 'failover', 'credentials'].includes(f.kind)));
     v('2', `mistake: ${l.target}'s heartbeat lapsed at ${l.t} under no lapse fault (${near.map((f) => `#${f.id} ${f.kind}`).join(', ') || 'no fault at all'})${l.entries.length ? ', and it was reported lost' : ''}`, l.t, { target: l.target });
   }
 
