@@ -96,6 +96,8 @@ async function shutdown(why) {
 }
 
 const rl = readline.createInterface({ input: process.stdin });
+// The harness holds our stdin: when it is gone (it crashed or was killed), so are we.
+process.stdin.on('end', () => { if (!closing) process.exit(75); });
 rl.on('line', async (line) => {
   const [cmd, arg] = line.trim().split(/\s+/);
   try {
