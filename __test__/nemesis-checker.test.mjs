@@ -106,6 +106,22 @@ describe('nemesis checker', () => {
     assert.equal(found(v, '3', /^out of call order: m0-1's call #3 is at .*, before call #2/).length, 1, JSON.stringify(v.violations));
   });
 
+  test('a call acknowledged on its idempotent retry may land after later calls, but only once', () => {
+    const retry = (h) => {
+      // call #2 timed out; its retry (same idempotencyKey) landed after call #3
+      const i2 = h.findIndex((r) => r.type === 'ack' && r.seq === 2);
+      h.splice(i2, 1, { t: at(602), type: 'nack', inst: 'm0-1', seq: 2, code: 'ERR_PERSEUS_TIMEOUT' });
+      h.push({ t: at(900), type: 'ack', inst: 'm0-1', seq: 2, id: id(800), retried: true });
+      h[streamIdx(h, (r) => r.seq === 2)].id = id(800);
+    };
+    assert.deepEqual(check(doctor(retry)).violations, []);
+    const twice = check(doctor((h) => {
+      retry(h);
+      h.splice(streamIdx(h, (r) => r.seq === 1), 0, { t: at(9500), type: 'stream', id: id(600), event: 'APP', target: 'm0-1', seq: 2 });
+    }));
+    assert.equal(found(twice, '3', /^doubled entry: m0-1's call #2/).length, 1, JSON.stringify(twice.violations));
+  });
+
   test('a lapse under no lapse fault is a mistake; a peer that heard nothing, or twice, is reported', () => {
     const lapse = check(doctor((h) => {
       h.splice(h.findIndex((r) => r.type === 'fault' && r.phase === 'start'), 1);

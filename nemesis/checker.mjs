@@ -282,14 +282,17 @@ export function check(history) {
         v('3', `acknowledged ID differs: ${inst}'s call #${seq} was acknowledged as ${a.id}, the stream has ${es.map((e) => e.id).join(', ')}`, a.t, { inst });
       }
     }
+    // A call acknowledged only on its retry (idempotencyKey) may land after later calls.
+    const retried = new Set(m.acks.filter((a) => a.inst === inst && a.retried).map((a) => a.seq));
+    const ordered = entries.filter((e) => !retried.has(e.seq));
     let reported = 0;
-    for (let i = 1; i < entries.length; i++) {
-      if (entries[i].seq < entries[i - 1].seq) {
+    for (let i = 1; i < ordered.length; i++) {
+      if (ordered[i].seq < ordered[i - 1].seq) {
         outOfOrder++;
-        if (reported++ < 3) v('3', `out of call order: ${inst}'s call #${entries[i - 1].seq} is at ${entries[i - 1].id}, before call #${entries[i].seq} at ${entries[i].id}`, idMs(entries[i].id), { inst });
+        if (reported++ < 3) v('3', `out of call order: ${inst}'s call #${ordered[i - 1].seq} is at ${ordered[i - 1].id}, before call #${ordered[i].seq} at ${ordered[i].id}`, idMs(ordered[i].id), { inst });
       }
     }
-    if (reported > 3) v('3', `out of call order: ${inst} has ${reported} out-of-order pairs in all (3 shown)`, idMs(entries.at(-1).id), { inst });
+    if (reported > 3) v('3', `out of call order: ${inst} has ${reported} out-of-order pairs in all (3 shown)`, idMs(ordered.at(-1).id), { inst });
   }
 
   // ─── detection figures ────────────────────────────────────────────────────
@@ -337,7 +340,7 @@ export function check(history) {
     if (pex.p99 > 0) v('4', `peer instanceLost p99 for ${kind} is ${pex.p99} ms over TTL + 2 sweeps (${d.peerExcess.filter((x) => x > 0).length}/${d.peerExcess.length} over)`, 0, { kind });
   }
   figures.overBound = overBound;
-  figures.appEntries = { acknowledged: m.acks.length, rejected: m.nacks.length, inStream: app.length, doubled, lostAcrossFailover, lostOther, outOfOrder, activityReplicas: m.run.activityReplicas ?? 0 };
+  figures.appEntries = { retriedAcks: m.acks.filter((a) => a.retried).length, acknowledged: m.acks.length, rejected: m.nacks.length, inStream: app.length, doubled, lostAcrossFailover, lostOther, outOfOrder, activityReplicas: m.run.activityReplicas ?? 0 };
   figures.reports = { lapses: lapses.length, entries: hbl.length, peerEvents: m.lost.length, lateExpiries: lateExpiries.length };
 
   // ─── process hygiene and the final membership ─────────────────────────────

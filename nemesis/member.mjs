@@ -64,9 +64,24 @@ let closing = false;
 
 function write() {
   const n = ++seq;
-  net.logActivity({ event: 'APP', fields: { seq: String(n) } }).then(
+  const input = { event: 'APP', fields: { seq: String(n) } };
+  // With idempotency keys, a call that timed out or lost its link is retried once with the same
+  // key: it must resolve with the one entry's ID, never write a second.
+  if (cfg.idempotency) input.idempotencyKey = `${cfg.instanceId}:${n}`;
+  net.logActivity(input).then(
     (id) => print({ type: 'ack', seq: n, id }),
-    (e) => print({ type: 'nack', seq: n, code: e.code, message: String(e.message).slice(0, 160) }),
+    (e) => {
+      print({ type: 'nack', seq: n, code: e.code, message: String(e.message).slice(0, 160) });
+      if (cfg.idempotency && !closing && (e.code === 'ERR_PERSEUS_TIMEOUT' || e.code === 'ERR_PERSEUS_REDIS')) {
+        setTimeout(() => {
+          if (closing) return;
+          net.logActivity(input).then(
+            (id) => print({ type: 'ack', seq: n, id, retried: true }),
+            (e2) => print({ type: 'nack', seq: n, code: e2.code, message: String(e2.message).slice(0, 160), retried: true }),
+          );
+        }, 200);
+      }
+    },
   );
 }
 

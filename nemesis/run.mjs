@@ -71,6 +71,24 @@ function addonHasActivityReplicas() {
   }
 }
 
+/** Whether the addon knows `idempotencyKey` (it rejects a key with a space at once; an addon that
+ *  does not know it tries Redis, here a closed port, and fails otherwise). */
+async function addonHasIdempotencyKey() {
+  const { PerseusNetwork } = createRequire(import.meta.url)(process.env.NEMESIS_ADDON || '../index.js');
+  const net = new PerseusNetwork({
+    exchangeId: 1, exchangeName: 'probe', publicIp: false, logLevel: 'silent',
+    redisUrl: 'redis://127.0.0.1:1', connectTimeoutMs: 300, commandTimeoutMs: 300,
+  });
+  try {
+    await net.logActivity({ event: 'PROBE', idempotencyKey: 'not valid' });
+    return false;
+  } catch (e) {
+    return e.code === 'ERR_PERSEUS_INVALID_OPTION';
+  } finally {
+    await net.close().catch(() => {});
+  }
+}
+
 function faketimeLib() {
   return execFileSync('bash', [path.join(ROOT, 'scripts/ensure-faketime.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1).replace(/^libfaketime: /, '');
 }
@@ -91,11 +109,12 @@ export async function runNemesis(o, log = console.log) {
   const ttls = memberTtls(o.seed, o.members);
   const schedule = drawSchedule({ seed: o.seed, durationMs: o.durationMs, ttls });
   const activityReplicas = addonHasActivityReplicas();
+  const idempotency = await addonHasIdempotencyKey();
   const world = new World({
     cluster: o.cluster, ttls, sweepMs: o.sweep, writeEveryMs: o.writeEvery, record,
-    dir: out, faketimeLib: faketimeLib(), activityReplicas,
+    dir: out, faketimeLib: faketimeLib(), activityReplicas, idempotency,
   });
-  log(`nemesis: ${mode}, seed ${o.seed}, ${o.members} members (TTLs ${ttls.join(',')} ms), ${o.durationMs / 1000} s, ${schedule.length} faults, activityReplicas ${activityReplicas ? 1 : 'not supported by this addon'}`);
+  log(`nemesis: ${mode}, seed ${o.seed}, ${o.members} members (TTLs ${ttls.join(',')} ms), ${o.durationMs / 1000} s, ${schedule.length} faults, activityReplicas ${activityReplicas ? 1 : 'not supported by this addon'}, idempotencyKey ${idempotency ? 'retries' : 'not supported by this addon'}`);
   log(`replay: npm run nemesis -- --seconds ${o.durationMs / 1000} --seed ${o.seed} --members ${o.members}${o.cluster ? ' --cluster' : ''}`);
 
   const pending = [];
@@ -108,7 +127,7 @@ export async function runNemesis(o, log = console.log) {
     await world.startProxies();
     record({
       type: 'run', seed: o.seed, mode, members: o.members, ttls, sweepMs: o.sweep, durationMs: o.durationMs,
-      writeEveryMs: o.writeEvery, activityReplicas: activityReplicas ? 1 : 0, nodes: world.nodePorts,
+      writeEveryMs: o.writeEvery, activityReplicas: activityReplicas ? 1 : 0, idempotency, nodes: world.nodePorts,
     });
     for (const f of schedule) record({ type: 'planned', fault: f.id, kind: f.kind, at: f.at, slots: f.slots, params: f.params });
     // Start the members a few at a time (a loaded host, a cluster to discover), retrying failed starts.

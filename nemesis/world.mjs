@@ -22,7 +22,7 @@ export const HEARTBEAT_PREFIX = 'perseus:heartbeat:';
 const USER = 'nemesis';
 
 export class World {
-  constructor({ cluster, ttls, sweepMs, writeEveryMs, record, dir, faketimeLib, activityReplicas }) {
+  constructor({ cluster, ttls, sweepMs, writeEveryMs, record, dir, faketimeLib, activityReplicas, idempotency }) {
     this.clusterMode = cluster;
     this.ttls = ttls;
     this.sweepMs = sweepMs;
@@ -31,6 +31,7 @@ export class World {
     this.dir = dir;
     this.faketimeLib = faketimeLib;
     this.activityReplicas = activityReplicas;
+    this.idempotency = idempotency;
     this.slots = ttls.map((ttl, i) => ({ i, ttl, inc: 0, cur: null, proxy: null, clockFile: path.join(dir, `clock-${i}`) }));
     this.passwords = [];
     this.pwSeq = 0;
@@ -230,6 +231,7 @@ export class World {
       username: USER,
       passwordFile: this.passwordFile,
       ...(this.activityReplicas ? { activityReplicas: 1 } : {}),
+      ...(this.idempotency ? { idempotency: true } : {}),
     };
     const env = {
       ...process.env,
