@@ -282,8 +282,8 @@ export function check(history) {
         v('3', `acknowledged ID differs: ${inst}'s call #${seq} was acknowledged as ${a.id}, the stream has ${es.map((e) => e.id).join(', ')}`, a.t, { inst });
       }
     }
-    // A call acknowledged only on its retry (idempotencyKey) may land after later calls.
-    const retried = new Set(m.acks.filter((a) => a.inst === inst && a.retried).map((a) => a.seq));
+    // A call retried with its idempotencyKey is a new call: its entry may land after later calls.
+    const retried = new Set([...m.acks, ...m.nacks].filter((a) => a.inst === inst && a.retried).map((a) => a.seq));
     const ordered = entries.filter((e) => !retried.has(e.seq));
     let reported = 0;
     for (let i = 1; i < ordered.length; i++) {
