@@ -1,0 +1,195 @@
+// Issue 20: the nemesis checker catches what it claims. A clean synthetic history passes; each
+// doctored copy (a doubled entry, a missing entry, a lost acknowledged write, a false loss, an
+// out-of-order pair, and more) is reported, by the check that owns it.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { check } from '../nemesis/checker.mjs';
+import { drawSchedule, KINDS } from '../nemesis/schedule.mjs';
+import { memberTtls, parseArgs } from '../nemesis/run.mjs';
+
+const T0 = 1_800_000_000_000;
+const at = (ms) => T0 + ms;
+const id = (ms, seq = 0) => `${at(ms)}-${seq}`;
+
+/** A clean history: 4 members, one SIGKILL reported once and heard once by each peer, 3 writes. */
+function cleanHistory() {
+  const h = [
+    { t: at(0), type: 'run', seed: 1, mode: 'standalone', members: 4, ttls: [1000, 1000, 1000, 1000], sweepMs: 250, durationMs: 30_000, activityReplicas: 0 },
+  ];
+  for (const s of [0, 1, 2, 3]) {
+    h.push({ t: at(1), type: 'spawn', inst: `m${s}-1`, slot: s, ttl: 1000 });
+    h.push({ t: at(100), type: 'started', inst: `m${s}-1` });
+  }
+  h.push({ t: at(200), type: 'begin' });
+  for (const [seq, ms] of [[1, 500], [2, 600], [3, 700]]) {
+    h.push({ t: at(ms + 2), type: 'ack', inst: 'm0-1', seq, id: id(ms) });
+  }
+  h.push({ t: at(1000), type: 'fault', fault: 1, kind: 'kill', phase: 'start', targets: ['m1-1'] });
+  h.push({ t: at(1001), type: 'exit', inst: 'm1-1', code: null, signal: 'SIGKILL', expected: 'killed' });
+  h.push({ t: at(1900), type: 'expired', target: 'm1-1' });
+  h.push({ t: at(2101), type: 'entry', id: id(2100), event: 'HEARTBEAT_LOST', target: 'm1-1', reportToken: 'tok-1', reporter: 'm0-1' });
+  for (const p of ['m0-1', 'm2-1', 'm3-1']) h.push({ t: at(2105), type: 'lost', inst: p, target: 'm1-1' });
+  h.push({ t: at(3000), type: 'spawn', inst: 'm1-2', slot: 1, ttl: 1000 });
+  h.push({ t: at(3000), type: 'fault', fault: 1, kind: 'kill', phase: 'end', restarted: ['m1-2'] });
+  h.push({ t: at(3100), type: 'started', inst: 'm1-2' });
+  const living = ['m0-1', 'm1-2', 'm2-1', 'm3-1'];
+  h.push({ t: at(9000), type: 'living', ids: living });
+  for (const inst of living) h.push({ t: at(9001), type: 'list', inst, ids: living });
+  for (const inst of living) {
+    h.push({ t: at(9100), type: 'closed', inst });
+    h.push({ t: at(9150), type: 'exit', inst, code: 0, signal: null, expected: 'closed' });
+    h.push({ t: at(9150), type: 'closeExit', inst, exited: true });
+  }
+  h.push({ t: at(9500), type: 'stream', id: id(500), event: 'APP', target: 'm0-1', seq: 1 });
+  h.push({ t: at(9500), type: 'stream', id: id(600), event: 'APP', target: 'm0-1', seq: 2 });
+  h.push({ t: at(9500), type: 'stream', id: id(700), event: 'APP', target: 'm0-1', seq: 3 });
+  h.push({ t: at(9500), type: 'stream', id: id(2100), event: 'HEARTBEAT_LOST', target: 'm1-1', reportToken: 'tok-1', reporter: 'm0-1' });
+  h.push({ t: at(9600), type: 'end' });
+  return h;
+}
+
+const doctor = (edit) => {
+  const h = cleanHistory();
+  edit(h);
+  return h;
+};
+const streamIdx = (h, pred) => h.findIndex((r) => r.type === 'stream' && pred(r));
+/** The violations of one check whose message matches `re`. */
+const found = (verdict, checkNo, re) => verdict.violations.filter((v) => v.check === checkNo && re.test(v.message));
+
+describe('nemesis checker', () => {
+  test('a clean history has no violation, and its figures are right', () => {
+    const v = check(cleanHistory());
+    assert.deepEqual(v.violations, []);
+    assert.equal(v.figures.mistakes, 0);
+    assert.equal(v.figures.reports.lapses, 1);
+    assert.deepEqual(v.figures.detection.kill.entry, { n: 1, p50: 1101, p99: 1101, max: 1101 });
+    assert.equal(v.figures.detection.kill.peer.n, 3);
+    assert.equal(v.figures.detection.kill.overBound, 0);
+  });
+
+  test('a doubled entry: the same application call twice, and a second report of one lapse', () => {
+    const app = check(doctor((h) => h.splice(streamIdx(h, (r) => r.seq === 2) + 1, 0,
+      { t: at(9500), type: 'stream', id: id(650), event: 'APP', target: 'm0-1', seq: 2 })));
+    assert.equal(found(app, '3', /^doubled entry: m0-1's call #2/).length, 1, JSON.stringify(app.violations));
+    const report = check(doctor((h) => h.splice(streamIdx(h, (r) => r.event === 'HEARTBEAT_LOST') + 1, 0,
+      { t: at(9500), type: 'stream', id: id(2300), event: 'HEARTBEAT_LOST', target: 'm1-1', reportToken: 'tok-1', reporter: 'm2-1' })));
+    assert.equal(found(report, '1', /^doubled report: 2 HEARTBEAT_LOST entries for one lapse of m1-1/).length, 1, JSON.stringify(report.violations));
+  });
+
+  test('a missing entry: a lapse with no HEARTBEAT_LOST', () => {
+    const v = check(doctor((h) => h.splice(streamIdx(h, (r) => r.event === 'HEARTBEAT_LOST'), 1)));
+    assert.equal(found(v, '1', /^missing report: m1-1's heartbeat key expired/).length, 1, JSON.stringify(v.violations));
+  });
+
+  test('a lost acknowledged write', () => {
+    const v = check(doctor((h) => h.splice(streamIdx(h, (r) => r.seq === 3), 1)));
+    assert.equal(found(v, '3', /^lost acknowledged write: m0-1's call #3/).length, 1, JSON.stringify(v.violations));
+  });
+
+  test('a false loss: HEARTBEAT_LOST for a member whose key never expired', () => {
+    const v = check(doctor((h) => h.splice(streamIdx(h, (r) => r.event === 'HEARTBEAT_LOST') + 1, 0,
+      { t: at(9500), type: 'stream', id: id(5000), event: 'HEARTBEAT_LOST', target: 'm2-1', reportToken: 'tok-2', reporter: 'm0-1' })));
+    assert.equal(found(v, '2', /^false loss: HEARTBEAT_LOST .* for m2-1/).length, 1, JSON.stringify(v.violations));
+    assert.equal(v.figures.mistakes, 1);
+  });
+
+  test('an out-of-order pair', () => {
+    const v = check(doctor((h) => {
+      const i2 = streamIdx(h, (r) => r.seq === 2);
+      const i3 = streamIdx(h, (r) => r.seq === 3);
+      [h[i2].id, h[i3].id] = [h[i3].id, h[i2].id];
+      for (const r of h) if (r.type === 'ack' && r.seq === 2) r.id = id(700);
+      for (const r of h) if (r.type === 'ack' && r.seq === 3) r.id = id(600);
+    }));
+    assert.equal(found(v, '3', /^out of call order: m0-1's call #3 is at .*, before call #2/).length, 1, JSON.stringify(v.violations));
+  });
+
+  test('a call acknowledged on its idempotent retry may land after later calls, but only once', () => {
+    const retry = (h) => {
+      // call #2 timed out; its retry (same idempotencyKey) landed after call #3
+      const i2 = h.findIndex((r) => r.type === 'ack' && r.seq === 2);
+      h.splice(i2, 1, { t: at(602), type: 'nack', inst: 'm0-1', seq: 2, code: 'ERR_PERSEUS_TIMEOUT' });
+      h.push({ t: at(900), type: 'ack', inst: 'm0-1', seq: 2, id: id(800), retried: true });
+      h[streamIdx(h, (r) => r.seq === 2)].id = id(800);
+    };
+    assert.deepEqual(check(doctor(retry)).violations, []);
+    const twice = check(doctor((h) => {
+      retry(h);
+      h.splice(streamIdx(h, (r) => r.seq === 1), 0, { t: at(9500), type: 'stream', id: id(600), event: 'APP', target: 'm0-1', seq: 2 });
+    }));
+    assert.equal(found(twice, '3', /^doubled entry: m0-1's call #2/).length, 1, JSON.stringify(twice.violations));
+  });
+
+  test('a lapse under no lapse fault is a mistake; a peer that heard nothing, or twice, is reported', () => {
+    const lapse = check(doctor((h) => {
+      h.splice(h.findIndex((r) => r.type === 'fault' && r.phase === 'start'), 1);
+    }));
+    assert.equal(found(lapse, '2', /^mistake: m1-1's heartbeat lapsed .* under no lapse fault/).length, 1, JSON.stringify(lapse.violations));
+    const deaf = check(doctor((h) => h.splice(h.findIndex((r) => r.type === 'lost' && r.inst === 'm2-1'), 1)));
+    assert.equal(found(deaf, '1', /^missing instanceLost: m2-1/).length, 1, JSON.stringify(deaf.violations));
+    // A peer whose link was killed around the entry need not hear it at once, but by the end.
+    const late = check(doctor((h) => {
+      h.push({ t: at(2000), type: 'fault', fault: 2, kind: 'client-kill', phase: 'start' });
+      h.push({ t: at(2500), type: 'fault', fault: 2, kind: 'client-kill', phase: 'end' });
+      for (const r of h) if (['living', 'list', 'closed', 'exit', 'closeExit'].includes(r.type) && r.t >= at(9000)) r.t += 5000;
+      h.splice(h.findIndex((r) => r.type === 'lost' && r.inst === 'm2-1'), 1);
+    }));
+    assert.equal(found(late, '1', /^missing instanceLost: m2-1 \(kept running\) heard 0/).length, 1, JSON.stringify(late.violations));
+    const twice = check(doctor((h) => h.push({ t: at(2200), type: 'lost', inst: 'm3-1', target: 'm1-1' })));
+    assert.equal(found(twice, '1', /^doubled instanceLost: m3-1 heard 2/).length, 1, JSON.stringify(twice.violations));
+  });
+
+  test('an expiry of a key re-created by a late write after the report is not a second lapse', () => {
+    const v = check(doctor((h) => h.splice(h.findIndex((r) => r.type === 'spawn' && r.inst === 'm1-2'), 0,
+      { t: at(3500), type: 'expired', target: 'm1-1' })));
+    assert.deepEqual(v.violations, []);
+    assert.equal(v.figures.reports.lateExpiries, 1);
+    assert.equal(v.figures.reports.lapses, 1);
+  });
+
+  test('check 5: a crash, a close() that did not exit, a wrong final listInstances()', () => {
+    const v = check(doctor((h) => {
+      h.push({ t: at(4000), type: 'crash', inst: 'm2-1', what: 'unhandledRejection', message: 'boom' });
+      h.find((r) => r.type === 'closeExit' && r.inst === 'm3-1').exited = false;
+      h.find((r) => r.type === 'list' && r.inst === 'm0-1').ids = ['m0-1', 'm1-1', 'm2-1', 'm3-1'];
+    }));
+    assert.equal(found(v, '5', /^crash in m2-1/).length, 1);
+    assert.equal(found(v, '5', /^close\(\) did not let m3-1 exit/).length, 1);
+    assert.equal(found(v, '5', /^m0-1's final listInstances\(\)/).length, 1);
+  });
+
+  test('detection over TTL + 2 sweeps fails check 4', () => {
+    const v = check(doctor((h) => {
+      for (const r of h) if (r.type === 'fault' && r.phase === 'start') r.t = at(100);
+    }));
+    assert.equal(found(v, '4', /^detection p99 for kill is 501 ms over/).length, 1, JSON.stringify(v.violations));
+  });
+});
+
+describe('nemesis schedule', () => {
+  test('the same seed draws the same schedule; every fault kind is in a 90 s schedule; three members stay free', () => {
+    const ttls = memberTtls(7, 8);
+    const a = drawSchedule({ seed: 7, durationMs: 90_000, ttls });
+    const b = drawSchedule({ seed: 7, durationMs: 90_000, ttls });
+    assert.deepEqual(a, b);
+    assert.notDeepEqual(drawSchedule({ seed: 8, durationMs: 90_000, ttls }), a);
+    for (const seed of [7, 20, 21, 42]) {
+      const kinds = new Set(drawSchedule({ seed, durationMs: 90_000, ttls: memberTtls(seed, 8) }).map((f) => f.kind));
+      assert.deepEqual([...kinds].sort(), Object.keys(KINDS).sort(), `seed ${seed}`);
+    }
+    const lapse = a.filter((f) => ['kill', 'mass', 'pause-long', 'partition-long', 'drain'].includes(f.kind));
+    for (let t = 0; t < 90_000; t += 100) {
+      const down = new Set(lapse.filter((f) => f.at <= t && t < f.at + (f.params.restartAfterMs ?? f.params.durationMs ?? 0)).flatMap((f) => f.slots));
+      assert.ok(8 - down.size >= 3, `only ${8 - down.size} members free at ${t} ms`);
+    }
+  });
+
+  test('options: --minutes/--seconds, --members below 4 refused', () => {
+    assert.equal(parseArgs(['--minutes', '10', '--seed', '42', '--cluster', '--members', '30']).durationMs, 600_000);
+    assert.equal(parseArgs(['--seconds', '90']).durationMs, 90_000);
+    assert.throws(() => parseArgs(['--members', '3']), /--members/);
+    assert.throws(() => parseArgs(['--bogus']), /unknown option/);
+  });
+});
