@@ -21,7 +21,7 @@ npx napi build --platform --release
 
 echo "== contract: index.d.ts against API.md"
 if [ -x ../shared/contract/check.sh ] || [ -f ../shared/contract/check.sh ]; then
-  bash ../shared/contract/check.sh --all
+  bash ../shared/contract/check.sh --v3
 else
   echo "../shared/contract/check.sh not found: contract check skipped" >&2
 fi
