@@ -92,11 +92,7 @@ impl Store {
                 .await;
             match sent {
                 Ok(v) => {
-                    if attempt > 1 {
-                        // The link was re-made under this read: the new connection is unnamed.
-                        let me = self.clone();
-                        tokio::spawn(async move { me.name_connections().await });
-                    }
+                    self.name_if_resent(attempt);
                     return Ok(v);
                 }
                 Err((_, Some(e))) if may_retry && is_dropped(&e) => {

@@ -61,11 +61,7 @@ impl Store {
                 .await
             {
                 Ok(v) => {
-                    if attempt > 1 {
-                        // The link was re-made under this read: the new connection is unnamed.
-                        let me = self.clone();
-                        tokio::spawn(async move { me.name_connections().await });
-                    }
+                    self.name_if_resent(attempt);
                     return Ok(v);
                 }
                 Err((_, Some(e))) if may_retry && is_dropped(&e) => {
@@ -235,6 +231,17 @@ impl Store {
                 self.strike();
                 Err((err, None))
             }
+        }
+    }
+}
+
+impl Store {
+    /// After a read that succeeded on its re-send: the link was re-made under it, and the new
+    /// connection is unnamed (`CLIENT SETNAME` runs in the background).
+    pub(super) fn name_if_resent(&self, attempt: u32) {
+        if attempt > 1 {
+            let me = self.clone();
+            tokio::spawn(async move { me.name_connections().await });
         }
     }
 }
