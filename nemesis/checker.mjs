@@ -50,7 +50,7 @@ export function model(history) {
     return faults.get(id);
   };
   const m = {
-    run, incs, faults, expiries: [], stream: [], tailSeen: new Map(), lost: [], acks: [], nacks: [],
+    run, incs, faults, expiries: [], stream: [], tailSeen: new Map(), lost: [], acks: [], nacks: [], retries: [],
     crashes: [], closeExits: [], lists: [], living: null, harness: [], clockChecks: [], operators: [],
     startFailed: [], ended: false, listMissing: [], leases: [], states: new Map(), endT: 0,
   };
@@ -74,6 +74,7 @@ export function model(history) {
       case 'lost': m.lost.push(r); break;
       case 'ack': m.acks.push(r); break;
       case 'nack': m.nacks.push(r); break;
+      case 'retry': m.retries.push(r); break;
       case 'crash': m.crashes.push(r); break;
       case 'closeExit': m.closeExits.push(r); break;
       case 'list': m.lists.push(r); break;
@@ -283,7 +284,7 @@ export function check(history) {
       }
     }
     // A call retried with its idempotencyKey is a new call: its entry may land after later calls.
-    const retried = new Set([...m.acks, ...m.nacks].filter((a) => a.inst === inst && a.retried).map((a) => a.seq));
+    const retried = new Set([...m.acks, ...m.nacks, ...m.retries].filter((a) => a.inst === inst && (a.retried || a.type === 'retry')).map((a) => a.seq));
     const ordered = entries.filter((e) => !retried.has(e.seq));
     let reported = 0;
     for (let i = 1; i < ordered.length; i++) {

@@ -75,6 +75,9 @@ function write() {
       if (cfg.idempotency && !closing && (e.code === 'ERR_PERSEUS_TIMEOUT' || e.code === 'ERR_PERSEUS_REDIS')) {
         setTimeout(() => {
           if (closing) return;
+          // Announced first: a process killed before the retry settles still leaves a record
+          // that the call was made again (its entry may land after later calls).
+          print({ type: 'retry', seq: n });
           net.logActivity(input).then(
             (id) => print({ type: 'ack', seq: n, id, retried: true }),
             (e2) => print({ type: 'nack', seq: n, code: e2.code, message: String(e2.message).slice(0, 160), retried: true }),
