@@ -2,7 +2,7 @@
 //! report counts as written only once a failover cannot lose it.
 
 use redis::aio::ConnectionLike;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::Value;
 
 use super::errors::labelled;
@@ -24,6 +24,34 @@ fn replicas_in_slots(reply: &Value, slot: u16) -> Option<usize> {
     })
 }
 
+/// The master (`host`, `port`) a `CLUSTER SLOTS` reply lists for `slot`.
+fn master_in_slots(reply: &Value, slot: u16) -> Option<(String, u16)> {
+    let Value::Array(ranges) = reply else {
+        return None;
+    };
+    ranges.iter().find_map(|r| {
+        let Value::Array(r) = r else { return None };
+        let (Some(Value::Int(start)), Some(Value::Int(end))) = (r.first(), r.get(1)) else {
+            return None;
+        };
+        if !(*start <= i64::from(slot) && i64::from(slot) <= *end) {
+            return None;
+        }
+        let Some(Value::Array(node)) = r.get(2) else {
+            return None;
+        };
+        let host = match node.first()? {
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            Value::SimpleString(s) => s.clone(),
+            _ => return None,
+        };
+        let Some(Value::Int(port)) = node.get(1) else {
+            return None;
+        };
+        Some((host, u16::try_from(*port).ok()?))
+    })
+}
+
 /// Connected replicas in a `ROLE` reply of a master (0 for anything else).
 fn replicas_in_role(reply: &Value) -> usize {
     match reply {
@@ -41,7 +69,8 @@ impl Store {
     /// master has no replica (nothing to wait for); `Ok(false)` when it has one that did not
     /// acknowledge in time. On a cluster the replicas are the ones `CLUSTER SLOTS` lists for
     /// the key's slot (so one whose link is down still counts), and `WAIT` goes to the slot's
-    /// master over the connection the write took; standalone, the ones `ROLE` lists.
+    /// master by its address (the connection the write took), never to another node;
+    /// standalone, the ones `ROLE` lists.
     pub async fn replicated(&self, key: &str, timeout_ms: u64) -> Result<bool> {
         let label = || format!("WAIT for {key}");
         let mut wait = redis::cmd("WAIT");
@@ -73,9 +102,15 @@ impl Store {
                 if replicas_in_slots(&reply, slot).unwrap_or(0) == 0 {
                     return Ok(true);
                 }
-                let to_master = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                    Route::new(slot, SlotAddr::Master),
-                ));
+                // By address, never by slot: when the slot's master is gone (killed, not yet
+                // replaced) the client sends a slot-routed command to a random node, whose
+                // `WAIT` answers for its own replicas and would clear a report its master
+                // lost. A master we hold no live connection to is an error: still owed.
+                let Some((host, port)) = master_in_slots(&reply, slot) else {
+                    return Ok(false);
+                };
+                let to_master =
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
                 self.timed(c.route_command(wait, to_master))
                     .await
                     .map_err(|e| labelled(e, label))?
@@ -107,6 +142,9 @@ mod tests {
         assert_eq!(replicas_in_slots(&slots, 100), Some(1));
         assert_eq!(replicas_in_slots(&slots, 9000), Some(0));
         assert_eq!(replicas_in_slots(&Value::Nil, 1), None);
+        assert_eq!(master_in_slots(&slots, 100), Some(("127.0.0.1".into(), 1)));
+        assert_eq!(master_in_slots(&slots, 9000), Some(("127.0.0.1".into(), 2)));
+        assert_eq!(master_in_slots(&Value::Nil, 1), None);
         let role = Value::Array(vec![
             Value::BulkString(b"master".to_vec()),
             Value::Int(10),
