@@ -10,8 +10,8 @@ use super::{Conn, Store};
 use crate::core::error::Result;
 use crate::core::wire::slots::slot_of;
 
-/// Replicas a `CLUSTER SLOTS` reply lists for `slot` (`None`: the slot is not in it).
-fn replicas_in_slots(reply: &Value, slot: u16) -> Option<usize> {
+/// The range of a `CLUSTER SLOTS` reply that holds `slot`: `[start, end, master, replicas…]`.
+fn range_of(reply: &Value, slot: u16) -> Option<&[Value]> {
     let Value::Array(ranges) = reply else {
         return None;
     };
@@ -20,23 +20,18 @@ fn replicas_in_slots(reply: &Value, slot: u16) -> Option<usize> {
         let (Some(Value::Int(start)), Some(Value::Int(end))) = (r.first(), r.get(1)) else {
             return None;
         };
-        (*start <= i64::from(slot) && i64::from(slot) <= *end).then(|| r.len().saturating_sub(3))
+        (*start <= i64::from(slot) && i64::from(slot) <= *end).then_some(r.as_slice())
     })
+}
+
+/// Replicas a `CLUSTER SLOTS` reply lists for `slot` (`None`: the slot is not in it).
+fn replicas_in_slots(reply: &Value, slot: u16) -> Option<usize> {
+    range_of(reply, slot).map(|r| r.len().saturating_sub(3))
 }
 
 /// The master (`host`, `port`) a `CLUSTER SLOTS` reply lists for `slot`.
 fn master_in_slots(reply: &Value, slot: u16) -> Option<(String, u16)> {
-    let Value::Array(ranges) = reply else {
-        return None;
-    };
-    ranges.iter().find_map(|r| {
-        let Value::Array(r) = r else { return None };
-        let (Some(Value::Int(start)), Some(Value::Int(end))) = (r.first(), r.get(1)) else {
-            return None;
-        };
-        if !(*start <= i64::from(slot) && i64::from(slot) <= *end) {
-            return None;
-        }
+    range_of(reply, slot).and_then(|r| {
         let Some(Value::Array(node)) = r.get(2) else {
             return None;
         };
