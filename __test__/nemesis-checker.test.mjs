@@ -200,6 +200,28 @@ describe('nemesis schedule', () => {
     }
   });
 
+  // F14: seed 21 drew 5 kills 277 ms apart over a member whose link had 92 ms each way; a
+  // re-made cluster connection alone costs ~15 × that, so no beat could land during the storm:
+  // a partition in effect, drawn as a short fault.
+  test('a CLIENT KILL storm leaves every slow member room to recover between kills (F14)', () => {
+    let checked = 0;
+    for (const seed of [20, 21, 42, 77, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) {
+      const ttls = memberTtls(seed, 30);
+      const faults = drawSchedule({ seed, durationMs: 600_000, ttls });
+      for (const storm of faults.filter((f) => f.kind === 'client-kill')) {
+        const end = storm.at + storm.params.kills * storm.params.everyMs;
+        for (const l of faults.filter((f) => f.kind === 'latency' && f.at < end && storm.at < f.at + f.params.durationMs)) {
+          checked++;
+          const ttl = ttls[l.slots[0]];
+          const where = `seed ${seed}: storm at ${storm.at} ms (every ${storm.params.everyMs} ms), latency ${l.params.latencyMs} ms on a ${ttl} ms TTL`;
+          assert.ok(l.params.latencyMs <= 0.01 * ttl, where);
+          assert.ok(storm.params.everyMs >= 16 * l.params.latencyMs + 100, where);
+        }
+      }
+    }
+    assert.ok(checked > 20, `only ${checked} storms met a slow link: the rule was not exercised`);
+  });
+
   test('options: --minutes/--seconds, --members below 4 refused', () => {
     assert.equal(parseArgs(['--minutes', '10', '--seed', '42', '--cluster', '--members', '30']).durationMs, 600_000);
     assert.equal(parseArgs(['--seconds', '90']).durationMs, 90_000);

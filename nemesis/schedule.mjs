@@ -72,6 +72,21 @@ export function drawSchedule({ seed, durationMs, ttls, quietTailMs = 8000, meanG
     return free;
   };
   const faults = [];
+  // A CLIENT KILL storm is a short fault only while a member can get a beat through between
+  // kills and recover from one kill within what a beat absorbs (finding F14). A killed
+  // connection must be re-made; on a cluster the client rebuilds its node connections, and a
+  // kill landing mid-rebuild sends its reconnect loop into backoff: measured through a proxy,
+  // a beat landed again up to ~1.4 s after a kill with 50–92 ms added each way, under 0.5 s
+  // with 20 ms. A 2 s TTL member whose last beat was an interval (667 ms) earlier cannot
+  // absorb 1.4 s. So under a storm a member's latency is capped at 1 % of its TTL, and the
+  // kills are spaced at least 16 × that latency + 100 ms apart. Anything harsher is a
+  // partition in effect, not a short fault, and the partition kinds cover that.
+  const storms = []; // [from, to, everyMs]
+  const latencies = []; // { from, to, ttl, params }
+  const STORM_LATENCY_SHARE = 0.01;
+  const stormGapFor = (latencyMs) => 16 * latencyMs + 100;
+  const stormLatencyCap = (ttl, everyMs) =>
+    Math.min(Math.floor(STORM_LATENCY_SHARE * ttl), Math.floor((everyMs - 100) / 16));
   let lastFailover = -Infinity;
   const killed = []; // { slot, at } kills that a forget may target
   const endBy = durationMs - quietTailMs;
@@ -167,7 +182,12 @@ export function drawSchedule({ seed, durationMs, ttls, quietTailMs = 8000, meanG
         const dur = Math.round(r.between(2, 6) * ttl);
         if (at + dur > endBy) return null;
         busy[s].push([at, at + dur, false]);
-        return { slots: [s], params: { durationMs: dur, latencyMs: Math.round(r.between(0.01, 0.05) * ttl) } };
+        const params = { durationMs: dur, latencyMs: Math.round(r.between(0.01, 0.05) * ttl) };
+        for (const [a, b, every] of storms) {
+          if (a < at + dur && at < b) params.latencyMs = Math.min(params.latencyMs, stormLatencyCap(ttl, every));
+        }
+        latencies.push({ from: at, to: at + dur, ttl, params });
+        return { slots: [s], params };
       }
       case 'clock': {
         // Clock changes overlap anything; `sweeper: true` aims at the lease holder at run time.
@@ -178,8 +198,16 @@ export function drawSchedule({ seed, durationMs, ttls, quietTailMs = 8000, meanG
         if (at + dur > endBy) return null;
         return { slots: [s], params: { offsetS, durationMs: dur, sweeper: r.chance(0.5) } };
       }
-      case 'client-kill':
-        return { slots: [], params: { kills: r.int(3, 6), everyMs: r.int(150, 300) } };
+      case 'client-kill': {
+        const kills = r.int(3, 6);
+        let everyMs = r.int(150, 300);
+        // Latency faults drawn before that overlap the storm (with room for its widest spacing).
+        const slow = latencies.filter((l) => l.from < at + kills * stormGapFor(150) && at < l.to);
+        for (const l of slow) l.params.latencyMs = Math.min(l.params.latencyMs, Math.floor(STORM_LATENCY_SHARE * l.ttl));
+        everyMs = Math.max(everyMs, stormGapFor(Math.max(0, ...slow.map((l) => l.params.latencyMs))));
+        storms.push([at, at + kills * everyMs, everyMs]);
+        return { slots: [], params: { kills, everyMs } };
+      }
       case 'failover': {
         if (at - lastFailover < FAILOVER_GAP_MS || at + 15_000 > endBy) return null;
         lastFailover = at;

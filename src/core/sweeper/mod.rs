@@ -125,7 +125,34 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
                     .min(renew_every)
             }
             Ok(Some(other_ttl)) => {
-                // Someone else sweeps: try again when their lease would lapse.
+                // Someone else sweeps. When it is late with a death (slow, paused or cut off
+                // while its lease lasts), report that death here: detection stays within
+                // TTL + 2 sweeps whatever befalls the holder.
+                let late = view
+                    .as_ref()
+                    .map(|v| overdue(v, timing.sweep_interval.as_millis() as u64))
+                    .unwrap_or_default();
+                if !late.is_empty() {
+                    let timer = TraceTimer::start(&*ctx.sink, TraceKind::Sweep);
+                    let examined = late.len();
+                    let swept = sweep_overdue(&ctx, late, &mut shutdown).await;
+                    if let Some(t) = timer {
+                        let lost = swept.as_ref().cloned().unwrap_or_default();
+                        let trace = t
+                            .finish()
+                            .with("examined", examined)
+                            .with("lost", lost)
+                            .failed(swept.as_ref().err().cloned());
+                        ctx.sink.trace(trace);
+                    }
+                    if let Err(e) = swept {
+                        if !failing {
+                            ctx.report_error(e, "sweep of overdue members failed");
+                        }
+                        failing = true;
+                    }
+                }
+                // Try the lease again when their lease would lapse.
                 next_sweep = Instant::now();
                 Duration::from_millis(other_ttl.max(1) as u64 + 1).min(timing.sweep_interval)
             }

@@ -161,6 +161,65 @@ pub(crate) async fn sweep(
     Ok(soonest.map(|d| d.saturating_sub(view.now_ms()) as i64))
 }
 
+/// How late a due member must be before a sweeper that does not hold the lease reports it,
+/// beyond half a sweep interval. A holder that is well sweeps at the soonest deadline it
+/// knows (a few milliseconds after it), so half an interval past one means the holder is
+/// slow, paused or cut off while its lease lasts (nemesis finding F15). Contenders look every
+/// sweep interval, so a death is then reported within about 1.5 intervals + this margin of
+/// its deadline: inside TTL + 2 sweeps.
+pub(super) const LATE_MARGIN_MS: u64 = 50;
+
+/// The members of a contender's `view` that the lease holder is late with: due more than half
+/// a sweep interval (+ [`LATE_MARGIN_MS`]) ago, on the index node's clock.
+pub(super) fn overdue(view: &IndexView, sweep_interval_ms: u64) -> Vec<(String, String)> {
+    let late_before = view
+        .now
+        .saturating_sub(sweep_interval_ms / 2 + LATE_MARGIN_MS);
+    view.due
+        .iter()
+        .filter(|(_, score)| {
+            score
+                .parse::<f64>()
+                .is_ok_and(|d| d >= 0.0 && (d as u64) < late_before)
+        })
+        .cloned()
+        .collect()
+}
+
+/// A contender's sweep of members the lease holder is late with: each whose record still says
+/// it runs and whose heartbeat is gone is reported, by the same compare-and-set as the
+/// holder's (so one HEARTBEAT_LOST per lapse whoever wins). Nothing else of a sweep is done
+/// here (no index upkeep, owed reports or snapshot): those wait for the holder, and a
+/// late holder only delays them. Returns the ids this process declared lost.
+pub(crate) async fn sweep_overdue(
+    ctx: &TaskCtx,
+    late: Vec<(String, String)>,
+    shutdown: &mut Shutdown,
+) -> Result<Vec<String>> {
+    let ids: Vec<String> = late.iter().map(|(id, _)| id.clone()).collect();
+    let raw = tokio::select! {
+        biased;
+        _ = shutdown.requested() => return Ok(Vec::new()),
+        r = ctx.registry.read_raw(&ids) => r?,
+    };
+    let mut lost = Vec::new();
+    for (r, (_, score)) in raw.into_iter().zip(&late) {
+        if r.hash.is_empty() || r.heartbeat_pttl >= 0 || r.heartbeat.is_some() {
+            continue;
+        }
+        let Some(mut info) = parse_record(&r.id, &r.hash, r.heartbeat.as_deref()) else {
+            continue;
+        };
+        if info.state == State::Dead || shutdown.is_requested() {
+            continue;
+        }
+        if report_loss(ctx, &r.id, &mut info, &lapse_token(&r.id, score)).await? {
+            lost.push(r.id);
+        }
+    }
+    Ok(lost)
+}
+
 /// Counts a finished sweep in the metrics; `instances`: what it read in full, when it did
 /// (a sweep of only the due members leaves the by-state gauges as the last full read set them).
 pub(super) fn record_sweep(ctx: &TaskCtx, began: Instant, instances: Option<&[InstanceInfo]>) {

@@ -88,3 +88,31 @@ fn memo_paces_big_snapshots_by_size() {
         "changes are looked for every 5 s"
     );
 }
+
+#[test]
+fn a_contender_takes_over_only_deaths_the_holder_is_half_an_interval_late_with() {
+    use crate::core::index::IndexView;
+    let view = IndexView {
+        now: 10_000,
+        due: vec![
+            ("on-time".into(), "9900".into()), // 100 ms past: the holder may be sweeping it
+            ("edge".into(), "9825".into()),    // 175 ms past: not yet late (250 ms sweeps)
+            ("late".into(), "9824".into()),    // 176 ms past
+            ("long-late".into(), "1000".into()), // and far past
+            ("foreign".into(), "not a number".into()),
+        ],
+        ..Default::default()
+    };
+    let late: Vec<String> = sweep::overdue(&view, 250)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(late, ["late", "long-late"]);
+    // A young index node clock (now below the margin) finds nothing late.
+    let young = IndexView {
+        now: 100,
+        due: vec![("x".into(), "0".into())],
+        ..Default::default()
+    };
+    assert!(sweep::overdue(&young, 250).is_empty());
+}
