@@ -95,6 +95,25 @@ describe('nemesis checker', () => {
     assert.equal(v.figures.mistakes, 1);
   });
 
+  test('a self-declared loss with no expiry while a master was down is the failover\'s, not a false loss; outside the window it is one', () => {
+    const withFailover = (entryMs) => check(doctor((h) => {
+      h.splice(h.findIndex((r) => r.type === 'begin') + 1, 0,
+        { t: at(4000), type: 'fault', fault: 2, kind: 'failover', phase: 'start' },
+        { t: at(4010), type: 'fault', fault: 2, kind: 'failover', phase: 'killed', port: 1 },
+        { t: at(6500), type: 'fault', fault: 2, kind: 'failover', phase: 'promoted', port: 2 },
+        { t: at(8000), type: 'fault', fault: 2, kind: 'failover', phase: 'end' });
+      h.splice(streamIdx(h, (r) => r.event === 'HEARTBEAT_LOST') + 1, 0,
+        { t: at(9500), type: 'stream', id: id(entryMs), event: 'HEARTBEAT_LOST', target: 'm2-1', reportToken: 'tok-2', reporter: 'm2-1' });
+    }));
+    const inside = withFailover(5500);
+    assert.equal(found(inside, '2', /false loss/).length, 0, JSON.stringify(inside.violations));
+    assert.equal(inside.figures.mistakes, 0);
+    assert.equal(inside.figures.reports.lostWithMaster, 1);
+    // Past the replacement + TTL (1 s) + 2 sweeps (+ the checker's 1 s receipt margin): the failover explains nothing.
+    const outside = withFailover(9300);
+    assert.equal(found(outside, '2', /^false loss: HEARTBEAT_LOST .* for m2-1/).length, 1, JSON.stringify(outside.violations));
+  });
+
   test('an out-of-order pair', () => {
     const v = check(doctor((h) => {
       const i2 = streamIdx(h, (r) => r.seq === 2);

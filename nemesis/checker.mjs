@@ -148,19 +148,28 @@ export function check(history) {
     }
   }
   const lapsesOf = (target) => lapses.filter((l) => l.target === target).sort((a, b) => a.t - b.t);
+  const failovers = faultList.filter((f) => f.kind === 'failover');
+  // A key on a dead master cannot expire (nor be renewed): a member whose beats failed past
+  // its TTL while a master was down declares itself lost with no expiry on record, as may a
+  // sweeper that finds the key missing on the promoted replica. Such an entry, from the
+  // master's death to its replacement + the member's TTL + 2 sweeps, is a lapse the failover
+  // explains (counted on its own line), not a false loss.
+  const lostWithMaster = [];
+  const duringFailover = (target, te) => failovers.find((f) => (f.phases.killed?.t ?? f.start) <= te
+    && te <= (f.phases.promoted?.t ?? f.end) + ttlOf(target) + 2 * sweepMs + EPS_MS);
   const falseLosses = [];
   for (const [target, entries] of hblBy) {
     const ls = lapsesOf(target);
     for (const e of entries) {
       const te = idMs(e.id);
       const l = ls.filter((x) => x.t - EPS_MS <= te).at(-1);
-      if (!l) falseLosses.push(e);
-      else l.entries.push(e);
+      if (l) l.entries.push(e);
+      else if (duringFailover(target, te)) lostWithMaster.push(e);
+      else falseLosses.push(e);
     }
   }
 
   // Which fault explains each lapse.
-  const failovers = faultList.filter((f) => f.kind === 'failover');
   for (const l of lapses) {
     const ttl = ttlOf(l.target);
     const own = faultList.filter((f) => LAPSE_KINDS.has(f.kind) && f.targets.includes(l.target) && f.start <= l.t + EPS_MS
@@ -342,7 +351,7 @@ export function check(history) {
   }
   figures.overBound = overBound;
   figures.appEntries = { retriedAcks: m.acks.filter((a) => a.retried).length, acknowledged: m.acks.length, rejected: m.nacks.length, inStream: app.length, doubled, lostAcrossFailover, lostOther, outOfOrder, activityReplicas: m.run.activityReplicas ?? 0 };
-  figures.reports = { lapses: lapses.length, entries: hbl.length, peerEvents: m.lost.length, lateExpiries: lateExpiries.length };
+  figures.reports = { lapses: lapses.length, entries: hbl.length, peerEvents: m.lost.length, lateExpiries: lateExpiries.length, lostWithMaster: lostWithMaster.length };
 
   // ─── process hygiene and the final membership ─────────────────────────────
   for (const c of m.crashes) v('5', `crash in ${c.inst}: ${c.what}: ${String(c.message).split('\n')[0]}`, c.t, { inst: c.inst });
@@ -378,7 +387,7 @@ export function check(history) {
   for (const x of violations) byCheck[x.check] = (byCheck[x.check] ?? 0) + 1;
   const summary = [
     `verdict: ${violations.length ? 'VIOLATIONS' : 'ok'} — ${Object.entries(byCheck).map(([k, n]) => `check ${k}: ${n}`).join(', ') || 'none'}`,
-    `lapses ${lapses.length}, HEARTBEAT_LOST entries ${hbl.length}, mistakes ${figures.mistakes} (false losses ${falseLosses.length}, unexplained lapses ${unexplained.length})`,
+    `lapses ${lapses.length}, HEARTBEAT_LOST entries ${hbl.length}, mistakes ${figures.mistakes} (false losses ${falseLosses.length}, unexplained lapses ${unexplained.length}); lost with a dead master (failover) ${lostWithMaster.length}`,
     `app entries: acknowledged ${m.acks.length}, rejected ${m.nacks.length}, doubled ${doubled}, lost ${lostOther}, lost across failover ${lostAcrossFailover}, out of order ${outOfOrder}`,
     ...[...det.keys()].sort().map((k) => {
       const f = figures.detection[k];

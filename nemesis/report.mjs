@@ -68,7 +68,7 @@ function markdown(history, verdict) {
     '',
     `Clock changes verified in the member (its Date.now() moved as asked): ${f.clockChecks.effective}/${f.clockChecks.n}.`,
     `Harness event-loop delay (the proxies run on it): p99 ${f.harnessLag?.p99Ms ?? '?'} ms, max ${f.harnessLag?.maxMs ?? '?'} ms. `
-      + `Keys that expired after their record was closed (late writes, not lapses): ${f.reports.lateExpiries}.`,
+      + `Keys that expired after their record was closed (late writes, not lapses): ${f.reports.lateExpiries}. HEARTBEAT_LOST entries with no expiry while a master was down (a key on a dead master cannot expire; explained by the failover): ${f.reports.lostWithMaster ?? 0}.`,
     '',
     '![timeline](timeline.svg)',
     '',
