@@ -58,7 +58,7 @@ function markdown(history, verdict) {
       ...f.overBound.map((o) => `- ${o.target} (${o.kind}, fault #${o.fault}): ${o.ms} ms, bound ${o.bound} ms; reported by ${o.reporter ?? '?'}, lease holder at the fault ${o.holder ?? 'none'}`),
       '',
     ] : []),
-    'Bound: the lost member\'s TTL + 2 sweeps; when the sweeper lease holder lapsed in the same window, the longer of the two TTLs + 2 sweeps (the lease lasts its holder\'s TTL).',
+    'Bound: the lost member\'s TTL + 2 sweeps, also when the sweeper lease holder lapsed in the same window (the other members report the deaths it is late with).',
     '',
     '## Faults',
     '',

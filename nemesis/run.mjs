@@ -5,7 +5,8 @@
 //
 //   npm run nemesis -- --minutes 10 --seed 42 [--cluster] [--members 30]
 //   options: --seconds N (instead of --minutes), --out DIR (default nemesis/results/<mode>-<seed>),
-//            --write-every MS (250), --sweep MS (250), --check HISTORY.jsonl (re-check a history only)
+//            --write-every MS (250), --sweep MS (250), --check HISTORY.jsonl (re-check a history only;
+//            with --out DIR, write its report there again)
 //   env NEMESIS_ADDON=/path/to/index.js runs the members on another build of the addon
 // Exit code: 0 when the checker found no violation, 1 when it did, 2 on a usage error.
 
@@ -370,6 +371,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   if (o.check) {
     const history = fs.readFileSync(o.check, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
     const verdict = check(history);
+    // With --out, the report (table, timeline, histogram) is written again from this verdict.
+    if (o.out) writeReport(path.resolve(o.out), history, verdict);
     console.log(verdict.summary);
     for (const v of verdict.violations.slice(0, 20)) console.log(`[${v.check}] ${v.message}`);
     process.exit(verdict.violations.length ? 1 : 0);
