@@ -254,3 +254,25 @@ test('batch: a handed-over tick holds the process until its promises settle', as
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout.trim(), /^\d+-\d+ \d+-\d+ \d+-\d+$/);
 });
+
+// Issue 21: on a standalone server with fixed credentials, appends go over a connection of
+// the addon's own (src/core/store/direct.rs), packed into one buffer. Such a connection may
+// sit idle in the pool; one the server closed meanwhile must be replaced before a write is put
+// on it, or the write would fail (never re-sent) although nothing ran.
+test('batch: appends use a direct connection; one the server closed while idle is replaced, the write does not fail', async () => {
+  const net = make();
+  await net.logActivity({ event: 'DIRECT_WARM_UP' });
+  const clients = async () => (await redis.cli('CLIENT', 'LIST')).split('\n');
+  // The append's connection: unnamed (the crate's connections are named perseus:<id>), last
+  // command XADD.
+  assert.ok((await clients()).some((l) => /\bname= /.test(l) && /\bcmd=xadd\b/.test(l)),
+    `no unnamed connection that sent XADD:\n${(await clients()).join('\n')}`);
+  for (let round = 0; round < 3; round++) {
+    await redis.cli('CLIENT', 'KILL', 'TYPE', 'normal');
+    await sleep(50); // the FIN reaches the idle pooled connection
+    const ids = await within(5000, Promise.all(Array.from({ length: 50 }, (_, i) =>
+      net.logActivity({ event: 'AFTER_KILL', fields: { n: `${round}.${i}` } }))), 'the writes after the kill');
+    for (const id of ids) assert.match(id, /^\d+-\d+$/);
+  }
+  assert.equal((await net.queryActivity({ event: 'AFTER_KILL', limit: 1000 })).length, 150);
+});
