@@ -74,6 +74,8 @@ type Row = (
     Option<Vec<String>>,
 );
 
+/// The core input of one row (the fields' flat list paired up; a state named as the native
+/// reader names it, so an error reads the same).
 fn input_of(row: Row) -> crate::core::error::Result<ActivityInput> {
     let (event, reason, from, to, key, pairs) = row;
     let mut fields = Vec::new();
