@@ -191,3 +191,88 @@ test('batch: other calls keep call order: logActivity then drain() in one tick w
   assert.match(await last, /^\d+-\d+$/);
   await closed;
 });
+
+// Issue 21: logActivity is a JS front (src/node/batch.js) that hands each tick's plain inputs
+// to the addon in one call. Whatever it does not take must end exactly as the native reader
+// always ended it, and its plumbing must not show.
+test('batch: the JS front leaves every input it does not take to the native reader, with the same outcome', async () => {
+  const net = make();
+  const settle = (call) => {
+    let p;
+    try { p = call(); } catch (e) { return Promise.resolve({ threw: e.message }); }
+    return p.then((id) => ({ id }), (e) => ({ code: e.code, message: e.message, type: e instanceof TypeError }));
+  };
+  const fields = Object.create({ inherited: 'x' }); // for...in: an inherited name is read too
+  fields.own = 'y';
+  const bad = (message) => ({ code: 'ERR_PERSEUS_INVALID_OPTION', message, type: true });
+  const r = {
+    // JSON cannot carry a lone surrogate: the native reader writes U+FFFD for it.
+    surrogate: await settle(() => net.logActivity({ event: 'FRONT_SURROGATE', reason: 'a\ud800b' })),
+    inherited: await settle(() => net.logActivity({ event: 'FRONT_INHERITED', fields })),
+    getter: await settle(() => net.logActivity({ get event() { throw new Error('boom'); } })),
+    notThis: await settle(() => PerseusNetwork.prototype.logActivity.call({}, { event: 'X' })),
+    numberField: await settle(() => net.logActivity({ event: 'X', fields: { a: 1 } })),
+    state: await settle(() => net.logActivity({ event: 'X', fromState: 'zombie' })),
+    stringObject: await settle(() => net.logActivity({ event: new String('X') })),
+    noEvent: await settle(() => net.logActivity({})),
+    nothing: await settle(() => net.logActivity()),
+  };
+  assert.match(r.surrogate.id, /^\d+-\d+$/);
+  assert.match(r.inherited.id, /^\d+-\d+$/);
+  assert.deepEqual(r.getter, { threw: 'boom' }, 'a throwing getter throws, as from the native reader');
+  assert.deepEqual(r.notThis, { threw: 'Illegal invocation' });
+  assert.deepEqual(r.numberField, bad('input.fields.a must be a string'));
+  assert.deepEqual(r.state, bad("input.fromState must be one of idle, registering, running, draining, dead (got 'zombie')"));
+  assert.deepEqual(r.stringObject, bad('input.event must be a string'));
+  assert.deepEqual(r.noEvent, bad('input.event is required'));
+  assert.deepEqual(r.nothing, bad('input must be an object with an event'));
+  const [s] = await net.queryActivity({ event: 'FRONT_SURROGATE' });
+  assert.equal(s.reason, 'a\ufffdb');
+  const [i] = await net.queryActivity({ event: 'FRONT_INHERITED' });
+  assert.deepEqual(i.fields, { own: 'y', inherited: 'x' });
+  // The front's way in is taken off the prototype; the class shows only the API.
+  assert.equal('__perseusSubmit' in PerseusNetwork.prototype, false);
+  assert.equal(Object.keys(PerseusNetwork.prototype).some((k) => k.startsWith('__')), false);
+  await net.close();
+  assert.deepEqual(await settle(() => net.logActivity({ event: 'LATE' })),
+    { code: 'ERR_PERSEUS_CLOSED', message: 'the network is closed', type: false });
+});
+
+test('batch: a handed-over tick holds the process until its promises settle', async () => {
+  // Nothing else keeps this child alive: the calls' JS promises alone would not, so the addon
+  // must hold the event loop from the hand-over to the last result.
+  const script = `
+    const { PerseusNetwork } = require(${JSON.stringify(new URL('../index.js', import.meta.url).pathname)});
+    const net = new PerseusNetwork({ redisUrl: ${JSON.stringify(redis.url)}, keyPrefix: 'hold${process.pid}',
+      exchangeId: 1, exchangeName: 'x', publicIp: false, logLevel: 'silent' });
+    setTimeout(() => {
+      Promise.all([1, 2, 3].map((n) => net.logActivity({ event: 'HELD', reason: String(n) })))
+        .then((ids) => console.log(ids.join(' ')), (e) => console.log('failed', e.message));
+    }, 0);`;
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout.trim(), /^\d+-\d+ \d+-\d+ \d+-\d+$/);
+});
+
+// Issue 21: on a standalone server with fixed credentials, appends go over a connection of
+// the addon's own (src/core/store/direct.rs), packed into one buffer. Such a connection may
+// sit idle in the pool; one the server closed meanwhile must be replaced before a write is put
+// on it, or the write would fail (never re-sent) although nothing ran.
+test('batch: appends use a direct connection; one the server closed while idle is replaced, the write does not fail', async () => {
+  const net = make();
+  await net.logActivity({ event: 'DIRECT_WARM_UP' });
+  const clients = async () => (await redis.cli('CLIENT', 'LIST')).split('\n');
+  // The append's connection: unnamed (the crate's connections are named perseus:<id>), last
+  // command XADD.
+  assert.ok((await clients()).some((l) => /\bname= /.test(l) && /\bcmd=xadd\b/.test(l)),
+    `no unnamed connection that sent XADD:\n${(await clients()).join('\n')}`);
+  for (let round = 0; round < 3; round++) {
+    await redis.cli('CLIENT', 'KILL', 'TYPE', 'normal');
+    await sleep(50); // the FIN reaches the idle pooled connection
+    const ids = await within(5000, Promise.all(Array.from({ length: 50 }, (_, i) =>
+      net.logActivity({ event: 'AFTER_KILL', fields: { n: `${round}.${i}` } }))), 'the writes after the kill');
+    for (const id of ids) assert.match(id, /^\d+-\d+$/);
+  }
+  assert.equal((await net.queryActivity({ event: 'AFTER_KILL', limit: 1000 })).length, 150);
+});

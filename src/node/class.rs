@@ -318,6 +318,13 @@ impl PerseusNetwork {
         crate::node::batch::log_activity(env, &self.net, input)
     }
 
+    /// The `logActivity` front's way in (`batch.js` takes it off the prototype at load; not
+    /// part of the API): queues one tick's calls of this network, or takes none (`false`).
+    #[napi(catch_unwind, js_name = "__perseusSubmit", skip_typescript)]
+    pub fn submit_tick(&self, env: &Env, json: String, token: u32) -> bool {
+        crate::node::batch::submit(env, &self.net, &json, token)
+    }
+
     #[napi(
         catch_unwind,
         ts_args_type = "query?: ActivityQuery",

@@ -158,15 +158,7 @@ impl<'a> Reader<'a> {
 
     pub fn state(&self, key: &str) -> Res<Option<State>> {
         self.string(key)?
-            .map(|s| {
-                s.parse().map_err(|_| {
-                    CoreError::invalid(format!(
-                        "{} must be one of idle, registering, running, draining, dead (got '{}')",
-                        self.name(key),
-                        crate::core::redact::clip(&s)
-                    ))
-                })
-            })
+            .map(|s| parse_state(&self.name(key), &s))
             .transpose()
     }
 
@@ -189,6 +181,16 @@ impl<'a> Reader<'a> {
             ))),
         }
     }
+}
+
+/// A state name, or the error naming the property `name` (one message for every reader).
+pub fn parse_state(name: &str, s: &str) -> Res<State> {
+    s.parse().map_err(|_| {
+        CoreError::invalid(format!(
+            "{name} must be one of idle, registering, running, draining, dead (got '{}')",
+            crate::core::redact::clip(s)
+        ))
+    })
 }
 
 pub fn as_string(name: &str, v: Unknown) -> Res<String> {

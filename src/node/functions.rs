@@ -129,7 +129,8 @@ pub fn detect_public_ip_js<'e>(env: &'e Env, options: Option<Unknown>) -> napi::
 }
 
 /// Adds `TRANSITIONS` (a frozen array of frozen `{ from, event, to }`) and
-/// `diagnosticsChannels` (with the channels' glue, see `diag`) to the exports.
+/// `diagnosticsChannels` (with the channels' glue, see `diag`) to the exports, and puts the
+/// `logActivity` front over the class (see `batch`).
 #[napi(module_exports)]
 pub fn init(mut exports: Object, env: Env) -> napi::Result<()> {
     let mut list = env.create_array(TRANSITIONS.len() as u32)?;
@@ -145,5 +146,6 @@ pub fn init(mut exports: Object, env: Env) -> napi::Result<()> {
     list_obj.freeze()?;
     exports.set("TRANSITIONS", list_obj)?;
     crate::node::diag::install(&env, &mut exports)?;
+    crate::node::batch::install(&env, &exports)?;
     Ok(())
 }

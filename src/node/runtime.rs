@@ -197,6 +197,20 @@ pub fn hold_process(env: &Env, on: bool) {
     }
 }
 
+/// Holds the process for work whose promises JS made itself (a handed-over tick of
+/// `logActivity` calls, see `batch`), as a [`Pending`] does for one; pair with
+/// [`release_pending`] once its last result is delivered.
+pub fn hold_pending(env: &Env) -> napi::Result<()> {
+    let s = settler(env)?;
+    hold_one(env, &s);
+    Ok(())
+}
+
+/// Ends one [`hold_pending`].
+pub fn release_pending(env: &Env) {
+    release_one(env);
+}
+
 fn hold_one(env: &Env, s: &Settler) {
     s.pending.set(s.pending.get() + 1);
     update_ref(env, s);

@@ -9,7 +9,7 @@ use super::query::Query;
 use crate::core::error::{Error, Result};
 use crate::core::keys::Keys;
 use crate::core::store::{Command, Kind, Store};
-use crate::core::wire::resp;
+use crate::core::wire::{pipeline, resp};
 
 /// Entries read per XRANGE round trip.
 const PAGE: u64 = 10_000;
@@ -101,6 +101,28 @@ impl ActivityLog {
         cmd
     }
 
+    /// Appends one entry's `XADD <stream> * <fields...>` to `buf`, packed as the crate would
+    /// pack it (the layout is [`each_field`]'s, as for [`ActivityLog::entry_command`]).
+    fn pack_xadd(
+        &self,
+        buf: &mut Vec<u8>,
+        author: &Author,
+        exchange_id: &str,
+        input: &ActivityInput,
+        ts: &str,
+    ) {
+        let mut fields = 0;
+        each_field(author, exchange_id, input, ts, |_, _| fields += 1);
+        pipeline::command(buf, 3 + 2 * fields);
+        for a in ["XADD", self.key.as_str(), "*"] {
+            pipeline::arg(buf, a.as_bytes());
+        }
+        each_field(author, exchange_id, input, ts, |k, v| {
+            pipeline::arg(buf, k.as_bytes());
+            pipeline::arg(buf, v.as_bytes());
+        });
+    }
+
     /// Application entries as one send-once pipeline, each with its own ID or error, in
     /// order. Keyed inputs go through `APPEND_ONCE` (its `SCRIPT LOAD` leads the pipeline, so
     /// the `EVALSHA`s after it find the script even on a fresh or failed-over server). With
@@ -120,6 +142,22 @@ impl ActivityLog {
         } else {
             String::new()
         };
+        if !keyed && durability.replicas == 0 {
+            // Standalone, plain appends: packed straight into one buffer, sent over a direct
+            // connection (issue 21); `None` when it could not be sent that way.
+            let mut packed = Vec::with_capacity(inputs.len() * 256);
+            for i in inputs {
+                self.pack_xadd(&mut packed, author, &exchange_id, i, ts);
+            }
+            let label = format!("XADD {}", self.key);
+            if let Some(out) = self
+                .store
+                .pipeline_once_direct(&label, packed, inputs.len())
+                .await
+            {
+                return out;
+            }
+        }
         let mut cmds = Vec::with_capacity(inputs.len() + 2);
         if keyed {
             cmds.push(self.load_append_once());

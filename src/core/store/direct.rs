@@ -6,7 +6,17 @@
 //! roots, CA and insecure rules as the crate), AUTH with the configured user, SELECT of the
 //! URL's database, and on a cluster the master that owns the key's slot (from CLUSTER SLOTS).
 //!
-//! It is only a fast path: anything it cannot do (a Unix socket, a refused connection or
+//! Writes that must run at most once (`XADD *`, issue 21) go over them too, on a standalone
+//! server with fixed credentials only ([`Direct::write_once`]; with a `credentials` provider
+//! they stay on the crate's connection, which re-authenticates in place): packed into one buffer, their replies read without the
+//! crate's `Value` tree. There the fallback rule is narrower: only a pipeline that was not
+//! sent (no connection could be made or logged in) goes through the crate instead; once any
+//! byte is written, a failure fails the pipeline (each command may or may not have run), as
+//! the crate's send-once path does. A pooled connection the server closed while it sat idle
+//! (a `CLIENT KILL`, the server's `timeout`) is seen before anything is written to it and
+//! replaced, so it never fails a write the server would have taken.
+//!
+//! It is only a fast path for reads: anything it cannot do (a Unix socket, a refused connection or
 //! AUTH, a MOVED, a reply it does not expect) makes the caller read that page through the
 //! crate instead, which stays the source of truth for errors. A timeout is final on a fresh
 //! connection (a server that did not answer within the command timeout would not answer the
@@ -26,6 +36,7 @@ use tokio::net::TcpStream;
 
 use crate::core::config::{ConnectionConfig, Target};
 use crate::core::credentials::Creds;
+use crate::core::wire::pipeline::{Simple, SimpleReplies};
 use crate::core::wire::resp::FrameScanner;
 use crate::core::wire::slots::{slot_of, SlotTable};
 use crate::core::wire::tls;
@@ -43,6 +54,9 @@ pub enum Miss {
 /// idle TCP flows after a few minutes; 30 s stays well inside that and inside the first
 /// keepalive probe ([`KEEPALIVE_TIME`] + one interval).
 pub const IDLE_BOUND: Duration = Duration::from_secs(30);
+/// How long a timed-out write pipeline's connection stays open to finish sending it and read
+/// its late replies, before it is closed (then the server may run only a part of it).
+const LATE_REPLIES: Duration = Duration::from_secs(120);
 /// TCP keepalive on every direct connection: first probe after this much idle time.
 const KEEPALIVE_TIME: Duration = Duration::from_secs(15);
 /// Between keepalive probes (where the platform lets us set it).
@@ -57,6 +71,19 @@ fn idle_bound() -> Duration {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(IDLE_BOUND, Duration::from_millis)
+}
+
+/// Why a pipeline of writes over a direct connection has no replies.
+#[derive(Debug)]
+pub enum WriteMiss {
+    /// Nothing was sent (a cluster, a Unix socket, a refused connection or login): the caller
+    /// sends it through the crate instead.
+    NotSent(String),
+    /// Not every reply came within the limit: each command may or may not have run.
+    Timeout,
+    /// The link failed, or answered garbage, after the pipeline was written: each command may
+    /// or may not have run.
+    Link(String),
 }
 
 /// Why one exchange on a connection failed.
@@ -156,14 +183,7 @@ impl Direct {
         packed: &[u8],
         limit: Duration,
     ) -> Result<Vec<u8>, Miss> {
-        let current = self.rotating();
-        let bound = self.idle_bound;
-        let pooled = self.idle.lock().ok().and_then(|mut idle| {
-            idle.retain(|c| same_creds(&c.creds, &current) && c.idle_since.elapsed() <= bound);
-            let i = idle.iter().position(|c| c.node == node)?;
-            Some(idle.swap_remove(i))
-        });
-        if let Some(mut conn) = pooled {
+        if let Some(mut conn) = self.pooled(&node) {
             match tokio::time::timeout(limit, read_reply(&mut conn.io, packed)).await {
                 Ok(Ok(reply)) => {
                     self.put_back(conn);
@@ -198,6 +218,74 @@ impl Direct {
             }
             Ok(Err(miss)) => Err(miss),
             Err(_) => Err(Miss::Timeout),
+        }
+    }
+
+    /// An idle connection to `node` logged in with the current credentials, idle for at most
+    /// the bound, and not closed by the server meanwhile; `None` when there is none.
+    fn pooled(&self, node: &(String, u16)) -> Option<Conn> {
+        let current = self.rotating();
+        let bound = self.idle_bound;
+        let mut idle = self.idle.lock().ok()?;
+        idle.retain_mut(|c| {
+            same_creds(&c.creds, &current)
+                && c.idle_since.elapsed() <= bound
+                && !closed_while_idle(&mut c.io)
+        });
+        let i = idle.iter().position(|c| &c.node == node)?;
+        Some(idle.swap_remove(i))
+    }
+
+    /// Standalone only: sends `packed` (`n` commands that each answer with a bulk string or
+    /// an error, e.g. `XADD *`) once, on a pooled or new connection, and reads their `n`
+    /// replies within `limit`. Never sends it twice; see [`WriteMiss`] for what a failure
+    /// says about what ran.
+    pub async fn write_once(
+        &self,
+        packed: Vec<u8>,
+        n: usize,
+        limit: Duration,
+    ) -> Result<Vec<Simple>, WriteMiss> {
+        let Target::Standalone(url) = &self.cfg.target else {
+            return Err(WriteMiss::NotSent("a cluster".into()));
+        };
+        if self.cfg.credentials.is_some() {
+            // Rotating credentials: the crate's connection re-authenticates in place and is
+            // named, which the credentials contract describes; ours would be made anew.
+            return Err(WriteMiss::NotSent("rotating credentials".into()));
+        }
+        let node = match self.standalone(url) {
+            Ok((host, port, _)) => (host, port),
+            Err(Miss::Fallback(why)) => return Err(WriteMiss::NotSent(why)),
+            Err(Miss::Timeout) => return Err(WriteMiss::Timeout),
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut conn = match self.pooled(&node) {
+            Some(c) => c,
+            None => match tokio::time::timeout_at(deadline, self.connect(node)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(Miss::Fallback(why))) => return Err(WriteMiss::NotSent(why)),
+                // Nothing was sent, but the server is not answering: the crate would wait
+                // as long again.
+                Ok(Err(Miss::Timeout)) | Err(_) => return Err(WriteMiss::Timeout),
+            },
+        };
+        // Its own task, which outlives a timeout: it goes on writing the whole pipeline and
+        // reading (and dropping) its replies, so a server that was only slow runs all of it,
+        // never a part cut off by a closed socket, as over the crate's connection.
+        let exchange = tokio::spawn(async move {
+            let done =
+                tokio::time::timeout(LATE_REPLIES, write_read(&mut conn.io, &packed, n)).await;
+            (conn, done)
+        });
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(Ok((conn, Ok(Ok(replies))))) => {
+                self.put_back(conn);
+                Ok(replies)
+            }
+            Ok(Ok((_, Ok(Err(why))))) => Err(WriteMiss::Link(why)),
+            Ok(Ok((_, Err(_)))) | Err(_) => Err(WriteMiss::Timeout),
+            Ok(Err(e)) => Err(WriteMiss::Link(format!("the write task failed: {e}"))),
         }
     }
 
@@ -368,6 +456,41 @@ async fn read_reply(io: &mut Box<dyn Io>, packed: &[u8]) -> Result<Vec<u8>, Brok
             Err(e) => return Err(Broken::Proto(e.0)),
         }
     }
+}
+
+/// Whether the server closed (or wrote to) an idle connection: one non-blocking read that
+/// finds the end of the stream, an error or bytes nobody asked for. Such a connection must
+/// not carry a write that may not be sent twice: it would fail although nothing ran.
+fn closed_while_idle(io: &mut Box<dyn Io>) -> bool {
+    let mut byte = [0u8; 1];
+    let mut buf = tokio::io::ReadBuf::new(&mut byte);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(io)
+        .poll_read(&mut cx, &mut buf)
+        .is_ready()
+}
+
+/// Writes a pipeline of `n` commands and reads exactly their `n` replies.
+async fn write_read(io: &mut Box<dyn Io>, packed: &[u8], n: usize) -> Result<Vec<Simple>, String> {
+    io.write_all(packed).await.map_err(|e| e.to_string())?;
+    io.flush().await.map_err(|e| e.to_string())?;
+    let mut buf: Vec<u8> = Vec::with_capacity((n * 24).max(1 << 12));
+    let mut replies = SimpleReplies::default();
+    while replies.done.len() < n {
+        if buf.capacity() - buf.len() < (1 << 12) {
+            buf.reserve(buf.capacity().max(1 << 12));
+        }
+        if io.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed".into());
+        }
+        replies
+            .feed(&buf)
+            .map_err(|e| format!("unexpected reply: {}", e.0))?;
+    }
+    if replies.done.len() > n || replies.consumed() != buf.len() {
+        return Err("more replies than commands".into());
+    }
+    Ok(replies.done)
 }
 
 /// Whether two connections logged in with the same rotating credentials (by identity: the

@@ -7,10 +7,12 @@ use redis::aio::ConnectionLike;
 use redis::cluster_async::ClusterConnection;
 use redis::{FromRedisValue, RedisError, Value};
 
+use super::direct::WriteMiss;
 use super::errors::{is_link_failure, labelled, server_error_text, was_not_run};
 use super::{Command, Store};
 use crate::core::credentials::scrub;
 use crate::core::error::{Error, Result};
+use crate::core::wire::pipeline::Simple;
 
 impl Store {
     /// Cluster: sends a non-idempotent command at most once. It is sent again only when the
@@ -168,6 +170,66 @@ impl Store {
                 o.unwrap_or_else(|| Err(Error::Redis(format!("{} failed: no reply", first()))))
             })
             .collect())
+    }
+
+    /// Standalone: sends `packed`, `n` commands that each answer with a bulk string or an
+    /// error (`XADD *`), at most once over a direct connection (`direct.rs`), and returns each
+    /// command's own outcome in order, as [`Store::pipeline_once`] would: a server error fails
+    /// its command alone (labelled with `label`, scrubbed), a timeout or a dropped link fails
+    /// them all (each may or may not have been written) and is reported on the connection
+    /// status as the crate's path reports it. `None`: nothing was sent (a cluster, rotating
+    /// credentials, a Unix socket, a refused connection or login), so the caller sends them
+    /// through the crate.
+    pub async fn pipeline_once_direct(
+        &self,
+        label: &str,
+        packed: Vec<u8>,
+        n: usize,
+    ) -> Option<Vec<Result<String>>> {
+        if self.inner.once.is_some() {
+            return None; // a cluster: the send-once connection routes and re-sends
+        }
+        let timeout = self.inner.response_timeout + Duration::from_millis(50);
+        let failed = match self.inner.direct.write_once(packed, n, timeout).await {
+            Ok(replies) => {
+                self.inner
+                    .strikes
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
+                self.set_connected(true, None);
+                return Some(
+                    replies
+                        .into_iter()
+                        .map(|r| match r {
+                            Simple::Bulk(id) => Ok(id),
+                            Simple::Error(text) => Err(Error::Redis(format!(
+                                "{label} failed: {}",
+                                scrub(&self.inner.secrets, &text)
+                            ))),
+                        })
+                        .collect(),
+                );
+            }
+            Err(WriteMiss::NotSent(why)) => {
+                tracing::debug!("appends go through the crate: no direct connection ({why})");
+                return None;
+            }
+            Err(WriteMiss::Timeout) => {
+                let err = Error::Timeout(format!(
+                    "Redis did not answer within {} ms",
+                    self.inner.response_timeout.as_millis()
+                ));
+                self.set_connected(false, Some(err.to_string()));
+                self.strike();
+                err
+            }
+            Err(WriteMiss::Link(why)) => {
+                let err = Error::Redis(self.scrub_text(&why));
+                self.set_connected(false, Some(err.to_string()));
+                err
+            }
+        };
+        let err = labelled(failed, || label.to_string());
+        Some((0..n).map(|_| Err(err.clone())).collect())
     }
 
     /// One command's reply within a pipeline: its value, or its server error, labelled.

@@ -4,8 +4,10 @@
 //! - [`text`]: the one set of "bytes to text" rules for reply values;
 //! - [`tls`]: the crypto provider and TLS client configuration;
 //! - [`resp`]: the RESP2 frame scanner and raw range-reply walker;
+//! - [`pipeline`]: commands packed into one buffer, and their bulk-or-error replies;
 //! - [`slots`]: the one slot table and its `CLUSTER SLOTS` parser.
 
+pub mod pipeline;
 pub mod resp;
 pub mod slots;
 pub mod text;

@@ -34,7 +34,7 @@ pub const MAX_COUNT: i64 = 1 << 24;
 
 /// A declared bulk length checked against [`MAX_BULK_LEN`]; `None` for nil (any negative, as
 /// the crate reads it).
-fn bulk_len(n: i64) -> Result<Option<usize>, ProtoError> {
+pub(super) fn bulk_len(n: i64) -> Result<Option<usize>, ProtoError> {
     if n < 0 {
         return Ok(None);
     }
@@ -58,13 +58,13 @@ fn count(n: i64) -> Result<Option<usize>, ProtoError> {
 }
 
 /// `a + b + c` or an error: positions computed from declared lengths never wrap.
-fn sum(a: usize, b: usize, c: usize) -> Result<usize, ProtoError> {
+pub(super) fn sum(a: usize, b: usize, c: usize) -> Result<usize, ProtoError> {
     a.checked_add(b)
         .and_then(|x| x.checked_add(c))
         .map_or_else(|| bad("length overflows"), Ok)
 }
 
-fn bad<T>(what: &str) -> Result<T, ProtoError> {
+pub(super) fn bad<T>(what: &str) -> Result<T, ProtoError> {
     Err(ProtoError(what.to_string()))
 }
 
@@ -126,7 +126,7 @@ impl FrameScanner {
 }
 
 /// The index of the `\r` of the first `\r\n` at or after `from`.
-fn line_end(buf: &[u8], from: usize) -> Option<usize> {
+pub(super) fn line_end(buf: &[u8], from: usize) -> Option<usize> {
     let rest = buf.get(from..)?;
     let mut i = 0;
     while let Some(k) = rest[i..].iter().position(|&b| b == b'\r') {
@@ -140,7 +140,7 @@ fn line_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-fn int(digits: &[u8]) -> Result<i64, ProtoError> {
+pub(super) fn int(digits: &[u8]) -> Result<i64, ProtoError> {
     std::str::from_utf8(digits)
         .ok()
         .and_then(|s| s.trim().parse().ok())
