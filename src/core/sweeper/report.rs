@@ -13,6 +13,7 @@ use crate::core::clock::iso_now;
 use crate::core::error::{Error, Result};
 use crate::core::faults;
 use crate::core::fsm::State;
+use crate::core::index;
 use crate::core::task::TaskCtx;
 
 /// How long a reporter waits for a replica to acknowledge its entry (`WAIT 1 <ms>`). Short on
@@ -102,6 +103,16 @@ pub async fn report_own_lapse(ctx: &TaskCtx, token: &str) -> Result<()> {
     let id = ctx.instance_id();
     let me = ctx.author();
     let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
+    // A sweeper names the lapse by the deadline the index holds, and on a cluster a beat that
+    // failed on the heartbeat key's node (its master down) may still have written a later
+    // deadline on the index's node than the last good beat's (nemesis finding F18: two names,
+    // two entries). So the lapse is named by the index's deadline when it has one.
+    let indexed = index::deadline_of(&ctx.store, &ctx.keys, id).await?;
+    let token = match &indexed {
+        Some(score) => lapse_token(id, score),
+        None => token.to_string(),
+    };
+    let token = token.as_str();
     if let Some(prev) = ctx
         .registry
         .mark_dead(id, &iso_now(), dead_ttl, token)
