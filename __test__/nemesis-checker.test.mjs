@@ -114,6 +114,25 @@ describe('nemesis checker', () => {
     assert.equal(found(outside, '2', /^false loss: HEARTBEAT_LOST .* for m2-1/).length, 1, JSON.stringify(outside.violations));
   });
 
+  test('a lapse belongs to one registration: a member that rejoined and was lost while a master was down is not a doubled report (F19)', () => {
+    const v = check(doctor((h) => {
+      h.splice(h.findIndex((r) => r.type === 'begin') + 1, 0,
+        { t: at(4000), type: 'fault', fault: 2, kind: 'failover', phase: 'start' },
+        { t: at(4010), type: 'fault', fault: 2, kind: 'failover', phase: 'killed', port: 1 },
+        { t: at(6500), type: 'fault', fault: 2, kind: 'failover', phase: 'promoted', port: 2 },
+        { t: at(8000), type: 'fault', fault: 2, kind: 'failover', phase: 'end' });
+      const i = streamIdx(h, (r) => r.event === 'HEARTBEAT_LOST') + 1;
+      // m1-1 lapsed (killed, expired at 1.9 s, reported at 2.1 s), registered again at 3 s, and
+      // lost its key with a dead master at 5.5 s: no expiry of that registration is on record.
+      h.splice(i, 0,
+        { t: at(9500), type: 'stream', id: id(3000), event: 'REGISTERED', target: 'm1-1' },
+        { t: at(9500), type: 'stream', id: id(5500), event: 'HEARTBEAT_LOST', target: 'm1-1', reportToken: 'tok-3', reporter: 'm1-1' });
+    }));
+    assert.equal(found(v, '1', /doubled report/).length, 0, JSON.stringify(v.violations));
+    assert.equal(v.figures.reports.lostWithMaster, 1);
+    assert.equal(v.figures.mistakes, 0);
+  });
+
   test('an out-of-order pair', () => {
     const v = check(doctor((h) => {
       const i2 = streamIdx(h, (r) => r.seq === 2);

@@ -159,11 +159,17 @@ export function check(history) {
   const duringFailover = (target, te) => failovers.find((f) => (f.phases.killed?.t ?? f.start) <= te
     && te <= (f.phases.promoted?.t ?? f.end) + ttlOf(target) + 2 * sweepMs + EPS_MS);
   const falseLosses = [];
+  // A lapse belongs to one registration: an entry is matched to an expiry after the member's
+  // last REGISTERED entry before it (a member that rejoined and lapsed again while a master was
+  // down has no expiry of its own, F19; it is not a second report of the old lapse).
+  const registeredBefore = (target, te) => (lifecycle.get(target) ?? [])
+    .filter((x) => x.event === 'REGISTERED' && idMs(x.id) < te).at(-1);
   for (const [target, entries] of hblBy) {
     const ls = lapsesOf(target);
     for (const e of entries) {
       const te = idMs(e.id);
-      const l = ls.filter((x) => x.t - EPS_MS <= te).at(-1);
+      const reg = registeredBefore(target, te);
+      const l = ls.filter((x) => x.t - EPS_MS <= te && (!reg || x.t >= idMs(reg.id) - EPS_MS)).at(-1);
       if (l) l.entries.push(e);
       else if (duringFailover(target, te)) lostWithMaster.push(e);
       else falseLosses.push(e);
