@@ -48,6 +48,8 @@ impl Store {
             attempt += 1;
             let mut conn = self.conn();
             let may_retry = retry && attempt == 1;
+            // The drop is reported even when the read is re-sent (as pipelines do): a Redis
+            // restart first met by a single read still shows as a loss and a reconnect.
             match self
                 .timed_with(
                     async {
@@ -56,7 +58,7 @@ impl Store {
                             Conn::Cluster(c) => c.req_packed_command(&cmd.cmd).await,
                         }
                     },
-                    !may_retry,
+                    true,
                 )
                 .await
             {
