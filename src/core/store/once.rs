@@ -192,10 +192,7 @@ impl Store {
         let timeout = self.inner.response_timeout + Duration::from_millis(50);
         let failed = match self.inner.direct.write_once(packed, n, timeout).await {
             Ok(replies) => {
-                self.inner
-                    .strikes
-                    .store(0, std::sync::atomic::Ordering::Relaxed);
-                self.set_connected(true, None);
+                self.answered();
                 return Some(
                     replies
                         .into_iter()
@@ -213,15 +210,7 @@ impl Store {
                 tracing::debug!("appends go through the crate: no direct connection ({why})");
                 return None;
             }
-            Err(WriteMiss::Timeout) => {
-                let err = Error::Timeout(format!(
-                    "Redis did not answer within {} ms",
-                    self.inner.response_timeout.as_millis()
-                ));
-                self.set_connected(false, Some(err.to_string()));
-                self.strike();
-                err
-            }
+            Err(WriteMiss::Timeout) => self.unanswered(),
             Err(WriteMiss::Link(why)) => {
                 let err = Error::Redis(self.scrub_text(&why));
                 self.set_connected(false, Some(err.to_string()));

@@ -102,11 +102,7 @@ impl Store {
             Err(Miss::Timeout) => {
                 // A fresh direct connection got no answer either. The shared connection's
                 // status is left alone: it speaks for its own link, which may be fine.
-                let err = Error::Timeout(format!(
-                    "Redis did not answer within {} ms",
-                    self.inner.response_timeout.as_millis()
-                ));
-                Some(Err(labelled(err, || cmd.label.clone())))
+                Some(Err(labelled(self.no_answer(), || cmd.label.clone())))
             }
         }
     }
@@ -163,10 +159,7 @@ impl Store {
     /// Maps a redis error to ours with secrets removed.
     pub fn map_err(&self, e: RedisError) -> Error {
         if e.is_timeout() {
-            return Error::Timeout(format!(
-                "Redis did not answer within {} ms",
-                self.inner.response_timeout.as_millis()
-            ));
+            return self.no_answer();
         }
         Error::Redis(self.scrub_text(&describe(&e)))
     }
@@ -209,8 +202,7 @@ impl Store {
         let limit = self.inner.response_timeout + Duration::from_millis(50);
         match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => {
-                self.inner.strikes.store(0, Ordering::Relaxed);
-                self.set_connected(true, None);
+                self.answered();
                 Ok(v)
             }
             Ok(Err(e)) => {
@@ -224,20 +216,35 @@ impl Store {
                 }
                 Err((err, Some(e)))
             }
-            Err(_) => {
-                let err = Error::Timeout(format!(
-                    "Redis did not answer within {} ms",
-                    self.inner.response_timeout.as_millis()
-                ));
-                self.set_connected(false, Some(err.to_string()));
-                self.strike();
-                Err((err, None))
-            }
+            Err(_) => Err((self.unanswered(), None)),
         }
     }
 }
 
 impl Store {
+    /// The error of a command Redis did not answer within the command timeout.
+    pub(super) fn no_answer(&self) -> Error {
+        Error::Timeout(format!(
+            "Redis did not answer within {} ms",
+            self.inner.response_timeout.as_millis()
+        ))
+    }
+
+    /// After Redis answered: the link is up, and the timeouts in a row start over.
+    pub(super) fn answered(&self) {
+        self.inner.strikes.store(0, Ordering::Relaxed);
+        self.set_connected(true, None);
+    }
+
+    /// After our own timer fired: the link counts as down and the timeout as a strike.
+    /// Returns the error for the caller.
+    pub(super) fn unanswered(&self) -> Error {
+        let err = self.no_answer();
+        self.set_connected(false, Some(err.to_string()));
+        self.strike();
+        err
+    }
+
     /// After a read that succeeded on its re-send: the link was re-made under it, and the new
     /// connection is unnamed (`CLIENT SETNAME` runs in the background).
     pub(super) fn name_if_resent(&self, attempt: u32) {

@@ -72,14 +72,8 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
         if let (Err(e), true) = (&leased, due && leader) {
             // The lease and the due members are a sweep's first read: its failure is a
             // failed sweep of the process that holds (or held) the lease.
-            if let Some(t) = TraceTimer::start(&*ctx.sink, TraceKind::Sweep) {
-                let trace = t
-                    .finish()
-                    .with("examined", 0)
-                    .with("lost", Vec::<String>::new())
-                    .failed(Some(e.clone()));
-                ctx.sink.trace(trace);
-            }
+            let timer = TraceTimer::start(&*ctx.sink, TraceKind::Sweep);
+            trace_sweep(&ctx, timer, 0, Vec::new(), Some(e.clone()));
         }
         leader = matches!(leased, Ok(None)) || (leader && leased.is_err());
         ctx.metrics.set_sweeper_leader(matches!(leased, Ok(None)));
@@ -94,14 +88,9 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
                     };
                     let timer = TraceTimer::start(&*ctx.sink, TraceKind::Sweep);
                     let swept = sweep(&ctx, &mut state, view, &mut shutdown).await;
-                    if let Some(t) = timer {
-                        let trace = t
-                            .finish()
-                            .with("examined", state.examined)
-                            .with("lost", std::mem::take(&mut state.lost))
-                            .failed(swept.as_ref().err().cloned());
-                        ctx.sink.trace(trace);
-                    }
+                    let lost = std::mem::take(&mut state.lost);
+                    let error = swept.as_ref().err().cloned();
+                    trace_sweep(&ctx, timer, state.examined, lost, error);
                     match swept {
                         Ok(soonest) => {
                             failing = false;
@@ -136,15 +125,9 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
                     let timer = TraceTimer::start(&*ctx.sink, TraceKind::Sweep);
                     let examined = late.len();
                     let swept = sweep_overdue(&ctx, late, &mut shutdown).await;
-                    if let Some(t) = timer {
-                        let lost = swept.as_ref().cloned().unwrap_or_default();
-                        let trace = t
-                            .finish()
-                            .with("examined", examined)
-                            .with("lost", lost)
-                            .failed(swept.as_ref().err().cloned());
-                        ctx.sink.trace(trace);
-                    }
+                    let lost = swept.as_ref().cloned().unwrap_or_default();
+                    let error = swept.as_ref().err().cloned();
+                    trace_sweep(&ctx, timer, examined, lost, error);
                     if let Err(e) = swept {
                         if !failing {
                             ctx.report_error(e, "sweep of overdue members failed");
@@ -167,6 +150,25 @@ pub async fn run(ctx: TaskCtx, mut shutdown: Shutdown) -> Exit {
         if shutdown.sleep(wait).await {
             return Exit::Stopped;
         }
+    }
+}
+
+/// Publishes one sweep's trace (when `timer` says someone listens): how many members it
+/// looked at, those it declared lost, and its error.
+fn trace_sweep(
+    ctx: &TaskCtx,
+    timer: Option<TraceTimer>,
+    examined: usize,
+    lost: Vec<String>,
+    error: Option<crate::core::error::Error>,
+) {
+    if let Some(t) = timer {
+        let trace = t
+            .finish()
+            .with("examined", examined)
+            .with("lost", lost)
+            .failed(error);
+        ctx.sink.trace(trace);
     }
 }
 

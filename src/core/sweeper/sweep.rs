@@ -8,9 +8,8 @@ use crate::core::config::Discovery;
 use crate::core::error::Result;
 use crate::core::faults;
 use crate::core::fsm::State;
-use crate::core::index::IndexView;
+use crate::core::index::{self, IndexView};
 use crate::core::registry::{parse_record, InstanceInfo};
-use crate::core::store::Command;
 use crate::core::task::{Shutdown, TaskCtx};
 
 use super::outbox::*;
@@ -324,10 +323,7 @@ async fn report_loss(
 /// Scan mode's lapse token: the deadline the index holds for `id` (beats write it in both
 /// modes), or, without one, the record's registration time (the same for every sweeper).
 async fn scan_lapse_token(ctx: &TaskCtx, id: &str, info: &InstanceInfo) -> Result<String> {
-    let mut cmd = Command::read("ZSCORE", &ctx.keys.instances());
-    cmd.arg(id);
-    let score: Option<String> = ctx.store.query(&cmd).await?;
-    Ok(match score {
+    Ok(match index::deadline_of(&ctx.store, &ctx.keys, id).await? {
         Some(s) => lapse_token(id, &s),
         None => format!("{id}|r{}", info.registered_at),
     })
