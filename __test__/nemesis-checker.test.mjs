@@ -260,6 +260,31 @@ describe('nemesis schedule', () => {
     assert.ok(checked > 20, `only ${checked} storms met a slow link: the rule was not exercised`);
   });
 
+  // F21: the CI cluster seed 21 drew a storm of 3 kills 172 ms apart inside one of 6 kills 252
+  // ms apart: kills every ~90 ms for 0.6 s lapsed a live 1 s TTL member (a mistake, then its
+  // missing expiry in a later partition, a late peer event and a failed final listing).
+  test('CLIENT KILL storms never overlap: kills of two storms are at least the wider spacing apart (F21)', () => {
+    let pairs = 0;
+    const runs = [[20, 8, 90_000], [21, 8, 90_000], [42, 30, 600_000], [77, 8, 90_000], [93, 8, 90_000],
+      ...[1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((seed) => [seed, 16, 600_000])];
+    for (const [seed, members, durationMs] of runs) {
+      const storms = drawSchedule({ seed, durationMs, ttls: memberTtls(seed, members) }).filter((f) => f.kind === 'client-kill');
+      const kills = (f) => Array.from({ length: f.params.kills }, (_, k) => f.at + k * f.params.everyMs);
+      for (let i = 0; i < storms.length; i++) {
+        for (let j = i + 1; j < storms.length; j++) {
+          pairs++;
+          const gap = Math.max(storms[i].params.everyMs, storms[j].params.everyMs);
+          for (const a of kills(storms[i])) {
+            for (const b of kills(storms[j])) {
+              assert.ok(Math.abs(a - b) >= gap, `seed ${seed}: kills at ${a} and ${b} ms of storms #${storms[i].id} and #${storms[j].id} are under ${gap} ms apart`);
+            }
+          }
+        }
+      }
+    }
+    assert.ok(pairs > 100, `only ${pairs} pairs of storms: the rule was not exercised`);
+  });
+
   test('options: --minutes/--seconds, --members below 4 refused', () => {
     assert.equal(parseArgs(['--minutes', '10', '--seed', '42', '--cluster', '--members', '30']).durationMs, 600_000);
     assert.equal(parseArgs(['--seconds', '90']).durationMs, 90_000);

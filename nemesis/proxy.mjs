@@ -61,6 +61,17 @@ export class ProxyGroup {
     if (mode === 'normal' || mode === 'latency') for (const p of this.pipes) p.pumpAll();
   }
 
+  /**
+   * A silent link: every connection open now to real port `real` stops forwarding, both ways,
+   * for good (a half-open TCP flow: a middlebox forgot it, a peer vanished without a FIN);
+   * connections made afterwards work. Returns how many were frozen.
+   */
+  freezeExisting(real) {
+    let n = 0;
+    for (const p of this.pipes) if (p.target === real) { p.frozen = true; n++; }
+    return n;
+  }
+
   #accept(client, real) {
     if (this.mode === 'cut') {
       this.stats.refused++;
@@ -108,6 +119,8 @@ class Pipe {
     this.group = group;
     this.client = client;
     this.upstream = net.createConnection({ port, host: HOST });
+    this.target = port;
+    this.frozen = false;
     this.dead = false;
     this.up = { queue: [], timer: null, to: this.upstream };
     this.down = { queue: [], timer: null, to: this.client };
@@ -141,7 +154,7 @@ class Pipe {
   }
 
   #pump(dir) {
-    if (this.dead || this.group.mode === 'blackhole' || this.group.mode === 'cut') return;
+    if (this.dead || this.frozen || this.group.mode === 'blackhole' || this.group.mode === 'cut') return;
     const now = Date.now();
     while (dir.queue.length && dir.queue[0].due <= now) dir.to.write(dir.queue.shift().chunk);
     if (dir.queue.length && !dir.timer) {

@@ -203,9 +203,15 @@ export function drawSchedule({ seed, durationMs, ttls, quietTailMs = 8000, meanG
         let everyMs = r.int(150, 300);
         // Latency faults drawn before that overlap the storm (with room for its widest spacing).
         const slow = latencies.filter((l) => l.from < at + kills * stormGapFor(150) && at < l.to);
-        for (const l of slow) l.params.latencyMs = Math.min(l.params.latencyMs, Math.floor(STORM_LATENCY_SHARE * l.ttl));
-        everyMs = Math.max(everyMs, stormGapFor(Math.max(0, ...slow.map((l) => l.params.latencyMs))));
-        storms.push([at, at + kills * everyMs, everyMs]);
+        const capped = (l) => Math.min(l.params.latencyMs, Math.floor(STORM_LATENCY_SHARE * l.ttl));
+        everyMs = Math.max(everyMs, stormGapFor(Math.max(0, ...slow.map(capped))));
+        // Storms never overlap (F21): two at once kill twice as often as either's spacing, and
+        // the spacing is what keeps a storm a short fault. Storms are drawn in time order, so
+        // this one starts at least the wider spacing after the last kill of any before it.
+        if (storms.some(([, b, every]) => at < b + Math.max(every, everyMs))) return null;
+        for (const l of slow) l.params.latencyMs = capped(l);
+        const end = at + kills * everyMs;
+        storms.push([at, end, everyMs]);
         return { slots: [], params: { kills, everyMs } };
       }
       case 'failover': {

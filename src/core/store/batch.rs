@@ -88,6 +88,7 @@ impl Store {
                         }
                     },
                     true,
+                    None,
                 )
                 .await;
             match sent {
@@ -232,6 +233,7 @@ impl Store {
                 .timed_with(
                     c.route_pipeline(pipe.clone(), 0, idx.len(), route.clone()),
                     !may_retry,
+                    Some(slot),
                 )
                 .await
             {

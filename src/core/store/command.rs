@@ -92,4 +92,11 @@ impl Command {
     pub fn cmd(&self) -> &Cmd {
         &self.cmd
     }
+
+    /// The cluster hash slot of its key (`None`: keyless).
+    pub(super) fn slot(&self) -> Option<u16> {
+        self.key
+            .as_deref()
+            .map(|k| crate::core::wire::slots::slot_of(k.as_bytes()))
+    }
 }

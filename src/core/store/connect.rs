@@ -76,24 +76,29 @@ pub(super) async fn open(
     }
 }
 
-/// A fresh standalone connection manager (after repeated timeouts), if one can be made in
-/// time; `None` on a cluster or on failure.
-pub(super) async fn reopen_standalone(
-    cfg: &ConnectionConfig,
-    response_timeout: Duration,
-) -> Option<ConnectionManager> {
-    let Target::Standalone(url) = &cfg.target else {
-        return None;
+/// A fresh shared connection (after repeated timeouts): a standalone connection manager or a
+/// cluster client with new node links, if one can be made in time; `None` on failure.
+pub(super) async fn reopen(cfg: &ConnectionConfig, response_timeout: Duration) -> Option<Conn> {
+    let fut = async {
+        match &cfg.target {
+            Target::Standalone(url) => {
+                let client = standalone_client(cfg, url).ok()?;
+                let mgr_cfg = manager_config(cfg, response_timeout);
+                ConnectionManager::new_with_config(client, mgr_cfg)
+                    .await
+                    .ok()
+                    .map(Conn::Single)
+            }
+            Target::Cluster(nodes) => {
+                let client = cluster_client(cfg, nodes, response_timeout, 3).ok()?;
+                client.get_async_connection().await.ok().map(Conn::Cluster)
+            }
+        }
     };
-    let client = standalone_client(cfg, url).ok()?;
-    let mgr_cfg = manager_config(cfg, response_timeout);
-    tokio::time::timeout(
-        cfg.connect_timeout,
-        ConnectionManager::new_with_config(client, mgr_cfg),
-    )
-    .await
-    .ok()?
-    .ok()
+    tokio::time::timeout(cfg.connect_timeout, fut)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The standalone connection manager's settings (the first connection and replacements).

@@ -9,23 +9,32 @@ use super::errors::describe;
 use super::{connect, rotation, Conn, Store};
 use crate::core::credentials::scrub;
 
-/// Consecutive timeouts after which a standalone connection is rebuilt (a half-open socket
-/// keeps timing out and the manager does not reconnect on timeouts by itself).
+/// Consecutive timeouts after which a connection is rebuilt: a half-open socket keeps timing
+/// out, and neither the standalone manager nor the cluster client reconnects on timeouts by
+/// itself (the cluster client re-sends on the same node connection).
 const TIMEOUT_STRIKES: u32 = 3;
 
 impl Store {
-    /// Counts a timeout; after a few in a row, replaces a standalone connection in the
+    /// Counts a timeout; after [`TIMEOUT_STRIKES`] in a row, replaces the connection in the
     /// background (the caller's command has already timed out: it must not also wait for a
-    /// reconnect to a server that may be frozen).
-    pub(super) fn strike(&self) {
-        let n = self.inner.strikes.fetch_add(1, Ordering::Relaxed) + 1;
-        if n < TIMEOUT_STRIKES || self.is_cluster() {
-            return;
-        }
-        if self.inner.replacing.swap(true, Ordering::AcqRel) {
+    /// reconnect to a server that may be frozen). On a cluster the count is per key slot
+    /// (`slot`; keyless requests do not count): one node's link can go silent while the
+    /// others answer, and their answers must not hide it (finding F22).
+    pub(super) fn strike(&self, slot: Option<u16>) {
+        let due = if self.is_cluster() {
+            let Some(slot) = slot else { return };
+            let mut strikes = self.slot_strikes();
+            let n = strikes.entry(slot).or_insert(0);
+            *n += 1;
+            *n >= TIMEOUT_STRIKES
+        } else {
+            self.inner.strikes.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUT_STRIKES
+        };
+        if !due || self.inner.replacing.swap(true, Ordering::AcqRel) {
             return;
         }
         self.inner.strikes.store(0, Ordering::Relaxed);
+        self.slot_strikes().clear();
         let me = self.clone();
         tokio::spawn(async move {
             me.replace_connection().await;
@@ -33,12 +42,28 @@ impl Store {
         });
     }
 
-    /// Makes a fresh standalone connection and swaps it in, if one can be made in time.
+    /// After an answer about `slot` (cluster): that slot's timeouts start over.
+    pub(super) fn slot_answered(&self, slot: Option<u16>) {
+        if let Some(slot) = slot {
+            self.slot_strikes().remove(&slot);
+        }
+    }
+
+    fn slot_strikes(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u16, u32>> {
+        self.inner
+            .slot_strikes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes a fresh connection of the same kind and swaps it in, if one can be made in time.
+    /// On a cluster that is a new client with its own node links; the send-once writer keeps
+    /// its own (it never re-sends, so a silent link costs it a timeout per append, not a
+    /// stuck member).
     pub(super) async fn replace_connection(&self) {
-        if let Some(m) =
-            connect::reopen_standalone(&self.inner.cfg, self.inner.response_timeout).await
-        {
-            *self.conn_guard() = Conn::Single(m);
+        let fresh = connect::reopen(&self.inner.cfg, self.inner.response_timeout).await;
+        if let Some(conn) = fresh {
+            *self.conn_guard() = conn;
             tracing::debug!("replaced a Redis connection after repeated timeouts");
             self.name_connections().await;
         }

@@ -69,6 +69,10 @@ struct Inner {
     response_timeout: Duration,
     connected: AtomicBool,
     strikes: AtomicU32,
+    /// Cluster: timeouts in a row per key slot. The cluster client reconnects a node only when
+    /// its link reports an error, so a node link that went silent is found by its slots'
+    /// timeouts; an answer from another node must not clear them (see [`Store::strike`]).
+    slot_strikes: std::sync::Mutex<std::collections::HashMap<u16, u32>>,
     /// Reads this store sent a second time after a dropped link (see [`Store::reads_resent`]).
     resent: AtomicU64,
     /// A replacement connection is being made (after repeated timeouts).
@@ -142,6 +146,7 @@ impl Store {
                 response_timeout,
                 connected: AtomicBool::new(true),
                 strikes: AtomicU32::new(0),
+                slot_strikes: std::sync::Mutex::new(std::collections::HashMap::new()),
                 resent: AtomicU64::new(0),
                 replacing: AtomicBool::new(false),
                 on_status,

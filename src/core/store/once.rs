@@ -210,7 +210,7 @@ impl Store {
                 tracing::debug!("appends go through the crate: no direct connection ({why})");
                 return None;
             }
-            Err(WriteMiss::Timeout) => self.unanswered(),
+            Err(WriteMiss::Timeout) => self.unanswered(None),
             Err(WriteMiss::Link(why)) => {
                 let err = Error::Redis(self.scrub_text(&why));
                 self.set_connected(false, Some(err.to_string()));

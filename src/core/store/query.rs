@@ -12,6 +12,7 @@ use super::errors::{
 };
 use super::{direct, Command, Conn, Kind, Store};
 use crate::core::error::{Error, Result};
+use crate::core::wire::slots::slot_of;
 
 impl Store {
     /// Runs one command with the command timeout. A failure names the command (and its key),
@@ -59,6 +60,7 @@ impl Store {
                         }
                     },
                     true,
+                    cmd.slot(),
                 )
                 .await
             {
@@ -144,15 +146,20 @@ impl Store {
             )
         };
         let mut conn = self.conn();
+        let slot = keys.first().map(|k| slot_of(k.as_bytes()));
         let value: Value = self
-            .timed(async {
-                match &mut conn {
-                    Conn::Single(c) => inv.invoke_async(c).await,
-                    Conn::Cluster(c) => inv.invoke_async(c).await,
-                }
-            })
+            .timed_with(
+                async {
+                    match &mut conn {
+                        Conn::Single(c) => inv.invoke_async(c).await,
+                        Conn::Cluster(c) => inv.invoke_async(c).await,
+                    }
+                },
+                true,
+                slot,
+            )
             .await
-            .map_err(|e| labelled(e, label))?;
+            .map_err(|(e, _)| labelled(e, label))?;
         self.convert(value).map_err(|e| labelled(e, label))
     }
 
@@ -177,7 +184,7 @@ impl Store {
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T> {
-        self.timed_with(fut, true).await.map_err(|(e, _)| e)
+        self.timed_with(fut, true, None).await.map_err(|(e, _)| e)
     }
 
     /// Whether a server error reply of `query_raw` is about the key's data.
@@ -194,15 +201,18 @@ impl Store {
     /// Like [`Store::timed`]; the error comes with the client's own error (none when our timer
     /// fired). With `report_drop` false a dropped link (an I/O failure other than a timeout,
     /// see [`is_dropped`]) is not reported as a disconnection: the caller retries first.
+    /// `slot`: the key slot the request is about (a cluster counts its timeouts per slot).
     pub(super) async fn timed_with<T>(
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
         report_drop: bool,
+        slot: Option<u16>,
     ) -> std::result::Result<T, (Error, Option<RedisError>)> {
         let limit = self.inner.response_timeout + Duration::from_millis(50);
         match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => {
                 self.answered();
+                self.slot_answered(slot);
                 Ok(v)
             }
             Ok(Err(e)) => {
@@ -212,11 +222,11 @@ impl Store {
                     self.set_connected(false, Some(err.to_string()));
                 }
                 if e.is_timeout() {
-                    self.strike();
+                    self.strike(slot);
                 }
                 Err((err, Some(e)))
             }
-            Err(_) => Err((self.unanswered(), None)),
+            Err(_) => Err((self.unanswered(slot), None)),
         }
     }
 }
@@ -236,12 +246,12 @@ impl Store {
         self.set_connected(true, None);
     }
 
-    /// After our own timer fired: the link counts as down and the timeout as a strike.
-    /// Returns the error for the caller.
-    pub(super) fn unanswered(&self) -> Error {
+    /// After our own timer fired: the link counts as down and the timeout as a strike
+    /// (against `slot` on a cluster). Returns the error for the caller.
+    pub(super) fn unanswered(&self, slot: Option<u16>) -> Error {
         let err = self.no_answer();
         self.set_connected(false, Some(err.to_string()));
-        self.strike();
+        self.strike(slot);
         err
     }
 
