@@ -68,3 +68,42 @@ test('cluster: a master link that went silent is rebuilt; queries about its keys
   assert.match(clients, /name=perseus:silent-link /, 'the rebuilt connection to the master carries no name');
   assert.equal(net.state, 'running');
 });
+
+test('cluster: a silent link to the stream master is rebuilt for the send-once writer too; appends come back (F22)', { timeout: 120_000 }, async () => {
+  const cluster = await startCluster();
+  cleanup.push(() => cluster.stop());
+  const proxy = await new ProxyGroup({ upstreams: cluster.nodes.map((n) => n.port), cluster: true }).start();
+  cleanup.push(() => proxy.close());
+  const net = new PerseusNetwork({
+    clusterNodes: proxy.ports.map((p) => `redis://127.0.0.1:${p}`),
+    exchangeId: 1, exchangeName: 'drill', publicIp: false, logLevel: 'silent', instanceId: 'silent-writer',
+    heartbeatIntervalMs: 5000, heartbeatTtlMs: 30_000, commandTimeoutMs: 300,
+  });
+  cleanup.push(() => net.close());
+  net.on('error', () => {});
+  await net.start();
+  await net.logActivity({ event: 'BEFORE' });
+
+  const owner = await cluster.masterForKey('perseus:activity');
+  assert.ok(proxy.freezeExisting(owner.port) >= 1, 'no connection to the stream master was open');
+  const began = Date.now();
+  let timeouts = 0;
+  let id = null;
+  while (Date.now() - began < 15_000) {
+    try {
+      id = await net.logActivity({ event: 'AFTER', fields: { n: String(timeouts) } });
+      break;
+    } catch (e) {
+      assert.equal(e.code, 'ERR_PERSEUS_TIMEOUT', `an error other than a timeout: ${e.code} ${e.message}`);
+      timeouts++;
+    }
+  }
+  const took = Date.now() - began;
+  console.log(`# silent stream link: logActivity resolved after ${timeouts} timeout(s), ${took} ms`);
+  assert.ok(id, `logActivity still timed out after ${took} ms (${timeouts} timeouts): the send-once link was never replaced`);
+  assert.ok(timeouts <= 6, `${timeouts} timeouts before the link was rebuilt (it is rebuilt after 3 in a row)`);
+  // The timed-out appends never reached Redis (their link was silent both ways), and the one
+  // that resolved is there once.
+  const after = await net.queryActivity({ event: 'AFTER' });
+  assert.deepEqual(after.map((e) => e.id), [id]);
+});

@@ -109,11 +109,10 @@ impl Store {
     /// [`Kind::WriteOnce`] over the send-once connection (never re-sent by the cluster
     /// client), anything else as [`Store::query_raw`] sends it.
     async fn query_single(&self, cmd: &Command) -> std::result::Result<Value, (Error, bool)> {
-        match &self.inner.once {
-            Some(once) if cmd.kind == Kind::WriteOnce => self
-                .query_once_raw(cmd, once.clone())
-                .await
-                .map_err(|e| (e, false)), // already labelled
+        match self.once_conn() {
+            Some(once) if cmd.kind == Kind::WriteOnce => {
+                self.query_once_raw(cmd, once).await.map_err(|e| (e, false))
+            } // already labelled
             _ => self.query_raw(cmd).await,
         }
     }

@@ -44,27 +44,9 @@ pub(super) async fn open(
     };
     let deadline = cfg.connect_timeout.saturating_sub(began.elapsed());
     let fut = async {
-        match &cfg.target {
-            Target::Standalone(url) => {
-                let client = standalone_client(cfg, url).map_err(scrub)?;
-                let mgr_cfg = manager_config(cfg, response_timeout);
-                ConnectionManager::new_with_config(client, mgr_cfg)
-                    .await
-                    .map(|c| (Conn::Single(c), None))
-                    .map_err(scrub)
-            }
-            Target::Cluster(nodes) => {
-                let client = cluster_client(cfg, nodes, response_timeout, 3).map_err(scrub)?;
-                let conn = client.get_async_connection().await.map_err(scrub)?;
-                let once = if with_once {
-                    let client = cluster_client(cfg, nodes, response_timeout, 0).map_err(scrub)?;
-                    Some(client.get_async_connection().await.map_err(scrub)?)
-                } else {
-                    None
-                };
-                Ok((Conn::Cluster(conn), once))
-            }
-        }
+        connections(cfg, response_timeout, with_once)
+            .await
+            .map_err(scrub)
     };
     match tokio::time::timeout(deadline, fut).await {
         Ok(r) => r,
@@ -76,29 +58,48 @@ pub(super) async fn open(
     }
 }
 
-/// A fresh shared connection (after repeated timeouts): a standalone connection manager or a
-/// cluster client with new node links, if one can be made in time; `None` on failure.
-pub(super) async fn reopen(cfg: &ConnectionConfig, response_timeout: Duration) -> Option<Conn> {
-    let fut = async {
-        match &cfg.target {
-            Target::Standalone(url) => {
-                let client = standalone_client(cfg, url).ok()?;
-                let mgr_cfg = manager_config(cfg, response_timeout);
-                ConnectionManager::new_with_config(client, mgr_cfg)
-                    .await
-                    .ok()
-                    .map(Conn::Single)
-            }
-            Target::Cluster(nodes) => {
-                let client = cluster_client(cfg, nodes, response_timeout, 3).ok()?;
-                client.get_async_connection().await.ok().map(Conn::Cluster)
-            }
+/// Fresh connections (after repeated timeouts), as [`open`] makes them once the credentials
+/// are ready, if they can be made within the connect timeout; `None` on failure.
+pub(super) async fn reopen(
+    cfg: &ConnectionConfig,
+    response_timeout: Duration,
+    with_once: bool,
+) -> Option<(Conn, Option<ClusterConnection>)> {
+    tokio::time::timeout(
+        cfg.connect_timeout,
+        connections(cfg, response_timeout, with_once),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+/// The shared connection (a standalone connection manager, or a cluster client) and, on a
+/// cluster with `with_once`, the send-once client.
+async fn connections(
+    cfg: &ConnectionConfig,
+    response_timeout: Duration,
+    with_once: bool,
+) -> redis::RedisResult<(Conn, Option<ClusterConnection>)> {
+    match &cfg.target {
+        Target::Standalone(url) => {
+            let client = standalone_client(cfg, url)?;
+            let mgr_cfg = manager_config(cfg, response_timeout);
+            let manager = ConnectionManager::new_with_config(client, mgr_cfg).await?;
+            Ok((Conn::Single(manager), None))
         }
-    };
-    tokio::time::timeout(cfg.connect_timeout, fut)
-        .await
-        .ok()
-        .flatten()
+        Target::Cluster(nodes) => {
+            let client = cluster_client(cfg, nodes, response_timeout, 3)?;
+            let conn = client.get_async_connection().await?;
+            let once = if with_once {
+                let client = cluster_client(cfg, nodes, response_timeout, 0)?;
+                Some(client.get_async_connection().await?)
+            } else {
+                None
+            };
+            Ok((Conn::Cluster(conn), once))
+        }
+    }
 }
 
 /// The standalone connection manager's settings (the first connection and replacements).

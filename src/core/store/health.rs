@@ -56,14 +56,17 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes a fresh connection of the same kind and swaps it in, if one can be made in time.
-    /// On a cluster that is a new client with its own node links; the send-once writer keeps
-    /// its own (it never re-sends, so a silent link costs it a timeout per append, not a
-    /// stuck member).
+    /// Makes fresh connections of the same kind and swaps them in, if they can be made in
+    /// time: on a cluster a new client with its own node links, and a new send-once client
+    /// when this store has one (either may be the one whose link went silent).
     pub(super) async fn replace_connection(&self) {
-        let fresh = connect::reopen(&self.inner.cfg, self.inner.response_timeout).await;
-        if let Some(conn) = fresh {
+        let with_once = self.inner.once.is_some();
+        let fresh = connect::reopen(&self.inner.cfg, self.inner.response_timeout, with_once).await;
+        if let Some((conn, once)) = fresh {
             *self.conn_guard() = conn;
+            if let (Some(held), Some(fresh)) = (&self.inner.once, once) {
+                *held.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+            }
             tracing::debug!("replaced a Redis connection after repeated timeouts");
             self.name_connections().await;
         }
@@ -100,8 +103,8 @@ impl Store {
             Conn::Single(mut c) => vec![rotation::set_name(&mut c, name, limit).await],
             Conn::Cluster(c) => {
                 let mut out = vec![rotation::set_name_all_nodes(c, name, limit).await];
-                if let Some(once) = &self.inner.once {
-                    out.push(rotation::set_name_all_nodes(once.clone(), name, limit).await);
+                if let Some(once) = self.once_conn() {
+                    out.push(rotation::set_name_all_nodes(once, name, limit).await);
                 }
                 out
             }

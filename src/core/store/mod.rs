@@ -62,7 +62,8 @@ struct Inner {
     /// that must not be sent twice (`XADD *`). The cluster client re-sends a request whose
     /// connection dropped, and a dropped reply does not mean the server did not execute it:
     /// with CLIENT KILL during a write loop that doubled ~1 in 800 entries.
-    once: Option<ClusterConnection>,
+    /// Replaced with the shared connection after repeated timeouts (see [`Store::strike`]).
+    once: Option<std::sync::Mutex<ClusterConnection>>,
     cfg: ConnectionConfig,
     /// Secrets to scrub from any error text: the password option and URL passwords.
     secrets: Vec<String>,
@@ -140,7 +141,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 conn: std::sync::Mutex::new(conn),
-                once,
+                once: once.map(std::sync::Mutex::new),
                 cfg: cfg.clone(),
                 secrets,
                 response_timeout,
@@ -181,6 +182,12 @@ impl Store {
 
     fn conn(&self) -> Conn {
         self.conn_guard().clone()
+    }
+
+    /// The send-once cluster connection, if this store has one.
+    fn once_conn(&self) -> Option<ClusterConnection> {
+        let once = self.inner.once.as_ref()?;
+        Some(once.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     /// How long a blocking read on this store may wait: `max`, or less when rotating

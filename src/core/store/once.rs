@@ -53,6 +53,7 @@ impl Store {
             let (err, retryable) = match attempt.await {
                 Ok(v) => {
                     self.set_connected(true, None);
+                    self.slot_answered(cmd.slot());
                     return Ok(v);
                 }
                 Err(e) => {
@@ -68,6 +69,9 @@ impl Store {
             let mapped = self.map_err(err.clone());
             if is_link_failure(&err) || retryable {
                 self.set_connected(false, Some(mapped.to_string()));
+            }
+            if err.is_timeout() {
+                self.strike(cmd.slot());
             }
             return Err(labelled(mapped, || cmd.label.clone()));
         }
@@ -85,6 +89,7 @@ impl Store {
     /// appends is thousands of them). Each outcome is labelled with its own command.
     pub async fn pipeline_once(&self, cmds: Vec<Command>) -> Result<Vec<Result<Value>>> {
         let n = cmds.len();
+        let slot = cmds.first().and_then(Command::slot);
         let mut labels = Vec::with_capacity(n);
         let mut pipe = redis::pipe();
         for c in cmds {
@@ -92,7 +97,7 @@ impl Store {
             pipe.add_command(c.cmd);
         }
         let first = || labels.first().cloned().unwrap_or_default();
-        let Some(once) = &self.inner.once else {
+        let Some(once) = self.once_conn() else {
             let values = self.pipeline(&pipe).await.map_err(|e| labelled(e, first))?;
             return Ok(values
                 .into_iter()
@@ -104,7 +109,7 @@ impl Store {
         let mut wait = Duration::from_millis(25);
         let mut out: Vec<Option<Result<Value>>> = (0..n).map(|_| None).collect();
         let mut todo: Vec<usize> = (0..n).collect();
-        let mut conn = once.clone();
+        let mut conn = once;
         loop {
             // The first attempt sends the whole pipeline; a retry only the commands that
             // provably did not run.
@@ -126,6 +131,7 @@ impl Store {
             let err = match sent.await {
                 Ok(Ok(values)) => {
                     self.set_connected(true, None);
+                    self.slot_answered(slot);
                     let mut again = Vec::new();
                     for (&i, v) in todo.iter().zip(values) {
                         let not_run = matches!(&v, Value::ServerError(se) if was_not_run(&RedisError::from(se.clone())));
@@ -158,6 +164,9 @@ impl Store {
             let mapped = labelled(self.map_err(err.clone()), first);
             if is_link_failure(&err) || retryable {
                 self.set_connected(false, Some(mapped.to_string()));
+            }
+            if err.is_timeout() {
+                self.strike(slot);
             }
             for &i in &todo {
                 out[i] = Some(Err(mapped.clone()));

@@ -25,9 +25,9 @@ impl Store {
     /// command after a drop would fail although the server is fine. Writes are never re-sent
     /// by us, and a [`Kind::WriteOnce`] never by the cluster client either.
     pub async fn query<T: FromRedisValue>(&self, cmd: &Command) -> Result<T> {
-        if let Some(once) = &self.inner.once {
-            if cmd.kind == Kind::WriteOnce {
-                return self.query_once(cmd, once.clone()).await;
+        if cmd.kind == Kind::WriteOnce {
+            if let Some(once) = self.once_conn() {
+                return self.query_once(cmd, once).await;
             }
         }
         let value = self.query_raw(cmd).await.map_err(|(e, _)| e)?;
