@@ -133,6 +133,36 @@ describe('nemesis checker', () => {
     assert.equal(v.figures.mistakes, 0);
   });
 
+  test('an expiry belongs to the registration it ended, also when the rejoin followed within a second (F23)', () => {
+    const v = check(doctor((h) => {
+      h.splice(h.findIndex((r) => r.type === 'begin') + 1, 0,
+        { t: at(4000), type: 'fault', fault: 2, kind: 'failover', phase: 'start' },
+        { t: at(4010), type: 'fault', fault: 2, kind: 'failover', phase: 'killed', port: 1 },
+        { t: at(6500), type: 'fault', fault: 2, kind: 'failover', phase: 'promoted', port: 2 },
+        { t: at(8000), type: 'fault', fault: 2, kind: 'failover', phase: 'end' });
+      const i = streamIdx(h, (r) => r.event === 'HEARTBEAT_LOST') + 1;
+      // m1-1 expired at 1.9 s (reported at 2.1 s) and registered again at 2.5 s, 600 ms after
+      // the expiry; its key was lost with a dead master at 5.5 s.
+      h.splice(i, 0,
+        { t: at(9500), type: 'stream', id: id(2500), event: 'REGISTERED', target: 'm1-1' },
+        { t: at(9500), type: 'stream', id: id(5500), event: 'HEARTBEAT_LOST', target: 'm1-1', reportToken: 'tok-3', reporter: 'm1-1' });
+    }));
+    assert.equal(found(v, '1', /doubled report/).length, 0, JSON.stringify(v.violations));
+    assert.equal(v.figures.reports.lostWithMaster, 1);
+    assert.equal(v.figures.mistakes, 0);
+    assert.deepEqual(v.violations, []);
+  });
+
+  test('a registration lapses once: a second expiry before the member registers again is a late write, not a lapse (F23)', () => {
+    const v = check(doctor((h) => {
+      // m1-1's key expired at 1.9 s (reported at 2.1 s); a beat the cluster client re-sent
+      // after CLUSTERDOWN re-created it, and it expired again at 2.7 s, before any new REGISTERED.
+      h.splice(h.findIndex((r) => r.type === 'expired' && r.target === 'm1-1') + 1, 0,
+        { t: at(2700), type: 'expired', target: 'm1-1', node: 1 });
+    }));
+    assert.deepEqual(v.violations, []);
+  });
+
   test('an out-of-order pair', () => {
     const v = check(doctor((h) => {
       const i2 = streamIdx(h, (r) => r.seq === 2);

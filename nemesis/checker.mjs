@@ -18,6 +18,8 @@
 //      final listInstances() is the set of living members.
 
 const EPS_MS = 1000;
+// How late an expiry's notification may reach the harness and still find its registration.
+const REG_EPS_MS = 250;
 const PEER_SETTLE_MS = 1500; // a peer out of its own fault this recently is still catching up // harness receipt of an expiry vs. the entry's own time
 const PEER_GRACE_MS = 3000; // a healthy peer hears an entry within this
 const EVENTUAL_MS = 10_000; // a peer that kept running hears an entry within this, whatever the link did
@@ -139,13 +141,23 @@ export function check(history) {
     if (!lifecycle.has(e.target)) lifecycle.set(e.target, []);
     lifecycle.get(e.target).push(e);
   }
-  const lapses = []; // { target, t, entries: [], cause }
+  // A lapse belongs to one registration (F19, F23): the last REGISTERED before it. A rejoin
+  // waits a heartbeat interval (≥ 333 ms here) after the old lapse, and the old key expired a
+  // full TTL (≥ 1 s) after its own registration, so an expiry notified up to REG_EPS_MS late
+  // still finds its registration. A registration lapses once: a second expiry before the next
+  // REGISTERED is a key re-created by a late write too (a beat the cluster client re-sent after
+  // CLUSTERDOWN, F23), not a second lapse.
+  const registeredBefore = (target, te) => (lifecycle.get(target) ?? [])
+    .filter((x) => x.event === 'REGISTERED' && idMs(x.id) < te).at(-1);
+  const lapses = []; // { target, t, entries: [], cause, reg }
   const lateExpiries = [];
   for (const [target, exps] of expBy) {
     for (const e of exps.sort((a, b) => a.t - b.t)) {
       const before = (lifecycle.get(target) ?? []).filter((x) => idMs(x.id) < e.t - EPS_MS).at(-1);
-      if (before && before.event !== 'REGISTERED') lateExpiries.push(e);
-      else lapses.push({ target, t: e.t, entries: [], cause: null });
+      const reg = registeredBefore(target, e.t - REG_EPS_MS);
+      const again = lapses.some((l) => l.target === target && l.reg === reg);
+      if ((before && before.event !== 'REGISTERED') || again) lateExpiries.push(e);
+      else lapses.push({ target, t: e.t, entries: [], cause: null, reg });
     }
   }
   const lapsesOf = (target) => lapses.filter((l) => l.target === target).sort((a, b) => a.t - b.t);
@@ -159,17 +171,16 @@ export function check(history) {
   const duringFailover = (target, te) => failovers.find((f) => (f.phases.killed?.t ?? f.start) <= te
     && te <= (f.phases.promoted?.t ?? f.end) + ttlOf(target) + 2 * sweepMs + EPS_MS);
   const falseLosses = [];
-  // A lapse belongs to one registration: an entry is matched to an expiry after the member's
-  // last REGISTERED entry before it (a member that rejoined and lapsed again while a master was
-  // down has no expiry of its own, F19; it is not a second report of the old lapse).
-  const registeredBefore = (target, te) => (lifecycle.get(target) ?? [])
-    .filter((x) => x.event === 'REGISTERED' && idMs(x.id) < te).at(-1);
+  // An entry is matched to the lapse of the registration it was written in (the last
+  // REGISTERED before it): a member that rejoined and lapsed again while a master was down has
+  // no expiry of its own (F19), and is not a second report of the old lapse, also when it
+  // rejoined within a second of that lapse (F23).
   for (const [target, entries] of hblBy) {
     const ls = lapsesOf(target);
     for (const e of entries) {
       const te = idMs(e.id);
       const reg = registeredBefore(target, te);
-      const l = ls.filter((x) => x.t - EPS_MS <= te && (!reg || x.t >= idMs(reg.id) - EPS_MS)).at(-1);
+      const l = ls.filter((x) => x.t - EPS_MS <= te && x.reg === reg).at(-1);
       if (l) l.entries.push(e);
       else if (duringFailover(target, te)) lostWithMaster.push(e);
       else falseLosses.push(e);
