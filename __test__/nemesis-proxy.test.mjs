@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { ProxyGroup } from '../nemesis/proxy.mjs';
+import { AddressRewriter, ProxyGroup } from '../nemesis/proxy.mjs';
 import { RespClient, RespError, RespReader, encodeValue } from '../nemesis/resp.mjs';
 import { startStandalone } from '../scripts/redis.mjs';
 
@@ -89,6 +89,34 @@ describe('nemesis proxy', () => {
       const got = [...reader.push(bytes.subarray(0, cut)), ...reader.push(bytes.subarray(cut))];
       assert.equal(got.length, 1);
       assert.deepEqual(encodeValue(got[0].value), bytes);
+    }
+  });
+
+  test('the stream rewriter changes exactly what the value rewrite does, at every split of the stream (F20)', async () => {
+    const group = await new ProxyGroup({ upstreams: [30001, 30002], cluster: true }).start();
+    groups.push(group);
+    const slots = [
+      [0, 8191, [Buffer.from('127.0.0.1'), 30001, Buffer.from('id1'), []], [Buffer.from('127.0.0.1'), 30002, Buffer.from('id2'), []]],
+      [8192, 16383, [Buffer.from('127.0.0.1'), 30003, Buffer.from('id3'), []]], // not ours: left alone
+    ];
+    const moved = new RespError('MOVED 3999 127.0.0.1:30002');
+    const ordinary = [[Buffer.from('ip'), Buffer.from('127.0.0.1'), Buffer.from('port'), Buffer.from('30001')], 42, Buffer.from('127.0.0.1')];
+    const stream = Buffer.concat([slots, moved, ...ordinary, new RespError('ASK 7 127.0.0.1:30001')].map(encodeValue));
+    const want = Buffer.concat([group.rewrite(slots), group.rewrite(moved), ...ordinary, group.rewrite(new RespError('ASK 7 127.0.0.1:30001'))].map(encodeValue));
+    assert.notDeepEqual(want, stream, 'the fixture has addresses to rewrite');
+    const portFor = (real) => (group.listeners.has(real) ? group.portFor(real) : undefined);
+    const run = (cuts) => {
+      const r = new AddressRewriter(portFor);
+      const parts = [];
+      let from = 0;
+      for (const cut of [...cuts, stream.length]) { parts.push(r.push(stream.subarray(from, cut))); from = cut; }
+      return Buffer.concat(parts);
+    };
+    assert.deepEqual(run([]), want);
+    for (let cut = 1; cut < stream.length; cut++) assert.deepEqual(run([cut]), want, `split at byte ${cut}`);
+    for (let i = 0; i < 500; i++) {
+      const cuts = [...new Set(Array.from({ length: 4 }, () => 1 + Math.floor(Math.random() * (stream.length - 1))))].sort((a, b) => a - b);
+      assert.deepEqual(run(cuts), want, `split at bytes ${cuts}`);
     }
   });
 });

@@ -9,7 +9,7 @@
 
 import net from 'node:net';
 
-import { RespError, RespReader, encodeValue } from './resp.mjs';
+import { RespError } from './resp.mjs';
 
 const HOST = '127.0.0.1';
 
@@ -113,6 +113,58 @@ export class ProxyGroup {
   }
 }
 
+const CRLF = Buffer.from('\r\n');
+const SLOT_NODE = Buffer.from(`$${HOST.length}\r\n${HOST}\r\n`);
+const SLOT_NODE_HEAD = Buffer.from(`$${HOST.length}\r\n`);
+const HOST_BYTES = Buffer.from(HOST);
+const HOST_RE = HOST.replaceAll('.', '\\.');
+const SLOT_NODE_RE = new RegExp(`\\$${HOST.length}\r\n${HOST_RE}\r\n:(\\d+)\r\n`, 'g');
+const REDIRECT_RE = new RegExp(`-(MOVED|ASK) (\\d+) ${HOST_RE}:(\\d+)\r\n`, 'g');
+
+/**
+ * Rewrites node addresses in a cluster's reply stream without decoding it (finding F20: the
+ * harness decoded every reply of every member, and its one event loop stalled for seconds in
+ * storms). CLUSTER SLOTS names a node as the bulk string `127.0.0.1` followed by its port as
+ * an integer, -MOVED/-ASK as `127.0.0.1:<port>` on one error line; only those bytes change,
+ * with the same meaning as {@link ProxyGroup#rewrite}. No other reply a member reads has an
+ * integer right after a bulk `127.0.0.1`. Bytes that may begin an address (an unfinished line,
+ * or a finished `$9` / `$9 127.0.0.1` head) wait for the next chunk, which must come: every
+ * reply ends with CRLF.
+ */
+export class AddressRewriter {
+  /** portFor(realPort): the listener's port, or undefined to leave the address alone. */
+  constructor(portFor) {
+    this.portFor = portFor;
+    this.carry = null;
+  }
+
+  push(chunk) {
+    const buf = this.carry ? Buffer.concat([this.carry, chunk]) : chunk;
+    let keep = buf.length;
+    if (!(buf.length >= 2 && buf[buf.length - 2] === 13 && buf[buf.length - 1] === 10)) {
+      const last = buf.lastIndexOf(CRLF);
+      keep = last === -1 ? 0 : last + 2;
+    }
+    const head = buf.subarray(0, keep);
+    if (endsWith(head, SLOT_NODE)) keep -= SLOT_NODE.length;
+    else if (endsWith(head, SLOT_NODE_HEAD)) keep -= SLOT_NODE_HEAD.length;
+    this.carry = keep < buf.length ? Buffer.from(buf.subarray(keep)) : null;
+    const out = buf.subarray(0, keep);
+    if (out.indexOf(HOST_BYTES) === -1) return out;
+    const port = (p, whole, swap) => {
+      const to = this.portFor(Number(p));
+      return to === undefined ? whole : swap(to);
+    };
+    const text = out.toString('latin1')
+      .replace(SLOT_NODE_RE, (m, p) => port(p, m, (to) => `${SLOT_NODE.toString('latin1')}:${to}\r\n`))
+      .replace(REDIRECT_RE, (m, kind, slot, p) => port(p, m, (to) => `-${kind} ${slot} ${HOST}:${to}\r\n`));
+    return Buffer.from(text, 'latin1');
+  }
+}
+
+const endsWith = (buf, tail) => buf.length >= tail.length
+  && buf.subarray(buf.length - tail.length).equals(tail);
+
 /** One proxied connection: client ⇄ upstream, each direction a timed queue. */
 class Pipe {
   constructor(group, client, port) {
@@ -124,7 +176,9 @@ class Pipe {
     this.dead = false;
     this.up = { queue: [], timer: null, to: this.upstream };
     this.down = { queue: [], timer: null, to: this.client };
-    this.reader = group.cluster ? new RespReader() : null;
+    this.addresses = group.cluster
+      ? new AddressRewriter((real) => (group.listeners.has(real) ? group.portFor(real) : undefined))
+      : null;
     client.setNoDelay(true);
     this.upstream.setNoDelay(true);
     client.on('data', (c) => this.#enqueue(this.up, c));
@@ -136,15 +190,7 @@ class Pipe {
   }
 
   #rewrite(chunk) {
-    if (!this.reader) return chunk;
-    let values;
-    try { values = this.reader.push(chunk); } catch { this.destroy(); return Buffer.alloc(0); }
-    const parts = [];
-    for (const { value, raw } of values) {
-      const re = this.group.rewrite(value);
-      parts.push(re ? encodeValue(re) : raw);
-    }
-    return Buffer.concat(parts);
+    return this.addresses ? this.addresses.push(chunk) : chunk;
   }
 
   #enqueue(dir, chunk) {
