@@ -28,10 +28,7 @@ pub enum BeatOutcome {
     /// A sweeper flipped our record to dead while our beats were late.
     MarkedDead,
     /// Our heartbeat key had expired while we were running (`SET … GET` found it gone): a
-    /// lapse nobody may have noticed yet (a pause, a stall). The lapse is named by the
-    /// deadline of the last good beat, still in [`OwnRecord::last_deadline`].
-    ///
-    /// [`OwnRecord::last_deadline`]: crate::core::registry::OwnRecord::last_deadline
+    /// lapse nobody may have noticed yet (a pause, a stall), named by this registration.
     Lapsed,
 }
 

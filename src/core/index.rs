@@ -108,14 +108,6 @@ pub async fn beat_deadline(store: &Store, keys: &Keys, id: &str, ttl_ms: u64) ->
     Ok(d.max(0) as u64)
 }
 
-/// `id`'s deadline as the index holds it now (the score text), or `None` when it has no entry:
-/// the name of its lapse, for every reporter that reads it outside a sweep's view.
-pub async fn deadline_of(store: &Store, keys: &Keys, id: &str) -> Result<Option<String>> {
-    let mut c = Command::read("ZSCORE", &keys.instances());
-    c.arg(id);
-    store.query(&c).await
-}
-
 /// The index view as a command for a pipeline (`EVALSHA` of [`INDEX_VIEW`], read-only).
 pub fn view_cmd(keys: &Keys) -> Command {
     let key = keys.instances();

@@ -254,11 +254,11 @@ async fn mark_dead_is_idempotent_per_call() {
         client_name: None,
     };
     let store = Store::connect(&cfg, None).await.expect("connects");
-    let first = mark_dead(&store, key, "t1", "60000", "sweeper-a|t1")
+    let first = mark_dead(&store, key, "t1", "60000", "sweeper-a|t1", "")
         .await
         .unwrap();
     assert_eq!(first.as_deref(), Some("running"));
-    let resent = mark_dead(&store, key, "t1", "60000", "sweeper-a|t1")
+    let resent = mark_dead(&store, key, "t1", "60000", "sweeper-a|t1", "")
         .await
         .unwrap();
     assert_eq!(
@@ -266,12 +266,77 @@ async fn mark_dead_is_idempotent_per_call() {
         Some("running"),
         "a re-sent call answers the same"
     );
-    let other = mark_dead(&store, key, "t2", "60000", "sweeper-b|t2")
+    let other = mark_dead(&store, key, "t2", "60000", "sweeper-b|t2", "")
         .await
         .unwrap();
     assert_eq!(other, None, "another sweep loses");
     assert_eq!(plain.hget(key, "state").as_deref(), Some("dead"));
     assert!(plain.pttl(key) > 0 && plain.pttl(key) <= 60_000);
+}
+
+/// F24: a sweeper whose view of a record predates the instance's rejoin must not flip the new
+/// life dead (it would name the old lapse, or give the new one a second name). The mark-dead
+/// compare-and-set flips only the registration the caller judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mark_dead_flips_only_the_registration_it_judged() {
+    use perseus_native::core::config::{ConnectionConfig, Target};
+    use perseus_native::core::registry::mark_dead;
+    use perseus_native::core::store::Store;
+
+    let server = RedisServer::start();
+    let plain = server.client();
+    let key = "perseus:instance:y";
+    let _: () = plain.q(|c| {
+        c.arg("HSET")
+            .arg(key)
+            .arg("state")
+            .arg("registering")
+            .arg("registeredAt")
+            .arg("2026-12-03T10:00:02.000Z");
+    });
+    let cfg = ConnectionConfig {
+        target: Target::Standalone(server.url()),
+        username: None,
+        password: None,
+        tls_ca_cert: None,
+        tls_insecure: false,
+        connect_timeout: ms(2000),
+        command_timeout: ms(2000),
+        credentials: None,
+        client_name: None,
+    };
+    let store = Store::connect(&cfg, None).await.expect("connects");
+    let stale = mark_dead(
+        &store,
+        key,
+        "t1",
+        "60000",
+        "y|r2026-12-03T10:00:01.000Z",
+        "2026-12-03T10:00:01.000Z",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        stale, None,
+        "a view of the previous life flipped the new one"
+    );
+    assert_eq!(plain.hget(key, "state").as_deref(), Some("registering"));
+    assert_eq!(plain.hget(key, "reportToken"), None);
+    let current = mark_dead(
+        &store,
+        key,
+        "t2",
+        "60000",
+        "y|r2026-12-03T10:00:02.000Z",
+        "2026-12-03T10:00:02.000Z",
+    )
+    .await
+    .unwrap();
+    assert_eq!(current.as_deref(), Some("registering"));
+    assert_eq!(
+        plain.hget(key, "reportToken").as_deref(),
+        Some("y|r2026-12-03T10:00:02.000Z")
+    );
 }
 
 /// The sweeper re-reads a record when its state, lastStateChange or publicIp changes, and only

@@ -321,8 +321,8 @@ impl Network {
         // The lapse's one HEARTBEAT_LOST entry before anything else: flip our record dead
         // with the lapse's token (or adopt the token a sweeper recorded) and append it once.
         // If Redis refuses now, the rejoin tries again before it registers.
-        let token = self.lapse_token();
-        self.own().lapse = Some(token);
+        let registration = self.own().registered_at.clone();
+        self.own().lapse = Some(registration);
         self.settle_own_lapse().await;
         let _ = self
             .transition(Event::HeartbeatLost, Some(why.to_string()))
@@ -340,25 +340,14 @@ impl Network {
         }
     }
 
-    /// The token of this instance's current lapse: its id and the deadline its last good
-    /// beat wrote to the index (as a sweeper reads it there), or, before any, its
-    /// registration time (as scan-mode sweepers name it).
-    fn lapse_token(&self) -> String {
-        let own = self.own();
-        match own.last_deadline {
-            Some(d) => report::lapse_token(self.instance_id(), &d.to_string()),
-            None => format!("{}|r{}", self.instance_id(), own.registered_at),
-        }
-    }
-
     /// Makes sure this instance's pending lapse (if any) is on record as its one
     /// HEARTBEAT_LOST entry; `true` when nothing is pending any more.
     async fn settle_own_lapse(&self) -> bool {
-        let Some(token) = self.own().lapse.clone() else {
+        let Some(registration) = self.own().lapse.clone() else {
             return true;
         };
         let done = match self.ctx().await {
-            Ok(ctx) => report::report_own_lapse(&ctx, &token).await,
+            Ok(ctx) => report::report_own_lapse(&ctx, &registration).await,
             Err(e) => Err(e),
         };
         match done {

@@ -188,10 +188,11 @@ pub struct OwnRecord {
     pub private_ip: Option<String>,
     pub registered_at: String,
     pub last_state_change: String,
-    /// The index deadline the last good beat wrote (Redis time + TTL): names a lapse.
+    /// The index deadline the last good beat wrote (Redis time + TTL): a beat that finds its
+    /// key gone after one good beat of this registration is a lapse.
     pub last_deadline: Option<u64>,
-    /// The token of this instance's own lapse, while its report is not yet known written
-    /// (retried before it rejoins).
+    /// The registration (`registeredAt`) of this instance's own lapse, while its report is not
+    /// yet known written (retried before it rejoins); it names the lapse.
     pub lapse: Option<String>,
 }
 

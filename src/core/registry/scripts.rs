@@ -25,12 +25,16 @@ return 1
 /// lost reply gets the same answer, so the winner still writes its one HEARTBEAT_LOST entry.
 /// Invariant (the report outbox): a record this script flips carries `reportToken` (the
 /// token) and `reportAt` (server ms) until its HEARTBEAT_LOST entry is known written.
+/// Invariant (one life, F24): only the registration the caller judged (`registeredAt` =
+/// ARGV[4]) is flipped; a sweeper whose view predates a rejoin leaves the new life alone (the
+/// old lapse's report was settled before the rejoin could write its record).
 pub(super) const MARK_DEAD: &str = r"
 local s = redis.call('HGET', KEYS[1], 'state')
 if s == 'dead' and redis.call('HGET', KEYS[1], 'lostToken') == ARGV[3] then
   return redis.call('HGET', KEYS[1], 'lostFrom')
 end
 if (not s) or s == 'dead' then return false end
+if (redis.call('HGET', KEYS[1], 'registeredAt') or '') ~= ARGV[4] then return false end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'state', 'dead', 'lastStateChange', ARGV[1], 'lostToken', ARGV[3],

@@ -199,15 +199,17 @@ impl Registry {
         index::remove(&self.store, &self.keys, ids).await
     }
 
-    /// Flips `id`'s record to dead unless it already is; `Some(previous state)` when this
-    /// call (identified by `token`, so a re-sent call answers the same) made the flip. The
-    /// winner owes a HEARTBEAT_LOST entry carrying `token` (see [`Registry::clear_report`]).
+    /// Flips `id`'s record to dead unless it already is, or is a later registration than
+    /// `registered_at` (the one the caller judged); `Some(previous state)` when this call
+    /// (identified by `token`, so a re-sent call answers the same) made the flip. The winner
+    /// owes a HEARTBEAT_LOST entry carrying `token` (see [`Registry::clear_report`]).
     pub async fn mark_dead(
         &self,
         id: &str,
         at: &str,
         dead_ttl: Duration,
         token: &str,
+        registered_at: &str,
     ) -> Result<Option<String>> {
         mark_dead(
             &self.store,
@@ -215,6 +217,7 @@ impl Registry {
             at,
             &dead_ttl.as_millis().to_string(),
             token,
+            registered_at,
         )
         .await
     }
@@ -239,12 +242,13 @@ pub async fn mark_dead(
     at: &str,
     dead_ttl_ms: &str,
     token: &str,
+    registered_at: &str,
 ) -> Result<Option<String>> {
     store
         .script(
             &redis::Script::new(MARK_DEAD),
             &[key],
-            &[at, dead_ttl_ms, token],
+            &[at, dead_ttl_ms, token, registered_at],
         )
         .await
 }

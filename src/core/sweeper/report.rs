@@ -1,8 +1,8 @@
 //! Death reports: exactly one HEARTBEAT_LOST entry per lapse, whoever writes it.
 //!
-//! A lapse is named by its token, `<instance id>|<deadline>`: the index score that passed, as
-//! the index held it (a deadline on the index node's clock), so every reporter of one lapse
-//! derives the same token. The mark-dead compare-and-set stores it in the record
+//! A lapse is named by its token, `<instance id>|r<registeredAt>`: the registration that
+//! lapsed, as its record holds it (see [`lapse_token`]), so every reporter of one lapse derives
+//! the same token. The mark-dead compare-and-set stores it in the record
 //! (`reportToken`), where any later reporter reads it. Every path — the sweeper, the outbox, a
 //! reporter that paused and resumed, a re-sent script, forget, a registration and the instance
 //! itself — appends with `APPEND_ONCE`, which writes nothing when the token's entry exists; the
@@ -13,7 +13,6 @@ use crate::core::clock::iso_now;
 use crate::core::error::{Error, Result};
 use crate::core::faults;
 use crate::core::fsm::State;
-use crate::core::index;
 use crate::core::task::TaskCtx;
 
 /// How long a reporter waits for a replica to acknowledge its entry (`WAIT 1 <ms>`). Short on
@@ -21,17 +20,15 @@ use crate::core::task::TaskCtx;
 /// long at most, and the report stays owed (retried next sweep) instead.
 pub const REPLICA_WAIT_MS: u64 = 200;
 
-/// The token of the lapse of `id` whose deadline `deadline` (an index score, as the index
-/// held it) passed. The score's text is normalised to whole ms, so RESP2 and RESP3 readers
-/// and the beat that wrote it agree.
-pub fn lapse_token(id: &str, deadline: &str) -> String {
-    let d = deadline
-        .parse::<f64>()
-        .ok()
-        .filter(|d| d.is_finite() && *d >= 0.0)
-        .map(|d| (d as u64).to_string())
-        .unwrap_or_else(|| deadline.to_string());
-    format!("{id}|{d}")
+/// The token of the lapse of `id`'s registration `registered_at` (its record's `registeredAt`).
+/// A registration lapses at most once: after a lapse the instance is dead until it registers
+/// again, under a new `registeredAt`, and a rejoin first settles the old lapse's report. So a
+/// sweeper (from the record it read) and the instance itself (from its own) name one lapse
+/// alike, whatever the index's deadline says meanwhile. Finding F24: named by the index's
+/// deadline, one lapse had two names when a beat's index write landed late, after the instance
+/// had named its lapse (the cluster client re-sent it after CLUSTERDOWN): two entries.
+pub fn lapse_token(id: &str, registered_at: &str) -> String {
+    format!("{id}|r{registered_at}")
 }
 
 /// Makes sure the HEARTBEAT_LOST entry of `lost`'s lapse `token` exists (this instance is its
@@ -95,27 +92,20 @@ pub async fn settle_record(ctx: &TaskCtx, id: &str, author: &Author) -> Result<(
     Ok(())
 }
 
-/// This instance noticed its own lapse `token` (its beats failed past the TTL, or its
-/// heartbeat key had expired while it ran): flips its record dead with the token unless a
-/// sweeper already did (then the record's token is the one settled), and makes sure the entry
-/// exists. A record already settled (its `lostToken` set, no token owed) needs nothing.
-pub async fn report_own_lapse(ctx: &TaskCtx, token: &str) -> Result<()> {
+/// This instance noticed its own lapse, that of its registration `registered_at` (its beats
+/// failed past the TTL, or its heartbeat key had expired while it ran): flips its record dead
+/// with the lapse's token unless a sweeper already did (then the record's token is the one
+/// settled), and makes sure the entry exists. A record already settled (its `lostToken` set,
+/// no token owed) needs nothing.
+pub async fn report_own_lapse(ctx: &TaskCtx, registered_at: &str) -> Result<()> {
     let id = ctx.instance_id();
     let me = ctx.author();
     let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
-    // A sweeper names the lapse by the deadline the index holds, and on a cluster a beat that
-    // failed on the heartbeat key's node (its master down) may still have written a later
-    // deadline on the index's node than the last good beat's (nemesis finding F18: two names,
-    // two entries). So the lapse is named by the index's deadline when it has one.
-    let indexed = index::deadline_of(&ctx.store, &ctx.keys, id).await?;
-    let token = match &indexed {
-        Some(score) => lapse_token(id, score),
-        None => token.to_string(),
-    };
+    let token = lapse_token(id, registered_at);
     let token = token.as_str();
     if let Some(prev) = ctx
         .registry
-        .mark_dead(id, &iso_now(), dead_ttl, token)
+        .mark_dead(id, &iso_now(), dead_ttl, token, registered_at)
         .await?
     {
         settle(ctx, &me, prev.parse().ok(), token).await?;
@@ -137,12 +127,10 @@ mod tests {
     use super::lapse_token;
 
     #[test]
-    fn a_lapse_has_one_name_whoever_reads_the_score() {
-        // RESP2 text, RESP3 double, the integer a beat's script returned: one token.
-        let t = lapse_token("h:1:2:3", "1796285851916");
-        assert_eq!(t, "h:1:2:3|1796285851916");
-        assert_eq!(lapse_token("h:1:2:3", "1796285851916.0"), t);
-        assert_eq!(lapse_token("h:1:2:3", "1.796285851916e12"), t);
-        assert_eq!(lapse_token("x", "garbage"), "x|garbage");
+    fn a_lapse_is_named_by_its_registration() {
+        let t = lapse_token("h:1:2:3", "2026-12-03T16:00:00.123Z");
+        assert_eq!(t, "h:1:2:3|r2026-12-03T16:00:00.123Z");
+        assert_ne!(t, lapse_token("h:1:2:3", "2026-12-03T16:00:01.456Z"));
+        assert_eq!(lapse_token("x", ""), "x|r");
     }
 }

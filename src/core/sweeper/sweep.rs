@@ -8,7 +8,7 @@ use crate::core::config::Discovery;
 use crate::core::error::Result;
 use crate::core::faults;
 use crate::core::fsm::State;
-use crate::core::index::{self, IndexView};
+use crate::core::index::IndexView;
 use crate::core::registry::{parse_record, InstanceInfo};
 use crate::core::task::{Shutdown, TaskCtx};
 
@@ -91,7 +91,7 @@ pub(crate) async fn sweep(
                 if shutdown.is_requested() {
                     return Ok(None);
                 }
-                if report_loss(ctx, &r.id, &mut info, &lapse_token(&r.id, score)).await? {
+                if report_loss(ctx, &r.id, &mut info).await? {
                     st.lost.push(r.id.clone());
                 }
                 changed = true;
@@ -202,7 +202,7 @@ pub(crate) async fn sweep_overdue(
         r = ctx.registry.read_raw(&ids) => r?,
     };
     let mut lost = Vec::new();
-    for (r, (_, score)) in raw.into_iter().zip(&late) {
+    for (r, _) in raw.into_iter().zip(&late) {
         if r.hash.is_empty() || r.heartbeat_pttl >= 0 || r.heartbeat.is_some() {
             continue;
         }
@@ -212,7 +212,7 @@ pub(crate) async fn sweep_overdue(
         if info.state == State::Dead || shutdown.is_requested() {
             continue;
         }
-        if report_loss(ctx, &r.id, &mut info, &lapse_token(&r.id, score)).await? {
+        if report_loss(ctx, &r.id, &mut info).await? {
             lost.push(r.id);
         }
     }
@@ -267,8 +267,7 @@ pub(super) async fn sweep_all(
             if shutdown.is_requested() {
                 return Ok(soonest);
             }
-            let token = scan_lapse_token(ctx, &r.id, &info).await?;
-            if report_loss(ctx, &r.id, &mut info, &token).await? {
+            if report_loss(ctx, &r.id, &mut info).await? {
                 st.lost.push(r.id.clone());
             }
         } else if info.state == State::Dead {
@@ -294,20 +293,22 @@ pub(super) async fn sweep_all(
     Ok(soonest)
 }
 
-/// Flips a lost peer's record to dead by the compare-and-set with the lapse's `token` and,
-/// when this sweeper won it, makes sure its one HEARTBEAT_LOST entry exists (both sweep
-/// modes). A failure leaves the report owed in the record: the next sweep settles it. `true`
-/// when this sweeper won the compare-and-set (it declared the peer lost).
-async fn report_loss(
-    ctx: &TaskCtx,
-    id: &str,
-    info: &mut InstanceInfo,
-    token: &str,
-) -> Result<bool> {
+/// Flips a lost peer's record to dead by the compare-and-set with the lapse's token (named by
+/// the registration this sweeper read, see [`lapse_token`]) and, when this sweeper won it,
+/// makes sure its one HEARTBEAT_LOST entry exists (both sweep modes). A failure leaves the
+/// report owed in the record: the next sweep settles it. `true` when this sweeper won the
+/// compare-and-set (it declared the peer lost).
+async fn report_loss(ctx: &TaskCtx, id: &str, info: &mut InstanceInfo) -> Result<bool> {
     let registry = &ctx.registry;
     let at = iso_now();
     let dead_ttl = ctx.cfg.timing.dead_instance_ttl;
-    if let Some(prev) = registry.mark_dead(id, &at, dead_ttl, token).await? {
+    let registered_at = info.registered_at.clone();
+    let token = lapse_token(id, &registered_at);
+    let token = token.as_str();
+    if let Some(prev) = registry
+        .mark_dead(id, &at, dead_ttl, token, &registered_at)
+        .await?
+    {
         // Between the compare-and-set and the entry a reporter may stop (a crash) or pause;
         // the record's token lets any reporter settle it, and APPEND_ONCE keeps it one entry.
         faults::pause_after_mark_dead(ctx.instance_id()).await;
@@ -318,13 +319,4 @@ async fn report_loss(
         return Ok(true);
     }
     Ok(false)
-}
-
-/// Scan mode's lapse token: the deadline the index holds for `id` (beats write it in both
-/// modes), or, without one, the record's registration time (the same for every sweeper).
-async fn scan_lapse_token(ctx: &TaskCtx, id: &str, info: &InstanceInfo) -> Result<String> {
-    Ok(match index::deadline_of(&ctx.store, &ctx.keys, id).await? {
-        Some(s) => lapse_token(id, &s),
-        None => format!("{id}|r{}", info.registered_at),
-    })
 }
