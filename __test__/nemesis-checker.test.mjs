@@ -163,6 +163,28 @@ describe('nemesis checker', () => {
     assert.deepEqual(v.violations, []);
   });
 
+  test('lapses while the whole host was paused are on their own line, not mistakes (F25)', () => {
+    // The VM stopped for 4 s (the wall clock jumped; every process froze): m2-1's key expired,
+    // it reported itself and its peers heard it.
+    const paused = (withRecord) => check(doctor((h) => {
+      const i = h.findIndex((r) => r.type === 'living');
+      h.splice(i, 0,
+        ...(withRecord ? [{ t: at(8000), type: 'hostPause', from: at(4000), jumpMs: 4000 }] : []),
+        { t: at(8000), type: 'expired', target: 'm2-1' },
+        { t: at(8010), type: 'entry', id: id(8005), event: 'HEARTBEAT_LOST', target: 'm2-1', reportToken: 'tok-h', reporter: 'm2-1' },
+        ...['m0-1', 'm1-2', 'm3-1'].map((p) => ({ t: at(8020), type: 'lost', inst: p, target: 'm2-1' })));
+      h.splice(streamIdx(h, (r) => r.event === 'HEARTBEAT_LOST') + 1, 0,
+        { t: at(9500), type: 'stream', id: id(8005), event: 'HEARTBEAT_LOST', target: 'm2-1', reportToken: 'tok-h', reporter: 'm2-1' });
+    }));
+    const without = paused(false);
+    assert.equal(found(without, '2', /^mistake: m2-1's heartbeat lapsed/).length, 1, JSON.stringify(without.violations));
+    const v = paused(true);
+    assert.deepEqual(v.violations, []);
+    assert.equal(v.figures.mistakes, 0);
+    assert.deepEqual(v.figures.hostPauses, [{ from: at(4000), to: at(8000), jumpMs: 4000 }]);
+    assert.ok(v.figures.detection['host-pause'], 'the lapse is counted on a line of its own');
+  });
+
   test('an out-of-order pair', () => {
     const v = check(doctor((h) => {
       const i2 = streamIdx(h, (r) => r.seq === 2);
