@@ -337,6 +337,23 @@ describe('nemesis schedule', () => {
     assert.ok(pairs > 100, `only ${pairs} pairs of storms: the rule was not exercised`);
   });
 
+  // F26: on the cluster, seed 21 drew 6 kills 252 ms apart; a live 1 s TTL member lapsed in
+  // 2 of 6 runs (every node link of every member is re-made after each kill).
+  test('on a cluster, CLIENT KILLs are at least half the shortest TTL apart (F26)', () => {
+    let storms = 0;
+    for (const [seed, members, durationMs] of [[21, 8, 90_000], [42, 16, 600_000], [93, 8, 90_000], [7, 30, 600_000]]) {
+      const ttls = memberTtls(seed, members);
+      const floor = Math.min(...ttls) / 2;
+      for (const f of drawSchedule({ seed, durationMs, ttls, cluster: true }).filter((x) => x.kind === 'client-kill')) {
+        storms++;
+        assert.ok(f.params.everyMs >= floor, `seed ${seed}: storm #${f.id} kills every ${f.params.everyMs} ms, under ${floor}`);
+      }
+    }
+    assert.ok(storms > 20, `only ${storms} storms`);
+    const standalone = drawSchedule({ seed: 21, durationMs: 90_000, ttls: memberTtls(21, 8) }).filter((x) => x.kind === 'client-kill');
+    assert.ok(standalone.some((f) => f.params.everyMs < 500), 'standalone schedules keep their tighter storms');
+  });
+
   test('options: --minutes/--seconds, --members below 4 refused', () => {
     assert.equal(parseArgs(['--minutes', '10', '--seed', '42', '--cluster', '--members', '30']).durationMs, 600_000);
     assert.equal(parseArgs(['--seconds', '90']).durationMs, 90_000);

@@ -108,7 +108,7 @@ export async function runNemesis(o, log = console.log) {
   };
 
   const ttls = memberTtls(o.seed, o.members);
-  const schedule = drawSchedule({ seed: o.seed, durationMs: o.durationMs, ttls });
+  const schedule = drawSchedule({ seed: o.seed, durationMs: o.durationMs, ttls, cluster: o.cluster });
   const activityReplicas = addonHasActivityReplicas();
   const idempotency = await addonHasIdempotencyKey();
   const world = new World({
