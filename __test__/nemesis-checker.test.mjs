@@ -185,6 +185,29 @@ describe('nemesis checker', () => {
     assert.ok(v.figures.detection['host-pause'], 'the lapse is counted on a line of its own');
   });
 
+  test('a failed start is no lapse, and a lapse fault on a member already dead owes no expiry (F27)', () => {
+    const failedStart = (withRecord) => check(doctor((h) => {
+      const i = h.findIndex((r) => r.type === 'living');
+      h.splice(i, 0,
+        { t: at(5000), type: 'spawn', inst: 'm2-2', slot: 2, ttl: 1000 },
+        ...(withRecord ? [{ t: at(5200), type: 'startFailed', inst: 'm2-2', code: 'ERR_PERSEUS_REDIS' }] : []),
+        { t: at(5210), type: 'exit', inst: 'm2-2', code: 0, signal: null, expected: 'startFailed' },
+        { t: at(6300), type: 'expired', target: 'm2-2' });
+    }));
+    assert.equal(found(failedStart(false), '1', /^missing report: m2-2/).length, 1);
+    assert.deepEqual(found(failedStart(true), '1', /m2-2/), []);
+    const deadThenKilled = (dead) => check(doctor((h) => {
+      const i = h.findIndex((r) => r.type === 'living');
+      h.splice(i, 0,
+        ...(dead ? [{ t: at(4000), type: 'state', inst: 'm3-1', from: 'running', to: 'dead', event: 'HEARTBEAT_LOST' }] : []),
+        { t: at(4500), type: 'fault', fault: 9, kind: 'kill', phase: 'start', targets: ['m3-1'] },
+        { t: at(4501), type: 'exit', inst: 'm3-1', code: null, signal: 'SIGKILL', expected: 'killed' },
+        { t: at(8500), type: 'fault', fault: 9, kind: 'kill', phase: 'end', restarted: [] });
+    }));
+    assert.equal(found(deadThenKilled(false), 'H', /fault #9 kill on m3-1 made no heartbeat key expire/).length, 1);
+    assert.deepEqual(found(deadThenKilled(true), 'H', /fault #9/), []);
+  });
+
   test('an out-of-order pair', () => {
     const v = check(doctor((h) => {
       const i2 = streamIdx(h, (r) => r.seq === 2);

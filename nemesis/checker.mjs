@@ -152,12 +152,15 @@ export function check(history) {
     .filter((x) => x.event === 'REGISTERED' && idMs(x.id) < te).at(-1);
   const lapses = []; // { target, t, entries: [], cause, reg }
   const lateExpiries = [];
+  // An incarnation whose start failed never ran: its key (the first step of a registration)
+  // expiring is no lapse, and nothing is owed for it (F27).
+  const neverRan = new Set(m.startFailed.map((r) => r.inst));
   for (const [target, exps] of expBy) {
     for (const e of exps.sort((a, b) => a.t - b.t)) {
       const before = (lifecycle.get(target) ?? []).filter((x) => idMs(x.id) < e.t - EPS_MS).at(-1);
       const reg = registeredBefore(target, e.t - REG_EPS_MS);
       const again = lapses.some((l) => l.target === target && l.reg === reg);
-      if ((before && before.event !== 'REGISTERED') || again) lateExpiries.push(e);
+      if ((before && before.event !== 'REGISTERED') || again || neverRan.has(target)) lateExpiries.push(e);
       else lapses.push({ target, t: e.t, entries: [], cause: null, reg });
     }
   }
@@ -220,9 +223,14 @@ export function check(history) {
     v('2', `mistake: ${l.target}'s heartbeat lapsed at ${l.t} under no lapse fault (${near.map((f) => `#${f.id} ${f.kind}`).join(', ') || 'no fault at all'})${l.entries.length ? ', and it was reported lost' : ''}`, l.t, { target: l.target });
   }
 
-  // Faults that must cause a lapse did.
+  // Faults that must cause a lapse did, on members that were running when they struck: one
+  // already dead (it lapsed and had not registered again) or whose start failed has no key to
+  // lose (F27).
+  const runningAt = (id, t) => !neverRan.has(id)
+    && (m.states.get(id) ?? []).filter((r) => r.t <= t).at(-1)?.to !== 'dead';
   for (const f of faultList.filter((x) => LAPSE_KINDS.has(x.kind))) {
     for (const target of f.targets) {
+      if (!runningAt(target, f.start)) continue;
       const ttl = ttlOf(target);
       const hit = lapses.some((l) => l.target === target && l.t >= f.start - EPS_MS && l.t <= (f.end === Infinity ? Infinity : f.end + ttl + 2 * EPS_MS));
       if (!hit && m.ended) v('H', `fault #${f.id} ${f.kind} on ${target} made no heartbeat key expire`, f.start, { target, fault: f.id });
