@@ -55,6 +55,23 @@ const doctor = (edit) => {
   return h;
 };
 const streamIdx = (h, pred) => h.findIndex((r) => r.type === 'stream' && pred(r));
+/** A master failover in the history: killed at 4 s, its replica promoted at 6.5 s. */
+const failover = (h) => h.splice(h.findIndex((r) => r.type === 'begin') + 1, 0,
+  { t: at(4000), type: 'fault', fault: 2, kind: 'failover', phase: 'start' },
+  { t: at(4010), type: 'fault', fault: 2, kind: 'failover', phase: 'killed', port: 1 },
+  { t: at(6500), type: 'fault', fault: 2, kind: 'failover', phase: 'promoted', port: 2 },
+  { t: at(8000), type: 'fault', fault: 2, kind: 'failover', phase: 'end' });
+/**
+ * The verdict when m1-1, which lapsed (killed, expired at 1.9 s, reported at 2.1 s), registered
+ * again at `registeredMs` and lost its key with a dead master at 5.5 s: no expiry of that
+ * registration is on record.
+ */
+const rejoinedThenLostWithMaster = (registeredMs) => check(doctor((h) => {
+  failover(h);
+  h.splice(streamIdx(h, (r) => r.event === 'HEARTBEAT_LOST') + 1, 0,
+    { t: at(9500), type: 'stream', id: id(registeredMs), event: 'REGISTERED', target: 'm1-1' },
+    { t: at(9500), type: 'stream', id: id(5500), event: 'HEARTBEAT_LOST', target: 'm1-1', reportToken: 'tok-3', reporter: 'm1-1' });
+}));
 /** The violations of one check whose message matches `re`. */
 const found = (verdict, checkNo, re) => verdict.violations.filter((v) => v.check === checkNo && re.test(v.message));
 
@@ -97,11 +114,7 @@ describe('nemesis checker', () => {
 
   test('a self-declared loss with no expiry while a master was down is the failover\'s, not a false loss; outside the window it is one', () => {
     const withFailover = (entryMs) => check(doctor((h) => {
-      h.splice(h.findIndex((r) => r.type === 'begin') + 1, 0,
-        { t: at(4000), type: 'fault', fault: 2, kind: 'failover', phase: 'start' },
-        { t: at(4010), type: 'fault', fault: 2, kind: 'failover', phase: 'killed', port: 1 },
-        { t: at(6500), type: 'fault', fault: 2, kind: 'failover', phase: 'promoted', port: 2 },
-        { t: at(8000), type: 'fault', fault: 2, kind: 'failover', phase: 'end' });
+      failover(h);
       h.splice(streamIdx(h, (r) => r.event === 'HEARTBEAT_LOST') + 1, 0,
         { t: at(9500), type: 'stream', id: id(entryMs), event: 'HEARTBEAT_LOST', target: 'm2-1', reportToken: 'tok-2', reporter: 'm2-1' });
     }));
@@ -115,38 +128,14 @@ describe('nemesis checker', () => {
   });
 
   test('a lapse belongs to one registration: a member that rejoined and was lost while a master was down is not a doubled report (F19)', () => {
-    const v = check(doctor((h) => {
-      h.splice(h.findIndex((r) => r.type === 'begin') + 1, 0,
-        { t: at(4000), type: 'fault', fault: 2, kind: 'failover', phase: 'start' },
-        { t: at(4010), type: 'fault', fault: 2, kind: 'failover', phase: 'killed', port: 1 },
-        { t: at(6500), type: 'fault', fault: 2, kind: 'failover', phase: 'promoted', port: 2 },
-        { t: at(8000), type: 'fault', fault: 2, kind: 'failover', phase: 'end' });
-      const i = streamIdx(h, (r) => r.event === 'HEARTBEAT_LOST') + 1;
-      // m1-1 lapsed (killed, expired at 1.9 s, reported at 2.1 s), registered again at 3 s, and
-      // lost its key with a dead master at 5.5 s: no expiry of that registration is on record.
-      h.splice(i, 0,
-        { t: at(9500), type: 'stream', id: id(3000), event: 'REGISTERED', target: 'm1-1' },
-        { t: at(9500), type: 'stream', id: id(5500), event: 'HEARTBEAT_LOST', target: 'm1-1', reportToken: 'tok-3', reporter: 'm1-1' });
-    }));
+    const v = rejoinedThenLostWithMaster(3000);
     assert.equal(found(v, '1', /doubled report/).length, 0, JSON.stringify(v.violations));
     assert.equal(v.figures.reports.lostWithMaster, 1);
     assert.equal(v.figures.mistakes, 0);
   });
 
   test('an expiry belongs to the registration it ended, also when the rejoin followed within a second (F23)', () => {
-    const v = check(doctor((h) => {
-      h.splice(h.findIndex((r) => r.type === 'begin') + 1, 0,
-        { t: at(4000), type: 'fault', fault: 2, kind: 'failover', phase: 'start' },
-        { t: at(4010), type: 'fault', fault: 2, kind: 'failover', phase: 'killed', port: 1 },
-        { t: at(6500), type: 'fault', fault: 2, kind: 'failover', phase: 'promoted', port: 2 },
-        { t: at(8000), type: 'fault', fault: 2, kind: 'failover', phase: 'end' });
-      const i = streamIdx(h, (r) => r.event === 'HEARTBEAT_LOST') + 1;
-      // m1-1 expired at 1.9 s (reported at 2.1 s) and registered again at 2.5 s, 600 ms after
-      // the expiry; its key was lost with a dead master at 5.5 s.
-      h.splice(i, 0,
-        { t: at(9500), type: 'stream', id: id(2500), event: 'REGISTERED', target: 'm1-1' },
-        { t: at(9500), type: 'stream', id: id(5500), event: 'HEARTBEAT_LOST', target: 'm1-1', reportToken: 'tok-3', reporter: 'm1-1' });
-    }));
+    const v = rejoinedThenLostWithMaster(2500); // 600 ms after its expiry
     assert.equal(found(v, '1', /doubled report/).length, 0, JSON.stringify(v.violations));
     assert.equal(v.figures.reports.lostWithMaster, 1);
     assert.equal(v.figures.mistakes, 0);

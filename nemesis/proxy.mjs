@@ -9,8 +9,6 @@
 
 import net from 'node:net';
 
-import { RespError } from './resp.mjs';
-
 const HOST = '127.0.0.1';
 
 /** A group of listeners that share one fault mode (one member's view of Redis). */
@@ -84,27 +82,9 @@ export class ProxyGroup {
     this.pipes.add(pipe);
   }
 
-  /** Rewrites node addresses in one server reply value; returns null when unchanged. */
-  rewrite(value) {
-    if (value instanceof RespError) {
-      const m = /^(MOVED|ASK) (\d+) ([^:\s]+):(\d+)$/.exec(value.message);
-      if (m && this.listeners.has(Number(m[4]))) {
-        return new RespError(`${m[1]} ${m[2]} ${HOST}:${this.portFor(Number(m[4]))}`);
-      }
-      return null;
-    }
-    if (!Array.isArray(value) || value.length === 0) return null;
-    const slotsShape = value.every((r) => Array.isArray(r) && r.length >= 3
-      && typeof r[0] === 'number' && typeof r[1] === 'number'
-      && r.slice(2).every((n) => Array.isArray(n) && n.length >= 2 && Buffer.isBuffer(n[0]) && typeof n[1] === 'number'));
-    if (!slotsShape) return null;
-    let changed = false;
-    const out = value.map((r) => [r[0], r[1], ...r.slice(2).map((n) => {
-      if (!this.listeners.has(n[1])) return n;
-      changed = true;
-      return [Buffer.from(HOST), this.portFor(n[1]), ...n.slice(2)];
-    })]);
-    return changed ? out : null;
+  /** The listener's port for real port `real`, or undefined when it is not one of ours. */
+  listenerFor(real) {
+    return this.listeners.has(real) ? this.portFor(real) : undefined;
   }
 
   async close() {
@@ -125,8 +105,8 @@ const REDIRECT_RE = new RegExp(`-(MOVED|ASK) (\\d+) ${HOST_RE}:(\\d+)\r\n`, 'g')
  * Rewrites node addresses in a cluster's reply stream without decoding it (finding F20: the
  * harness decoded every reply of every member, and its one event loop stalled for seconds in
  * storms). CLUSTER SLOTS names a node as the bulk string `127.0.0.1` followed by its port as
- * an integer, -MOVED/-ASK as `127.0.0.1:<port>` on one error line; only those bytes change,
- * with the same meaning as {@link ProxyGroup#rewrite}. No other reply a member reads has an
+ * an integer, -MOVED/-ASK as `127.0.0.1:<port>` on one error line; only those bytes change, to
+ * the member's listener for that node. No other reply a member reads has an
  * integer right after a bulk `127.0.0.1`. Bytes that may begin an address (an unfinished line,
  * or a finished `$9` / `$9 127.0.0.1` head) wait for the next chunk, which must come: every
  * reply ends with CRLF.
@@ -177,7 +157,7 @@ class Pipe {
     this.up = { queue: [], timer: null, to: this.upstream };
     this.down = { queue: [], timer: null, to: this.client };
     this.addresses = group.cluster
-      ? new AddressRewriter((real) => (group.listeners.has(real) ? group.portFor(real) : undefined))
+      ? new AddressRewriter((real) => group.listenerFor(real))
       : null;
     client.setNoDelay(true);
     this.upstream.setNoDelay(true);

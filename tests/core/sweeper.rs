@@ -227,21 +227,9 @@ async fn list_instances_by_index_and_scan() {
     scan.close().await.unwrap();
 }
 
-/// The sweeper's compare-and-set is idempotent per call: a cluster client that re-sends it
-/// after a lost reply gets the same "won" answer (so the one HEARTBEAT_LOST entry is still
-/// written), while any other sweep loses.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mark_dead_is_idempotent_per_call() {
+/// A plain store on `server` (no credentials), to drive the registry's scripts directly.
+async fn store_on(server: &RedisServer) -> perseus_native::core::store::Store {
     use perseus_native::core::config::{ConnectionConfig, Target};
-    use perseus_native::core::registry::mark_dead;
-    use perseus_native::core::store::Store;
-
-    let server = RedisServer::start();
-    let plain = server.client();
-    let key = "perseus:instance:x";
-    let _: () = plain.q(|c| {
-        c.arg("HSET").arg(key).arg("state").arg("running");
-    });
     let cfg = ConnectionConfig {
         target: Target::Standalone(server.url()),
         username: None,
@@ -253,7 +241,25 @@ async fn mark_dead_is_idempotent_per_call() {
         credentials: None,
         client_name: None,
     };
-    let store = Store::connect(&cfg, None).await.expect("connects");
+    perseus_native::core::store::Store::connect(&cfg, None)
+        .await
+        .expect("connects")
+}
+
+/// The sweeper's compare-and-set is idempotent per call: a cluster client that re-sends it
+/// after a lost reply gets the same "won" answer (so the one HEARTBEAT_LOST entry is still
+/// written), while any other sweep loses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mark_dead_is_idempotent_per_call() {
+    use perseus_native::core::registry::mark_dead;
+
+    let server = RedisServer::start();
+    let plain = server.client();
+    let key = "perseus:instance:x";
+    let _: () = plain.q(|c| {
+        c.arg("HSET").arg(key).arg("state").arg("running");
+    });
+    let store = store_on(&server).await;
     let first = mark_dead(&store, key, "t1", "60000", "sweeper-a|t1", "")
         .await
         .unwrap();
@@ -279,9 +285,7 @@ async fn mark_dead_is_idempotent_per_call() {
 /// compare-and-set flips only the registration the caller judged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mark_dead_flips_only_the_registration_it_judged() {
-    use perseus_native::core::config::{ConnectionConfig, Target};
     use perseus_native::core::registry::mark_dead;
-    use perseus_native::core::store::Store;
 
     let server = RedisServer::start();
     let plain = server.client();
@@ -294,18 +298,7 @@ async fn mark_dead_flips_only_the_registration_it_judged() {
             .arg("registeredAt")
             .arg("2026-12-03T10:00:02.000Z");
     });
-    let cfg = ConnectionConfig {
-        target: Target::Standalone(server.url()),
-        username: None,
-        password: None,
-        tls_ca_cert: None,
-        tls_insecure: false,
-        connect_timeout: ms(2000),
-        command_timeout: ms(2000),
-        credentials: None,
-        client_name: None,
-    };
-    let store = Store::connect(&cfg, None).await.expect("connects");
+    let store = store_on(&server).await;
     let stale = mark_dead(
         &store,
         key,

@@ -42,14 +42,10 @@ impl Store {
         });
     }
 
-    /// After an answer about `slot` (cluster): that slot's timeouts start over.
-    pub(super) fn slot_answered(&self, slot: Option<u16>) {
-        if let Some(slot) = slot {
-            self.slot_strikes().remove(&slot);
-        }
-    }
-
-    fn slot_strikes(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u16, u32>> {
+    /// Cluster: the timeouts in a row per key slot.
+    pub(super) fn slot_strikes(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u16, u32>> {
         self.inner
             .slot_strikes
             .lock()

@@ -52,8 +52,7 @@ impl Store {
             };
             let (err, retryable) = match attempt.await {
                 Ok(v) => {
-                    self.set_connected(true, None);
-                    self.slot_answered(cmd.slot());
+                    self.answered(cmd.slot());
                     return Ok(v);
                 }
                 Err(e) => {
@@ -130,8 +129,7 @@ impl Store {
                 tokio::time::timeout(remaining, conn.req_packed_commands(sending, 0, todo.len()));
             let err = match sent.await {
                 Ok(Ok(values)) => {
-                    self.set_connected(true, None);
-                    self.slot_answered(slot);
+                    self.answered(slot);
                     let mut again = Vec::new();
                     for (&i, v) in todo.iter().zip(values) {
                         let not_run = matches!(&v, Value::ServerError(se) if was_not_run(&RedisError::from(se.clone())));
@@ -201,7 +199,7 @@ impl Store {
         let timeout = self.inner.response_timeout + Duration::from_millis(50);
         let failed = match self.inner.direct.write_once(packed, n, timeout).await {
             Ok(replies) => {
-                self.answered();
+                self.answered(None);
                 return Some(
                     replies
                         .into_iter()

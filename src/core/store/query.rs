@@ -211,8 +211,7 @@ impl Store {
         let limit = self.inner.response_timeout + Duration::from_millis(50);
         match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => {
-                self.answered();
-                self.slot_answered(slot);
+                self.answered(slot);
                 Ok(v)
             }
             Ok(Err(e)) => {
@@ -240,9 +239,13 @@ impl Store {
         ))
     }
 
-    /// After Redis answered: the link is up, and the timeouts in a row start over.
-    pub(super) fn answered(&self) {
+    /// After Redis answered (about `slot`, on a cluster): the link is up, and the timeouts in
+    /// a row start over.
+    pub(super) fn answered(&self, slot: Option<u16>) {
         self.inner.strikes.store(0, Ordering::Relaxed);
+        if let Some(slot) = slot {
+            self.slot_strikes().remove(&slot);
+        }
         self.set_connected(true, None);
     }
 

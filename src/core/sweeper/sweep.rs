@@ -168,9 +168,9 @@ pub(crate) async fn sweep(
 /// its deadline: inside TTL + 2 sweeps.
 pub(super) const LATE_MARGIN_MS: u64 = 50;
 
-/// The members of a contender's `view` that the lease holder is late with: due more than half
-/// a sweep interval (+ [`LATE_MARGIN_MS`]) ago, on the index node's clock.
-pub(super) fn overdue(view: &IndexView, sweep_interval_ms: u64) -> Vec<(String, String)> {
+/// The ids of the members of a contender's `view` that the lease holder is late with: due more
+/// than half a sweep interval (+ [`LATE_MARGIN_MS`]) ago, on the index node's clock.
+pub(super) fn overdue(view: &IndexView, sweep_interval_ms: u64) -> Vec<String> {
     let late_before = view
         .now
         .saturating_sub(sweep_interval_ms / 2 + LATE_MARGIN_MS);
@@ -181,7 +181,7 @@ pub(super) fn overdue(view: &IndexView, sweep_interval_ms: u64) -> Vec<(String, 
                 .parse::<f64>()
                 .is_ok_and(|d| d >= 0.0 && (d as u64) < late_before)
         })
-        .cloned()
+        .map(|(id, _)| id.clone())
         .collect()
 }
 
@@ -192,17 +192,16 @@ pub(super) fn overdue(view: &IndexView, sweep_interval_ms: u64) -> Vec<(String, 
 /// late holder only delays them. Returns the ids this process declared lost.
 pub(crate) async fn sweep_overdue(
     ctx: &TaskCtx,
-    late: Vec<(String, String)>,
+    ids: Vec<String>,
     shutdown: &mut Shutdown,
 ) -> Result<Vec<String>> {
-    let ids: Vec<String> = late.iter().map(|(id, _)| id.clone()).collect();
     let raw = tokio::select! {
         biased;
         _ = shutdown.requested() => return Ok(Vec::new()),
         r = ctx.registry.read_raw(&ids) => r?,
     };
     let mut lost = Vec::new();
-    for (r, _) in raw.into_iter().zip(&late) {
+    for r in raw {
         if r.hash.is_empty() || r.heartbeat_pttl >= 0 || r.heartbeat.is_some() {
             continue;
         }
